@@ -1,0 +1,182 @@
+"""String specifications such as ``"Adam(lr=0.001)"``: formatting, safe parsing and registries.
+
+Activations, initializers, optimizers and schedulers are :class:`Spec` objects. Each has a string form
+``Name(key=value, ...)`` that parses back to an equal object. Parsing reads the text with :mod:`ast` and
+accepts only a call of a registered name with keyword arguments whose values are literals or further
+such calls; nothing in the text is ever executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Registry", "Spec", "format_spec", "parse_spec"]
+
+T = TypeVar("T", bound="Spec")
+
+
+class Spec:
+    """Base class of objects with a ``Name(key=value, ...)`` string form.
+
+    Subclasses keep their constructor arguments as attributes of the same names and list those names
+    in ``_spec_fields``; ``str``, ``==`` and :attr:`hyperparameters` follow from that.
+    """
+
+    _spec_fields: tuple[str, ...] = ()
+
+    def spec_params(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this object."""
+        return {name: getattr(self, name) for name in self._spec_fields}
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """``{"id": class name, **constructor arguments}``, nested specs as strings (JSON-friendly)."""
+        params = {k: str(v) if isinstance(v, Spec) else v for k, v in self.spec_params().items()}
+        return {"id": type(self).__name__, **params}
+
+    def __str__(self) -> str:
+        return format_spec(type(self).__name__, self.spec_params())
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.spec_params() == other.spec_params()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def format_spec(name: str, params: Mapping[str, Any]) -> str:
+    """``Name`` when there are no parameters, else ``Name(k=repr(v), ...)``; nested specs by ``str``."""
+    if not params:
+        return name
+    parts = [f"{k}={v}" if isinstance(v, Spec) else f"{k}={v!r}" for k, v in params.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
+    """Split ``"Name(k=v, ...)"`` into ``("Name", {"k": v, ...})`` without executing anything.
+
+    Values must be Python literals (numbers, strings, ``None``, booleans, tuples, lists). A nested call
+    such as ``lr_scheduler=ConstantScheduler(lr=0.1)`` is returned as its own text, for the receiving
+    constructor to parse with its registry.
+
+    Raises
+    ------
+    ValueError
+        If the text is not of that form; the message quotes it.
+    """
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        msg = f"cannot parse {kind} {text!r}: expected Name or Name(key=value, ...)"
+        raise ValueError(msg) from exc
+    if isinstance(node, ast.Name):
+        return node.id, {}
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        msg = f"cannot parse {kind} {text!r}: expected Name or Name(key=value, ...)"
+        raise ValueError(msg)
+    if node.args:
+        msg = f"cannot parse {kind} {text!r}: give the arguments as key=value"
+        raise ValueError(msg)
+    kwargs: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            msg = f"cannot parse {kind} {text!r}: '**' is not allowed"
+            raise ValueError(msg)
+        kwargs[kw.arg] = _literal(kw.value, text, kind)
+    return node.func.id, kwargs
+
+
+def _literal(node: ast.expr, text: str, kind: str) -> Any:
+    if isinstance(node, ast.Call):
+        return ast.unparse(node)
+    try:
+        return ast.literal_eval(node)
+    except ValueError as exc:
+        msg = f"cannot parse {kind} {text!r}: {ast.unparse(node)!r} is not a literal value"
+        raise ValueError(msg) from exc
+
+
+def _normalize(name: str) -> str:
+    return name.replace("_", "").replace(" ", "").replace("-", "").lower()
+
+
+class Registry(Generic[T]):
+    """Turns ``None``, a name, a spec string, a dict or an object into an object of one family.
+
+    Parameters
+    ----------
+    kind : str
+        What the family is called in error messages (``"activation"``, ``"optimizer"`` ...).
+    base : type
+        The family's base class; objects of it pass through :meth:`get`.
+    """
+
+    def __init__(self, kind: str, base: type[T]) -> None:
+        self.kind = kind
+        self.base = base
+        self._entries: dict[str, Callable[..., T]] = {}
+        self._names: list[str] = []
+
+    def register(self, cls: type[T], *aliases: str) -> type[T]:
+        """Register ``cls`` under its class name and any aliases (matched ignoring case and ``_``)."""
+        for name in (cls.__name__, *aliases):
+            self._entries[_normalize(name)] = cls
+        self._names.append(cls.__name__)
+        return cls
+
+    @property
+    def names(self) -> list[str]:
+        """The registered class names."""
+        return list(self._names)
+
+    def lookup(self, name: str) -> Callable[..., T]:
+        """The constructor registered as ``name``; a ``ValueError`` lists the choices otherwise."""
+        try:
+            return self._entries[_normalize(name)]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(name, self._names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        msg = f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self._names)}"
+        raise ValueError(msg)
+
+    def build(self, name: str, params: Mapping[str, Any]) -> T:
+        """Construct ``name(**params)``, turning a bad argument into a clear ``ValueError``."""
+        cls = self.lookup(name)
+        try:
+            return cls(**params)
+        except TypeError as exc:
+            msg = f"cannot build {self.kind} {name}({format_spec('', params)[1:-1] if params else ''}): {exc}"
+            raise ValueError(msg) from exc
+
+    def get(self, spec: Any, default: Callable[[], T] | None = None) -> T:
+        """Resolve ``spec``: ``None`` (the default), an object, a name or spec string, or a dict.
+
+        A dict is ``{"id": name, **params}`` (what :attr:`Spec.hyperparameters` gives) or numpy-ml's
+        optimizer summary ``{"hyperparameters": {...}, "cache": {...}}``.
+        """
+        if spec is None:
+            if default is None:
+                msg = f"expected a {self.kind}, got None"
+                raise ValueError(msg)
+            return default()
+        if isinstance(spec, self.base):
+            return spec
+        if isinstance(spec, str):
+            name, params = parse_spec(spec, self.kind)
+            return self.build(name, params)
+        if isinstance(spec, Mapping):
+            entry = dict(spec.get("hyperparameters", spec))
+            name = entry.pop("id", None)
+            if not isinstance(name, str):
+                msg = f"a {self.kind} dict needs an 'id' naming the {self.kind}, got {dict(spec)!r}"
+                raise ValueError(msg)
+            return self.build(name, entry)
+        msg = (f"expected a {self.kind} as None, a string, a dict or a {self.base.__name__}, "
+               f"got {type(spec).__name__}")
+        raise TypeError(msg)

@@ -1,0 +1,1 @@
+"""Array API building blocks shared by the layers: special functions and other helpers."""

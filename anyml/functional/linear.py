@@ -1,0 +1,48 @@
+"""Affine maps: :math:`Z = XW + b`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyml.backend import namespace_of
+
+__all__ = ["linear_backward", "linear_forward"]
+
+Array = Any
+
+
+def linear_forward(X: Array, W: Array, b: Array, xp: Any = None) -> tuple[Array, tuple[Array, Array]]:
+    r"""Compute :math:`Z = XW + b`.
+
+    Parameters
+    ----------
+    X : array of shape (n_ex, n_in)
+    W : array of shape (n_in, n_out)
+    b : array of shape (n_out,)
+
+    Returns
+    -------
+    Z : array of shape (n_ex, n_out)
+    cache : tuple
+        ``(X, W)``, what :func:`linear_backward` needs.
+    """
+    xp = namespace_of(X) if xp is None else xp
+    return xp.matmul(X, W) + b, (X, W)
+
+
+def linear_backward(dZ: Array, cache: tuple[Array, Array], xp: Any = None) -> tuple[Array, Array, Array]:
+    r"""Gradients of :math:`Z = XW + b`.
+
+    .. math::
+
+        \frac{\partial L}{\partial X} = \frac{\partial L}{\partial Z} W^\top, \quad
+        \frac{\partial L}{\partial W} = X^\top \frac{\partial L}{\partial Z}, \quad
+        \frac{\partial L}{\partial b} = \sum_{\text{examples}} \frac{\partial L}{\partial Z}
+
+    Returns
+    -------
+    dX, dW, db : arrays shaped like X, W and b
+    """
+    xp = namespace_of(dZ) if xp is None else xp
+    X, W = cache
+    return xp.matmul(dZ, xp.matrix_transpose(W)), xp.matmul(xp.matrix_transpose(X), dZ), xp.sum(dZ, axis=0)

@@ -1,0 +1,317 @@
+"""``LayerBase``: what every layer shares (parameters, gradients, caches, optimizer, summary, moves)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from anyml.activations import get_activation
+from anyml.backend import Backend, resolve_backend, to_numpy
+from anyml.optimizers import Optimizer, get_optimizer
+
+__all__ = ["LayerBase"]
+
+Array = Any
+
+#: Keys of a summary or hyperparameter dict that describe the layer but are not settable.
+_DESCRIPTIVE_KEYS = frozenset({"layer", "id", "wrappers"})
+
+
+class LayerBase:
+    """Base class of all layers.
+
+    A layer holds its trainable ``parameters`` and their accumulated ``gradients`` on one
+    :class:`~anyml.backend.Backend`, chosen when the layer is built (``backend=`` or the current one).
+
+    Each ``forward(..., retain_derived=True)`` pushes what the backward pass needs onto a stack, and
+    each ``backward`` pops the most recent entry, returns the gradient for that call's input(s) and adds
+    the parameter gradients into :attr:`gradients`. A layer applied twice (weight sharing) is therefore
+    backpropagated by two ``backward`` calls in reverse order, and ``backward`` returns the same type
+    however many forwards came before (numpy-ml switches between an array and a list).
+
+    A frozen layer (:meth:`freeze`) keeps its parameters but still passes gradients to its input.
+
+    Parameters
+    ----------
+    optimizer : str, dict, Optimizer or None
+        The update rule used by :meth:`update`; ``None`` means ``SGD()``. An optimizer object is copied,
+        since each layer keeps its own optimizer state.
+    backend : str or Backend, optional
+        Where the parameters live; default :func:`anyml.get_backend`.
+    """
+
+    #: Names of the parameters that the optimizer updates; the others in ``parameters`` are state.
+    _trainable_names: tuple[str, ...] = ()
+
+    def __init__(self, optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
+        self.backend = resolve_backend(backend)
+        self.xp = self.backend.xp
+        self.optimizer: Optimizer = get_optimizer(optimizer)
+        self.trainable = True
+        self.training = True
+        self.parameters: dict[str, Array] = {}
+        self.gradients: dict[str, Array] = {}
+        self._caches: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ the seed API
+    def forward(self, X: Any, retain_derived: bool = True) -> Array:
+        """Compute the layer output; see the subclass."""
+        raise NotImplementedError
+
+    def backward(self, dLdy: Any, retain_grads: bool = True) -> Any:
+        """Backpropagate the gradient of the loss wrt. the output; see the subclass."""
+        raise NotImplementedError
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The layer's configuration: ``layer`` (its class name), its settings and its optimizer."""
+        return {
+            "layer": type(self).__name__,
+            **self._config(),
+            "optimizer": {
+                "cache": self.optimizer_cache_host(),
+                "hyperparameters": self.optimizer.hyperparameters,
+            },
+        }
+
+    def _config(self) -> dict[str, Any]:
+        """The layer-specific hyperparameters (JSON-friendly values)."""
+        return {}
+
+    @property
+    def derived_variables(self) -> dict[str, list[Array]]:
+        """What the retained forward passes computed, by name, oldest first (read-only view)."""
+        out: dict[str, list[Array]] = {}
+        for cache in self._caches:
+            for key, value in cache.items():
+                if key != "X" and not key.startswith("_"):
+                    out.setdefault(key, []).append(value)
+        return out
+
+    @property
+    def X(self) -> list[Any]:
+        """The inputs of the retained forward passes, oldest first."""
+        return [cache["X"] for cache in self._caches if "X" in cache]
+
+    @property
+    def is_initialized(self) -> bool:
+        """Whether every parameter exists (layers with lazy shapes create them at the first forward)."""
+        return all(name in self.parameters for name in self._param_shapes())
+
+    def freeze(self) -> None:
+        """Stop updating the parameters; the layer still passes gradients back to its input."""
+        self.trainable = False
+
+    def unfreeze(self) -> None:
+        """Resume updating the parameters."""
+        self.trainable = True
+
+    def train(self, mode: bool = True) -> LayerBase:
+        """Switch to training (``mode=True``) or inference behaviour; return the layer.
+
+        Only layers that behave differently in inference (batch normalization, dropout) look at
+        :attr:`training`; a model container switches all its layers at once.
+        """
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> LayerBase:
+        """Switch to inference behaviour (same as ``train(False)``); return the layer."""
+        return self.train(False)
+
+    def flush_gradients(self) -> None:
+        """Zero the accumulated gradients and drop every retained forward pass."""
+        self._caches.clear()
+        for name, grad in self.gradients.items():
+            self.gradients[name] = self.xp.zeros_like(grad)
+
+    def update(self, cur_loss: float | None = None) -> None:
+        """Apply the optimizer to every trainable parameter, then :meth:`flush_gradients`.
+
+        Raises
+        ------
+        FloatingPointError
+            If a parameter holds NaN or infinity after the update (the message names it).
+        """
+        if self.trainable and self.gradients:
+            for name, grad in self.gradients.items():
+                self.parameters[name] = self.optimizer(self.parameters[name], grad, name, cur_loss)
+            self.optimizer.step()
+            self._check_finite(list(self.gradients))
+        self.flush_gradients()
+
+    def _check_finite(self, names: list[str]) -> None:
+        xp = self.xp
+        flags = [xp.all(xp.isfinite(self.parameters[name])) for name in names]
+        ok = flags[0]
+        for flag in flags[1:]:
+            ok = ok & flag
+        if bool(ok):
+            return
+        bad = [name for name, flag in zip(names, flags, strict=True) if not bool(flag)]
+        msg = (f"{type(self).__name__}: parameter(s) {bad} hold NaN or inf after the update; lower "
+               f"the learning rate, clip the gradients (clip_norm=...) or check the loss")
+        raise FloatingPointError(msg)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"layer", "parameters", "hyperparameters"}`` with the parameters as NumPy host copies."""
+        return {
+            "layer": type(self).__name__,
+            "parameters": {name: to_numpy(value).copy() for name, value in self.parameters.items()},
+            "hyperparameters": self.hyperparameters,
+        }
+
+    def set_params(self, summary_dict: Mapping[str, Any]) -> LayerBase:
+        """Set parameters and hyperparameters from a :meth:`summary`-style dict; return the layer.
+
+        Accepts the nested form ``{"parameters": {...}, "hyperparameters": {...}}`` or a flat dict.
+        Parameter values may be arrays of any backend, host arrays or nested lists; they are reshaped
+        to the layer's layout when only singleton axes differ (numpy-ml keeps biases as ``(1, n)``).
+        Keys the summary does not mention keep their current values.
+
+        Raises
+        ------
+        ValueError
+            On an unknown key, a summary of another layer class, or a parameter of the wrong size.
+        """
+        flat: dict[str, Any] = {}
+        for key, value in summary_dict.items():
+            if key in ("parameters", "hyperparameters") and isinstance(value, Mapping):
+                flat.update(value)
+            else:
+                flat[key] = value
+        name = type(self).__name__
+        if flat.get("layer", name) != name:
+            msg = f"{name}.set_params: the summary describes a {flat['layer']!r} layer"
+            raise ValueError(msg)
+        known_hp = set(self._config()) | {"optimizer"}
+        params = {}
+        for key, value in flat.items():
+            if key in _DESCRIPTIVE_KEYS:
+                continue
+            if key in self._param_shapes() or key in self.parameters:
+                params[key] = value
+            elif key == "optimizer":
+                self._set_optimizer(value)
+            elif key in known_hp:
+                self._set_hyperparameter(key, value)
+            else:
+                msg = f"{name}.set_params: unknown key {key!r}; expected one of {sorted(known_hp)}"
+                raise ValueError(msg)
+        for key, value in params.items():
+            self._load_param(key, value)
+        return self
+
+    def _set_hyperparameter(self, key: str, value: Any) -> None:
+        """Set one hyperparameter from a summary value; layers with derived state override this."""
+        if key == "act_fn":
+            value = get_activation(value)
+        setattr(self, key, value)
+
+    def _set_optimizer(self, value: Any) -> None:
+        self.optimizer = get_optimizer(value)
+        cache = value.get("cache") if isinstance(value, Mapping) else None
+        if cache:
+            self.optimizer.load_cache(cache, self.backend.asarray)
+
+    def _load_param(self, key: str, value: Any) -> None:
+        host = to_numpy(value)
+        expected = self._param_shapes().get(key)
+        if expected is None or any(dim is None for dim in expected):
+            self._infer_from_param(key, host.shape)
+            expected = self._param_shapes().get(key, host.shape)
+        expected = tuple(int(dim) for dim in expected)  # type: ignore[arg-type]
+        if host.size != _prod(expected):
+            msg = (f"{type(self).__name__}.set_params: parameter {key!r} should have shape "
+                   f"{expected}, got {host.shape}")
+            raise ValueError(msg)
+        self.parameters[key] = self.backend.from_host(host.reshape(expected))
+        if key in self._trainable_names:
+            self.gradients[key] = self.xp.zeros_like(self.parameters[key])
+
+    def _param_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """Each parameter's shape from the hyperparameters (``None`` where not yet known)."""
+        return {}
+
+    def _infer_from_param(self, key: str, shape: tuple[int, ...]) -> None:
+        """Learn sizes not yet known (such as ``n_in``) from a parameter being loaded."""
+
+    def optimizer_cache_host(self) -> dict[str, Any]:
+        """The optimizer state as NumPy host copies."""
+        return {name: {k: to_numpy(v).copy() if hasattr(v, "shape") else v for k, v in state.items()}
+                for name, state in self.optimizer.cache.items()}
+
+    # ------------------------------------------------------------------ beyond the seed
+    def to(self, backend: str | Backend) -> LayerBase:
+        """Move parameters, gradients and optimizer state to another backend; return the layer.
+
+        Retained forward passes are dropped (call :meth:`forward` again on the new backend).
+        """
+        new = resolve_backend(backend)
+        self.parameters = {k: new.asarray(v) for k, v in self.parameters.items()}
+        self.gradients = {k: new.asarray(v) for k, v in self.gradients.items()}
+        self.optimizer.map_cache(new.asarray)
+        self._caches.clear()
+        self.backend, self.xp = new, new.xp
+        return self
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _new_param(self, name: str, host_value: Any) -> None:
+        """Store a host array (or an array of this backend) as a parameter (backend dtype and device)
+        with a zero gradient."""
+        self.parameters[name] = self.backend.asarray(host_value)
+        if name in self._trainable_names:
+            self.gradients[name] = self.xp.zeros_like(self.parameters[name])
+
+    def _accumulate(self, retain_grads: bool, **grads: Array) -> None:
+        """Add parameter gradients into :attr:`gradients` (skipped when frozen or not retained)."""
+        if retain_grads and self.trainable:
+            for name, grad in grads.items():
+                self.gradients[name] += grad
+
+    def _push(self, retain_derived: bool, **cache: Any) -> None:
+        if retain_derived:
+            self._caches.append(cache)
+
+    def _pop(self, dLdy: Any = None) -> dict[str, Any]:
+        """Take the most recent retained forward pass, after checking ``dLdy`` against its output."""
+        if not self._caches:
+            msg = (f"{type(self).__name__}: backward called with no retained forward pass; call "
+                   f"forward(..., retain_derived=True) first (update() and flush_gradients() "
+                   f"drop retained passes)")
+            raise RuntimeError(msg)
+        if dLdy is not None:
+            self._check_grad(dLdy, self._caches[-1]["_shape"])
+        return self._caches.pop()
+
+    def _check_input(self, X: Any, ndim: int | None = None, shape: str = "", name: str = "X",
+                     floating: bool = True) -> None:
+        """Raise a clear error unless ``X`` is a float array of this backend with ``ndim`` axes."""
+        owner = type(self).__name__
+        self.backend.check_array(X, owner, name)
+        if ndim is not None and X.ndim != ndim:
+            msg = f"{owner}: expected {name} of shape {shape or f'with {ndim} axes'}, got {tuple(X.shape)}"
+            raise ValueError(msg)
+        if floating and X.dtype != self.backend.dtype:
+            msg = (f"{owner}: expected {name} of dtype {self.backend.dtype_name} (the backend's), got "
+                   f"{X.dtype}; convert it with backend.asarray({name})")
+            raise TypeError(msg)
+
+    def _check_grad(self, dLdy: Any, shape: tuple[int, ...], name: str = "dLdy") -> None:
+        """Raise a clear error unless the upstream gradient matches the output's shape."""
+        self._check_input(dLdy, name=name)
+        if tuple(dLdy.shape) != tuple(shape):
+            msg = (f"{type(self).__name__}: expected {name} of shape {tuple(shape)} (the output's), "
+                   f"got {tuple(dLdy.shape)}")
+            raise ValueError(msg)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for dim in shape:
+        out *= int(dim)
+    return out

@@ -1,0 +1,111 @@
+"""Dense layers: ``FullyConnected``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyml.activations import get_activation
+from anyml.backend import Backend
+from anyml.functional.linear import linear_backward, linear_forward
+from anyml.initializers import get_initializer
+from anyml.layers.base import LayerBase
+
+__all__ = ["FullyConnected"]
+
+Array = Any
+
+
+class FullyConnected(LayerBase):
+    r"""A fully connected (dense) layer, :math:`Y = f(XW + b)`.
+
+    Parameters
+    ----------
+    n_out : int
+        The number of output features.
+    act_fn : str, Activation or None
+        The elementwise output nonlinearity :math:`f`; ``None`` is the identity. Default ``None``.
+    init : str or Initializer
+        How ``W`` is drawn (``b`` starts at zero). Default ``"glorot_uniform"``.
+    optimizer : str, dict, Optimizer or None
+        The update rule of :meth:`update`; ``None`` is ``SGD()``.
+    backend : str or Backend, optional
+        Where the parameters live; default the current backend.
+
+    Notes
+    -----
+    With :math:`Z = XW + b` and upstream gradient :math:`\partial L / \partial Y`:
+
+    .. math::
+
+        \frac{\partial L}{\partial Z} = \frac{\partial L}{\partial Y} \odot f'(Z), \quad
+        \frac{\partial L}{\partial X} = \frac{\partial L}{\partial Z} W^\top, \quad
+        \frac{\partial L}{\partial W} = X^\top \frac{\partial L}{\partial Z}, \quad
+        \frac{\partial L}{\partial b} = \textstyle\sum_i \frac{\partial L}{\partial Z_i}
+
+    ``W`` has shape ``(n_in, n_out)`` and ``b`` shape ``(n_out,)``; ``n_in`` is learned from the first
+    input. (numpy-ml writes :math:`f(WX + b)`, but its arrays are laid out as here.)
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers import FullyConnected
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> layer = FullyConnected(3, act_fn="ReLU", backend=be)
+    >>> Y = layer.forward(be.rng.normal((4, 5)))
+    >>> Y.shape, layer.parameters["W"].shape
+    ((4, 3), (5, 3))
+    """
+
+    _trainable_names = ("W", "b")
+
+    def __init__(self, n_out: int, act_fn: Any = None, init: Any = "glorot_uniform",
+                 optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
+        super().__init__(optimizer, backend=backend)
+        if int(n_out) != n_out or n_out < 1:
+            msg = f"FullyConnected: n_out must be a positive integer, got {n_out!r}"
+            raise ValueError(msg)
+        self.n_out = int(n_out)
+        self.n_in: int | None = None
+        self.act_fn = get_activation(act_fn)
+        self.init = init
+        get_initializer(init)  # fail early on an unknown name
+
+    def _config(self) -> dict[str, Any]:
+        return {"init": str(self.init), "n_in": self.n_in, "n_out": self.n_out,
+                "act_fn": str(self.act_fn)}
+
+    def _param_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
+
+    def _infer_from_param(self, key: str, shape: tuple[int, ...]) -> None:
+        if key == "W" and len(shape) == 2:
+            self.n_in = int(shape[0])
+
+    def _init_params(self, n_in: int) -> None:
+        self.n_in = n_in
+        weights = get_initializer(self.init, act_fn=self.act_fn)
+        self._new_param("W", weights((n_in, self.n_out), self.backend.host_rng))
+        self._new_param("b", self.backend.xp.zeros((self.n_out,), dtype=self.backend.dtype,
+                                                   device=self.backend.device))
+
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Compute :math:`Y = f(XW + b)` for ``X`` of shape ``(n_ex, n_in)``; returns ``(n_ex, n_out)``."""
+        self._check_input(X, ndim=2, shape="(n_ex, n_in)")
+        if not self.is_initialized:
+            self._init_params(int(X.shape[1]))
+        elif X.shape[1] != self.n_in:
+            msg = f"FullyConnected: expected X of shape (n_ex, {self.n_in}), got {tuple(X.shape)}"
+            raise ValueError(msg)
+        P = self.parameters
+        Z, cache = linear_forward(X, P["W"], P["b"], xp=self.xp)
+        Y = self.act_fn(Z)
+        self._push(retain_derived, X=X, Z=Z, _linear=cache, _shape=tuple(Y.shape))
+        return Y
+
+    def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
+        """Return :math:`\\partial L/\\partial X` and accumulate the gradients of ``W`` and ``b``."""
+        cache = self._pop(dLdy)
+        dZ = self.act_fn.backward(cache["Z"], dLdy)
+        dX, dW, db = linear_backward(dZ, cache["_linear"], xp=self.xp)
+        self._accumulate(retain_grads, W=dW, b=db)
+        return dX

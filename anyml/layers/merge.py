@@ -1,0 +1,130 @@
+"""Layers that merge several inputs elementwise: ``Add`` and ``Multiply``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from anyml.activations import get_activation
+from anyml.backend import Backend
+from anyml.layers.base import LayerBase
+
+__all__ = ["Add", "Multiply"]
+
+Array = Any
+
+
+class _Merge(LayerBase):
+    """Shared input checks and bookkeeping of the elementwise merge layers."""
+
+    def __init__(self, act_fn: Any = None, optimizer: Any = None, *,
+                 backend: str | Backend | None = None) -> None:
+        super().__init__(optimizer, backend=backend)
+        self.act_fn = get_activation(act_fn)
+
+    def _config(self) -> dict[str, Any]:
+        return {"act_fn": str(self.act_fn)}
+
+    def _check_inputs(self, X: Sequence[Array]) -> list[Array]:
+        name = type(self).__name__
+        if isinstance(X, str) or not isinstance(X, Sequence) or len(X) < 1:
+            msg = (f"{name}: expected X as a list of one or more arrays of the same shape, "
+                   f"got {type(X).__name__}")
+            raise TypeError(msg)
+        arrays = list(X)
+        for i, x in enumerate(arrays):
+            self._check_input(x, name=f"X[{i}]")
+            if tuple(x.shape) != tuple(arrays[0].shape):
+                msg = (f"{name}: expected all inputs of shape {tuple(arrays[0].shape)} (that of X[0]), "
+                       f"got X[{i}] of shape {tuple(x.shape)}")
+                raise ValueError(msg)
+        return arrays
+
+    def _merge(self, arrays: list[Array]) -> Array:
+        raise NotImplementedError
+
+    def _input_grads(self, dZ: Array, arrays: list[Array]) -> list[Array]:
+        raise NotImplementedError
+
+    def forward(self, X: Sequence[Array], retain_derived: bool = True) -> Array:
+        """Merge the list ``X`` elementwise and apply the activation."""
+        arrays = self._check_inputs(X)
+        Z = self._merge(arrays)
+        Y = self.act_fn(Z)
+        self._push(retain_derived, X=arrays, Z=Z, _shape=tuple(Y.shape))
+        return Y
+
+    def backward(self, dLdY: Array, retain_grads: bool = True) -> list[Array]:
+        """Return the list of gradients wrt. each input, in input order."""
+        cache = self._pop(dLdY)
+        return self._input_grads(self.act_fn.backward(cache["Z"], dLdY), cache["X"])
+
+
+class Add(_Merge):
+    r"""The sum of its inputs through an optional activation, :math:`Y = f(\sum_i X_i)`.
+
+    Parameters
+    ----------
+    act_fn : str, Activation or None
+        The output nonlinearity; ``None`` is the identity.
+    optimizer : str, dict, Optimizer or None
+        Unused (the layer has no parameters).
+    backend : str or Backend, optional
+        Default the current backend.
+
+    Notes
+    -----
+    With :math:`Z = \sum_i X_i`, every input receives the same gradient:
+    :math:`\partial L / \partial X_i = \partial L / \partial Y \odot f'(Z)`.
+    ``forward`` takes a list of arrays of one shape; ``backward`` returns a list of gradients.
+    """
+
+    def _merge(self, arrays: list[Array]) -> Array:
+        Z = arrays[0]
+        for x in arrays[1:]:
+            Z = Z + x
+        return Z
+
+    def _input_grads(self, dZ: Array, arrays: list[Array]) -> list[Array]:
+        return [dZ] * len(arrays)
+
+
+class Multiply(_Merge):
+    r"""The elementwise product of its inputs through an optional activation,
+    :math:`Y = f(\prod_i X_i)`.
+
+    Parameters
+    ----------
+    act_fn : str, Activation or None
+        The output nonlinearity; ``None`` is the identity.
+    optimizer : str, dict, Optimizer or None
+        Unused (the layer has no parameters).
+    backend : str or Backend, optional
+        Default the current backend.
+
+    Notes
+    -----
+    With :math:`Z = \prod_i X_i`, the gradient of input :math:`i` is the upstream gradient times the
+    product of the *other* inputs:
+    :math:`\partial L / \partial X_i = \partial L / \partial Y \odot f'(Z) \odot \prod_{j \ne i} X_j`.
+    The products are built from prefix and suffix products, so a zero in one input does not turn the
+    others' gradients into NaN (as dividing :math:`Z` by :math:`X_i` would).
+    """
+
+    def _merge(self, arrays: list[Array]) -> Array:
+        Z = arrays[0]
+        for x in arrays[1:]:
+            Z = Z * x
+        return Z
+
+    def _input_grads(self, dZ: Array, arrays: list[Array]) -> list[Array]:
+        n = len(arrays)
+        prefix = [dZ]
+        for x in arrays[:-1]:
+            prefix.append(prefix[-1] * x)
+        grads: list[Array] = [dZ] * n
+        suffix = None
+        for i in range(n - 1, -1, -1):
+            grads[i] = prefix[i] if suffix is None else prefix[i] * suffix
+            suffix = arrays[i] if suffix is None else suffix * arrays[i]
+        return grads

@@ -1,0 +1,71 @@
+"""``Softmax``: the softmax nonlinearity as a layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyml.backend import Backend
+from anyml.functional.softmax import softmax_backward, softmax_forward
+from anyml.layers.base import LayerBase
+
+__all__ = ["Softmax"]
+
+Array = Any
+
+
+class Softmax(LayerBase):
+    r"""The softmax along one axis, :math:`y_i = e^{x_i} / \sum_j e^{x_j}`.
+
+    A layer rather than an activation because its Jacobian is not elementwise.
+
+    Parameters
+    ----------
+    dim : int
+        The axis along which the outputs sum to one. Default ``-1``.
+    optimizer : str, dict, Optimizer or None
+        Unused (the layer has no parameters); kept for the common signature.
+    backend : str or Backend, optional
+        Default the current backend.
+
+    Notes
+    -----
+    The input may have any number of axes (the seed documents ``(n_ex, n_in)``); ``dim`` must name one
+    of them. Backward:
+
+    .. math:: \frac{\partial L}{\partial x} = y \odot \Big(\frac{\partial L}{\partial y}
+              - \sum_k \frac{\partial L}{\partial y_k} y_k\Big)
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers import Softmax
+    >>> be = anyml.make_backend("numpy", dtype="float64")
+    >>> Softmax(backend=be).forward(be.asarray([[0.0, 0.0]]))
+    array([[0.5, 0.5]])
+    """
+
+    def __init__(self, dim: int = -1, optimizer: Any = None, *,
+                 backend: str | Backend | None = None) -> None:
+        super().__init__(optimizer, backend=backend)
+        if isinstance(dim, bool) or int(dim) != dim:
+            msg = f"Softmax: dim must be an integer, got {dim!r}"
+            raise ValueError(msg)
+        self.dim = int(dim)
+
+    def _config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
+
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Return the softmax of ``X`` along ``dim``."""
+        self._check_input(X)
+        if not -X.ndim <= self.dim < X.ndim:
+            msg = f"Softmax: dim={self.dim} is out of range for X of shape {tuple(X.shape)}"
+            raise ValueError(msg)
+        Y, cache = softmax_forward(X, axis=self.dim, xp=self.xp)
+        self._push(retain_derived, X=X, _softmax=cache, _shape=tuple(Y.shape))
+        return Y
+
+    def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
+        """Return :math:`\\partial L / \\partial X`."""
+        cache = self._pop(dLdy)
+        return softmax_backward(dLdy, cache["_softmax"], xp=self.xp)

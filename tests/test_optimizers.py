@@ -1,0 +1,339 @@
+"""Optimizers: several steps against torch.optim, clipping, state placement, schedulers, specs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import anyml
+from anyml.optimizers import (
+    OPTIMIZERS,
+    SGD,
+    AdaGrad,
+    Adam,
+    Optimizer,
+    RMSProp,
+    get_optimizer,
+)
+from anyml.schedulers import (
+    ConstantScheduler,
+    ExponentialScheduler,
+    KingScheduler,
+    NoamScheduler,
+    Scheduler,
+)
+from anyml.testing import assert_close
+
+torch = pytest.importorskip("torch")
+
+N_STEPS = 6
+SHAPES = {"W": (4, 3), "b": (3,)}
+
+# (our optimizer, a factory of the equivalent torch optimizer)
+CASES = [
+    (SGD(), lambda p: torch.optim.SGD(p, lr=0.01)),
+    (SGD(lr=0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+    (AdaGrad(), lambda p: torch.optim.Adagrad(p, lr=0.01, eps=1e-7,
+                                               initial_accumulator_value=0.0)),
+    (AdaGrad(lr=0.5, eps=1e-3), lambda p: torch.optim.Adagrad(p, lr=0.5, eps=1e-3)),
+    (RMSProp(), lambda p: torch.optim.RMSprop(p, lr=0.001, alpha=0.9, eps=1e-7)),
+    (RMSProp(lr=0.05, decay=0.5, eps=1e-4),
+     lambda p: torch.optim.RMSprop(p, lr=0.05, alpha=0.5, eps=1e-4)),
+    (Adam(), lambda p: torch.optim.Adam(p, lr=0.001, betas=(0.9, 0.999), eps=1e-7)),
+    (Adam(lr=0.02, decay1=0.5, decay2=0.8, eps=1e-5),
+     lambda p: torch.optim.Adam(p, lr=0.02, betas=(0.5, 0.8), eps=1e-5)),
+]
+IDS = [str(opt).split("(")[0] + str(i) for i, (opt, _) in enumerate(CASES)]
+
+
+def _history(seed: int = 0) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+    rng = np.random.default_rng(seed)
+    params = {k: rng.normal(size=s) for k, s in SHAPES.items()}
+    grads = [{k: rng.normal(size=s) for k, s in SHAPES.items()} for _ in range(N_STEPS)]
+    return params, grads
+
+
+def _torch_run(make, params, grads) -> list[dict[str, np.ndarray]]:
+    tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               for k, v in params.items()}
+    opt = make(list(tensors.values()))
+    out = []
+    for step_grads in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(step_grads[k], dtype=torch.float64)
+        opt.step()
+        out.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+    return out
+
+
+@pytest.mark.parametrize(("proto", "make"), CASES, ids=IDS)
+def test_matches_torch_optim(backend: anyml.Backend, proto: Optimizer, make) -> None:
+    host_params, host_grads = _history()
+    if backend.dtype_name == "float32":  # the reference starts from the same rounded values
+        host_params = {k: v.astype(np.float32).astype(np.float64) for k, v in host_params.items()}
+        host_grads = [{k: v.astype(np.float32).astype(np.float64) for k, v in g.items()}
+                      for g in host_grads]
+    expected = _torch_run(make, host_params, host_grads)
+    opt = get_optimizer(proto)
+    params = {k: backend.from_host(v) for k, v in host_params.items()}
+    for step, step_grads in enumerate(host_grads):
+        for k in params:
+            params[k] = opt(params[k], backend.from_host(step_grads[k]), k)
+        opt.step()
+        for k, value in params.items():
+            assert_close(value, expected[step][k], backend=backend,
+                         err_msg=f"{proto} step {step} param {k}")
+    assert opt.cur_step == N_STEPS
+
+
+@pytest.mark.parametrize(("proto", "make"), CASES, ids=IDS)
+def test_state_lives_with_the_parameter(backend: anyml.Backend, proto: Optimizer, make) -> None:
+    opt = get_optimizer(proto)
+    param = backend.rng.normal((4, 3))
+    new = opt(param, backend.rng.normal((4, 3)), "W")
+    assert backend.owns(new)
+    assert new.dtype == backend.dtype
+    assert tuple(new.shape) == (4, 3)
+    for state in opt.cache.values():
+        for key, value in state.items():
+            if key == "t":
+                assert value == 1
+            else:
+                assert backend.owns(value)
+                assert value.dtype == backend.dtype
+                assert tuple(value.shape) == (4, 3)
+
+
+def test_sgd_without_momentum_keeps_no_state(backend: anyml.Backend) -> None:
+    opt = SGD()
+    opt(backend.rng.normal((3,)), backend.rng.normal((3,)), "b")
+    assert opt.cache == {}
+
+
+@pytest.mark.parametrize("clip", [0.5, 100.0])
+@pytest.mark.parametrize("proto", [SGD(lr=0.1), AdaGrad(lr=0.1), RMSProp(lr=0.1), Adam(lr=0.1)],
+                         ids=str)
+def test_clipping_scales_the_gradient(backend: anyml.Backend, proto: Optimizer,
+                                      clip: float) -> None:
+    grad_host = np.array([[3.0, -4.0], [12.0, 0.0]])  # norm 13
+    param_host = np.array([[0.5, -1.0], [2.0, 0.25]])
+    scaled = grad_host * min(1.0, clip / 13.0)
+    clipped = type(proto)(**{**proto.spec_params(), "clip_norm": clip})
+    plain = type(proto)(**proto.spec_params())
+    got = clipped(backend.from_host(param_host), backend.from_host(grad_host), "W")
+    want = plain(backend.from_host(param_host), backend.from_host(scaled), "W")
+    assert_close(got, backend.to_host(want), backend=backend)
+
+
+def test_clipping_a_zero_gradient_is_silent(backend: anyml.Backend) -> None:
+    opt = SGD(clip_norm=1.0)
+    param = backend.rng.normal((3,))
+    out = opt(param, backend.from_host(np.zeros(3)), "b")
+    assert_close(out, backend.to_host(param), backend=backend)
+
+
+def test_scheduler_sets_the_rate_per_step(backend64: anyml.Backend) -> None:
+    sched = ExponentialScheduler(initial_lr=0.5, stage_length=2, decay=0.25)
+    opt = SGD(lr_scheduler=sched)
+    param = backend64.from_host(np.ones(3))
+    grad = backend64.from_host(np.full(3, 2.0))
+    expected = np.ones(3)
+    for step in range(4):
+        param = opt(param, grad, "b")
+        opt.step()
+        expected = expected - sched(step) * 2.0
+        assert_close(param, expected, backend=backend64)
+
+
+class _CountingScheduler(ConstantScheduler):
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__(lr)
+        self.calls: list[int] = []
+
+    def learning_rate(self, step, cur_loss=None):
+        self.calls.append(step)
+        return super().learning_rate(step, cur_loss)
+
+
+def test_rate_is_asked_once_per_step(backend: anyml.Backend) -> None:
+    sched = _CountingScheduler()
+    opt = Adam(lr_scheduler=sched)
+    params = {"W": backend.rng.normal((2, 2)), "b": backend.rng.normal((2,))}
+    for _ in range(3):
+        for k, p in params.items():
+            params[k] = opt(p, p, k)
+        opt.step()
+    assert opt.lr_scheduler is sched
+    assert sched.calls == [0, 1, 2]
+
+
+def test_king_scheduler_plugged_in(backend: anyml.Backend) -> None:
+    opt = SGD(lr=0.1, lr_scheduler="KingScheduler(initial_lr=0.1, patience=3, decay=0.5)")
+    params = {"W": backend.rng.normal((2, 2)), "b": backend.rng.normal((2,))}
+    for _ in range(6):
+        for k, p in params.items():
+            params[k] = opt(p, backend.xp.zeros_like(p), k, cur_loss=1.0)
+        opt.step()
+    # One loss per step reached the scheduler: the flat loss decays the rate at step 3 (after
+    # patience + 1 losses) and clears the history, which then holds the losses of steps 4 and 5.
+    # Recording a loss per parameter (two per step here) would have decayed it three times.
+    assert isinstance(opt.lr_scheduler, KingScheduler)
+    assert list(opt.lr_scheduler.history) == [1.0, 1.0]
+    assert opt.lr_scheduler.current_lr == 0.05
+    with pytest.raises(ValueError, match="cur_loss"):
+        opt(params["b"], params["b"], "b")
+
+
+def test_noam_by_name() -> None:
+    opt = get_optimizer("Adam(lr_scheduler='noam')")
+    assert opt.lr_scheduler == NoamScheduler()
+
+
+def test_default_scheduler_follows_lr() -> None:
+    assert SGD(lr=0.3).lr_scheduler == ConstantScheduler(lr=0.3)
+    assert SGD(lr=0.3, lr_scheduler="king").lr_scheduler == KingScheduler(initial_lr=0.3)
+    assert SGD(lr_scheduler={"id": "ConstantScheduler", "lr": 0.2}).lr_scheduler == \
+        ConstantScheduler(0.2)
+
+
+OBJECTS = [SGD(), SGD(lr=0.2, momentum=0.5, clip_norm=1.0), AdaGrad(), AdaGrad(lr=0.1, eps=1e-3),
+           RMSProp(), RMSProp(decay=0.5, clip_norm=2.5), Adam(),
+           Adam(lr=0.01, decay1=0.8, lr_scheduler=ExponentialScheduler(staircase=True)),
+           Adam(lr_scheduler=KingScheduler(patience=10)), SGD(lr_scheduler=NoamScheduler())]
+
+
+@pytest.mark.parametrize("opt", OBJECTS, ids=str)
+def test_string_round_trip(opt: Optimizer) -> None:
+    again = get_optimizer(str(opt))
+    assert again == opt
+    assert str(again) == str(opt)
+    assert get_optimizer(opt.hyperparameters) == opt
+
+
+def test_adam_string_form() -> None:
+    assert str(Adam()) == ("Adam(lr=0.001, decay1=0.9, decay2=0.999, eps=1e-07, clip_norm=None, "
+                           "lr_scheduler=ConstantScheduler(lr=0.001))")
+
+
+def test_every_registered_class_is_covered() -> None:
+    assert {type(o).__name__ for o in OBJECTS} == set(OPTIMIZERS.names)
+
+
+@pytest.mark.parametrize(("name", "cls"), [
+    ("sgd", SGD), ("adam", Adam), ("ADAM", Adam), ("adagrad", AdaGrad), ("rmsprop", RMSProp),
+    ("RMSProp", RMSProp),
+])
+def test_names(name: str, cls: type) -> None:
+    assert type(get_optimizer(name)) is cls
+
+
+def test_none_gives_sgd() -> None:
+    assert get_optimizer(None) == SGD()
+
+
+def test_object_is_copied_with_fresh_state(backend: anyml.Backend) -> None:
+    original = Adam(lr=0.01, lr_scheduler=KingScheduler(patience=5))
+    param = backend.rng.normal((2,))
+    original(param, param, "b", cur_loss=1.0)
+    original.step()
+    fresh = get_optimizer(original)
+    assert fresh is not original
+    assert fresh == original
+    assert fresh.cache == {}
+    assert fresh.cur_step == 0
+    assert fresh.lr_scheduler is not original.lr_scheduler
+    assert len(fresh.lr_scheduler.history) == 0
+    assert len(original.lr_scheduler.history) == 1
+    assert set(original.cache) == {"b"}
+
+
+def test_reset_clears_state(backend: anyml.Backend) -> None:
+    opt = SGD(momentum=0.5, lr_scheduler="king")
+    param = backend.rng.normal((2,))
+    opt(param, param, "b", cur_loss=1.0)
+    opt.step()
+    opt.reset()
+    assert opt.cache == {}
+    assert opt.cur_step == 0
+    assert len(opt.lr_scheduler.history) == 0
+
+
+def test_map_cache_reaches_every_array(backend: anyml.Backend) -> None:
+    opt = Adam()
+    for name in ("W", "b"):
+        p = backend.rng.normal((3,))
+        opt(p, p, name)
+    opt.map_cache(backend.to_host)
+    for state in opt.cache.values():
+        assert state["t"] == 1
+        assert isinstance(state["mean"], np.ndarray)
+        assert isinstance(state["var"], np.ndarray)
+
+
+@pytest.mark.parametrize("proto", [SGD(momentum=0.9), AdaGrad(), RMSProp(), Adam()], ids=str)
+def test_restore_from_a_numpy_ml_summary(backend64: anyml.Backend, proto: Optimizer) -> None:
+    a = get_optimizer(proto)
+    rng = np.random.default_rng(3)
+    param = backend64.from_host(rng.normal(size=4))
+    for _ in range(3):
+        param = a(param, backend64.from_host(rng.normal(size=4)), "W")
+        a.step()
+    saved = copy.deepcopy(a.cache)
+    for state in saved.values():
+        for k, v in state.items():
+            if k != "t":
+                state[k] = backend64.to_host(v)
+    if not isinstance(a, Adam):
+        # numpy-ml keeps a single state array directly under the parameter name
+        saved = {name: next(iter(state.values())) for name, state in saved.items()}
+    summary = {"cache": saved, "hyperparameters": a.hyperparameters}
+    b = get_optimizer(summary)
+    assert b == a
+    assert b.pending_cache is not None
+    b.load_cache(to_array=backend64.asarray)
+    assert b.pending_cache is None
+    grad = backend64.from_host(rng.normal(size=4))
+    assert_close(b(param, grad, "W"), backend64.to_host(a(param, grad, "W")), backend=backend64)
+
+
+def test_stateless_sgd_ignores_a_saved_cache() -> None:
+    summary = {"cache": {"W": np.ones(3)}, "hyperparameters": SGD().hyperparameters}
+    opt = get_optimizer(summary)
+    opt.load_cache()
+    assert opt.cache == {}
+    assert opt.pending_cache is None
+
+
+@pytest.mark.parametrize(("bad", "word"), [
+    (lambda: SGD(lr=-0.1), "lr"), (lambda: SGD(momentum=1.0), "momentum"),
+    (lambda: SGD(momentum=-0.1), "momentum"), (lambda: SGD(clip_norm=0.0), "clip_norm"),
+    (lambda: AdaGrad(eps=0.0), "eps"), (lambda: RMSProp(decay=1.0), "decay"),
+    (lambda: Adam(decay1=1.5), "decay1"), (lambda: Adam(decay2=-0.5), "decay2"),
+    (lambda: Adam(eps=-1e-8), "eps"), (lambda: Adam(lr="fast"), "lr"),
+    (lambda: get_optimizer("Adam(lr=-1.0)"), "lr"),
+    (lambda: get_optimizer("Adam(momentum=0.9)"), "Adam"),
+    (lambda: get_optimizer("nesterov"), "'nesterov'"),
+    (lambda: SGD(lr_scheduler="cosine"), "'cosine'"),
+])
+def test_bad_arguments(bad, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        bad()
+
+
+def test_shape_mismatch_names_the_parameter(backend: anyml.Backend) -> None:
+    with pytest.raises(ValueError, match="'W'"):
+        Adam()(backend.rng.normal((2, 3)), backend.rng.normal((3, 2)), "W")
+
+
+def test_bad_spec_type() -> None:
+    with pytest.raises(TypeError):
+        get_optimizer(0.1)
+
+
+def test_scheduler_objects_are_accepted() -> None:
+    sched = ExponentialScheduler()
+    opt = SGD(lr_scheduler=sched)
+    assert opt.lr_scheduler is sched
+    assert isinstance(opt.lr_scheduler, Scheduler)
