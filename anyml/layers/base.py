@@ -216,11 +216,12 @@ class LayerBase:
 
     def _load_param(self, key: str, value: Any) -> None:
         host = to_numpy(value)
-        expected = self._param_shapes().get(key)
-        if expected is None or any(dim is None for dim in expected):
+        declared = self._param_shapes().get(key)
+        if declared is None or None in declared:
             self._infer_from_param(key, host.shape)
-            expected = self._param_shapes().get(key, host.shape)
-        expected = tuple(int(dim) for dim in expected)  # type: ignore[arg-type]
+            declared = self._param_shapes().get(key)
+        expected = host.shape if declared is None or None in declared else tuple(
+            int(dim) for dim in declared if dim is not None)
         if host.size != _prod(expected):
             msg = (f"{type(self).__name__}.set_params: parameter {key!r} should have shape "
                    f"{expected}, got {host.shape}")
