@@ -6,6 +6,7 @@ fails when no CUDA device is visible.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -37,8 +38,14 @@ def tests(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def gpu(session: nox.Session) -> None:
-    """Run the CuPy tests; fails (does not skip) when no CUDA device is usable."""
-    _install(session, "cupy")
+    """Run the CuPy tests; fails (does not skip) when no CUDA device is usable.
+
+    ``nox -s gpu --no-venv`` uses the packages already installed (for a machine without a registry).
+    """
+    if shutil.which("nvidia-smi") is None:
+        session.error("no CUDA device is visible (nvidia-smi not found): the gpu session needs one")
+    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        _install(session, "cupy")
     session.run("python", "-m", "pytest", *session.posargs,
                 env={"ANYML_TEST_BACKENDS": "cupy", "ANYML_REQUIRE_GPU": "1"})
 

@@ -251,6 +251,9 @@ class Backend:
             return np.dtype(np.int64)
         return a.dtype
 
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work (a no-op on the CPU); for timing."""
+
     def seed(self, seed: int | None) -> None:
         """Reseed :attr:`host_rng` and :attr:`rng`."""
         self.host_rng = np.random.default_rng(seed)
@@ -406,6 +409,10 @@ class TorchBackend(Backend):
     def index_add(self, target, index, source):
         return target.index_add_(0, index, source)
 
+    def synchronize(self):
+        if self.device.type == "cuda":
+            self.module.cuda.synchronize(self.device)
+
 
 class CupyBackend(Backend):
     """CuPy on a CUDA device."""
@@ -445,6 +452,9 @@ class CupyBackend(Backend):
 
     def to_host(self, x):
         return x.get()
+
+    def synchronize(self):
+        self.device.synchronize()
 
     def index_add(self, target, index, source):
         import cupyx

@@ -1,16 +1,29 @@
 """The layers of the numpy-ml ``neural_nets.layers`` API, written against the Array API standard."""
 
+from anyml.layers.attention import DotProductAttention
 from anyml.layers.base import LayerBase
 from anyml.layers.dense import FullyConnected
+from anyml.layers.embedding import Embedding
 from anyml.layers.merge import Add, Multiply
+from anyml.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm1D, LayerNorm2D
+from anyml.layers.rbm import RBM
 from anyml.layers.shape import Flatten
 from anyml.layers.softmax import Softmax
+from anyml.layers.sparse import SparseEvolution
 
 __all__ = [
+    "RBM",
     "Add",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "DotProductAttention",
+    "Embedding",
     "Flatten",
     "FullyConnected",
     "LayerBase",
+    "LayerNorm1D",
+    "LayerNorm2D",
     "Multiply",
     "Softmax",
+    "SparseEvolution",
 ]

@@ -1,0 +1,220 @@
+"""``Embedding``: a table of learned vectors looked up by integer id."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+from anyml.backend import Backend
+from anyml.functional.embedding import (
+    POOLS,
+    embedding_backward,
+    embedding_bag_forward,
+    embedding_forward,
+)
+from anyml.initializers import get_initializer
+from anyml.layers.base import LayerBase
+
+__all__ = ["Embedding"]
+
+Array = Any
+
+
+def _positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+        msg = f"{owner}: {name} must be a positive integer, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+class Embedding(LayerBase):
+    r"""An embedding layer: row :math:`v` of ``W`` is the vector of id :math:`v`.
+
+    Parameters
+    ----------
+    n_out : int
+        The length of each embedding vector.
+    vocab_size : int
+        The number of ids; valid ids are ``0 .. vocab_size - 1``.
+    pool : {None, "sum", "mean"}
+        ``None`` returns one vector per id; ``"sum"``/``"mean"`` pool the vectors of each example into
+        one (and then accept ragged input). Default ``None``.
+    init : str or Initializer
+        How ``W`` is drawn. Default ``"glorot_uniform"``.
+    optimizer : str, dict, Optimizer or None
+        The update rule of :meth:`update`; ``None`` is ``SGD()``.
+    backend : str or Backend, optional
+        Where the parameters live; default the current backend.
+
+    Notes
+    -----
+    .. math:: Y_{i,t} = W_{x_{i,t}}, \quad Y^{\text{sum}}_i = \sum_t W_{x_{i,t}}, \quad
+              Y^{\text{mean}}_i = \frac{1}{n_i} \sum_t W_{x_{i,t}}
+
+    Backward scatters the upstream gradient to the rows that were read, summing over repeated ids:
+
+    .. math:: \frac{\partial L}{\partial W_v} = \sum_{(i,t):\, x_{i,t} = v} c_i
+              \frac{\partial L}{\partial Y_{i(,t)}}
+
+    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean). Ids are indices, so there is no
+    gradient wrt. the input and :meth:`backward` returns ``None``: the layer comes first in a network.
+
+    ``W`` (``(vocab_size, n_out)``) is created when the layer is built, since its shape is known then.
+    Ids are validated (integer dtype, within ``[0, vocab_size)``) at every call; an example of a ragged
+    batch with no ids pools to a zero vector.
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers.embedding import Embedding
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> emb = Embedding(4, vocab_size=10, pool="mean", backend=be)
+    >>> emb.forward([[1, 2, 3], [4]]).shape
+    (2, 4)
+    """
+
+    _trainable_names = ("W",)
+
+    def __init__(self, n_out: int, vocab_size: int, pool: str | None = None,
+                 init: Any = "glorot_uniform", optimizer: Any = None, *,
+                 backend: str | Backend | None = None) -> None:
+        super().__init__(optimizer, backend=backend)
+        self.n_out = _positive_int("Embedding", "n_out", n_out)
+        self.vocab_size = _positive_int("Embedding", "vocab_size", vocab_size)
+        if pool not in POOLS:
+            msg = f"Embedding: pool must be one of {POOLS}, got {pool!r}"
+            raise ValueError(msg)
+        self.pool = pool
+        self.init = init
+        get_initializer(init)  # fail early on an unknown name
+        self._init_params()
+
+    def _config(self) -> dict[str, Any]:
+        return {"init": str(self.init), "pool": self.pool, "n_out": self.n_out,
+                "vocab_size": self.vocab_size}
+
+    def _param_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"W": (self.vocab_size, self.n_out)}
+
+    def _infer_from_param(self, key: str, shape: tuple[int, ...]) -> None:
+        if key == "W" and len(shape) == 2:
+            self.vocab_size, self.n_out = (int(d) for d in shape)
+
+    def _set_hyperparameter(self, key: str, value: Any) -> None:
+        if key == "pool" and value not in POOLS:
+            msg = f"Embedding.set_params: pool must be one of {POOLS}, got {value!r}"
+            raise ValueError(msg)
+        super()._set_hyperparameter(key, value)
+
+    def _init_params(self) -> None:
+        weights = get_initializer(self.init)
+        self._new_param("W", weights((self.vocab_size, self.n_out), self.backend.host_rng))
+
+    # ------------------------------------------------------------------ ids
+    def _check_ids(self, ids: Any, name: str = "X") -> Array:
+        """Return ``ids`` as an int64 array of this backend after checking dtype and range.
+
+        Nested Python lists of ints are host data and are converted; arrays must already be on this
+        backend (as for every layer input).
+        """
+        xp = self.xp
+        if isinstance(ids, list | tuple):
+            ids = self.backend.asarray(ids)
+        else:
+            self.backend.check_array(ids, "Embedding", name)
+        if not xp.isdtype(ids.dtype, "integral"):
+            msg = (f"Embedding: expected {name} to hold integer ids, got dtype {ids.dtype}; "
+                   f"convert it with backend.asarray({name}, dtype='int64') if it holds whole "
+                   f"numbers")
+            raise TypeError(msg)
+        if _size(ids) > 0:
+            low, high = int(xp.min(ids)), int(xp.max(ids))
+            if low < 0 or high >= self.vocab_size:
+                bad = low if low < 0 else high
+                msg = (f"Embedding: ids must lie in [0, {self.vocab_size}) (vocab_size="
+                       f"{self.vocab_size}), got {bad} in {name}")
+                raise ValueError(msg)
+        return ids if ids.dtype == xp.int64 else xp.astype(ids, xp.int64)
+
+    def _ragged(self, X: Sequence[Any]) -> tuple[Array, Array, int]:
+        """Flatten a list of id sequences into flat ids and the example index of each id."""
+        flat: list[int] = []
+        segments: list[int] = []
+        for i, seq in enumerate(X):
+            if not hasattr(seq, "__len__") or getattr(seq, "ndim", 1) != 1:
+                msg = (f"Embedding: each example of a ragged X must be a 1-D sequence of ids, "
+                       f"example {i} is {seq!r}")
+                raise ValueError(msg)
+            for value in seq:
+                try:
+                    flat.append(operator.index(value))
+                except TypeError:
+                    msg = (f"Embedding: expected X to hold integer ids, example {i} holds "
+                           f"{value!r}")
+                    raise TypeError(msg) from None
+            segments.extend([i] * len(seq))
+        if not flat:
+            empty = self.xp.zeros((0,), dtype=self.xp.int64, device=self.backend.device)
+            return empty, empty, len(X)
+        return self._check_ids(flat), self.backend.asarray(segments), len(X)
+
+    # ------------------------------------------------------------------ the seed API
+    def lookup(self, ids: Any) -> Array:
+        """Return the embedding vectors of ``ids`` (shape ``(M,)``) as an ``(M, n_out)`` array."""
+        ids = self._check_ids(ids, "ids")
+        if ids.ndim != 1:
+            msg = f"Embedding: lookup expects ids of shape (M,), got {tuple(ids.shape)}"
+            raise ValueError(msg)
+        return self.xp.take(self.parameters["W"], ids, axis=0)
+
+    def forward(self, X: Any, retain_derived: bool = True) -> Array:
+        """Embed a batch of ids.
+
+        Parameters
+        ----------
+        X : integer array of shape (n_ex, n_in), or a list of n_ex id sequences
+            A list of sequences of different lengths (ragged) needs ``pool``.
+        retain_derived : bool
+            Keep what :meth:`backward` needs.
+
+        Returns
+        -------
+        Y : array of shape (n_ex, n_in, n_out), or (n_ex, n_out) when pooled
+        """
+        ragged = isinstance(X, list | tuple) and not _is_rectangular(X)
+        W = self.parameters["W"]
+        if ragged:
+            if self.pool is None:
+                msg = ("Embedding: ragged X (examples of different lengths) needs pool='sum' or "
+                       "'mean'")
+                raise ValueError(msg)
+            ids, segments, n_ex = self._ragged(X)
+            Y, cache = embedding_bag_forward(ids, segments, n_ex, W, self.pool,
+                                             self.backend.index_add, xp=self.xp)
+        else:
+            ids = self._check_ids(X)
+            if ids.ndim != 2 or (self.pool == "mean" and int(ids.shape[1]) == 0):
+                msg = f"Embedding: expected X of shape (n_ex, n_in) with n_in >= 1, got {tuple(ids.shape)}"
+                raise ValueError(msg)
+            Y, cache = embedding_forward(ids, W, self.pool, xp=self.xp)
+        self._push(retain_derived, X=X, _embedding=cache, _shape=tuple(Y.shape))
+        return Y
+
+    def backward(self, dLdy: Array, retain_grads: bool = True) -> None:
+        """Accumulate the gradient of ``W``; returns ``None`` (ids have no gradient)."""
+        cache = self._pop(dLdy)
+        dW = embedding_backward(dLdy, cache["_embedding"], self.backend.index_add, xp=self.xp)
+        self._accumulate(retain_grads, W=dW)
+
+
+def _size(x: Array) -> int:
+    out = 1
+    for dim in x.shape:
+        out *= int(dim)
+    return out
+
+
+def _is_rectangular(X: Sequence[Any]) -> bool:
+    lengths = {len(row) if hasattr(row, "__len__") else -1 for row in X}
+    return len(lengths) <= 1 and -1 not in lengths

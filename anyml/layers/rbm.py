@@ -1,0 +1,217 @@
+"""``RBM``: a restricted Boltzmann machine with Bernoulli visible and hidden units, trained by CD-k."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyml.backend import Backend
+from anyml.initializers import get_initializer
+from anyml.layers.base import LayerBase
+
+__all__ = ["RBM"]
+
+Array = Any
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+        msg = f"RBM: {name} must be a positive integer, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+class RBM(LayerBase):
+    r"""A restricted Boltzmann machine with binary (Bernoulli) visible and hidden units.
+
+    Parameters
+    ----------
+    n_out : int
+        The number of hidden units.
+    K : int
+        The number of Gibbs steps of contrastive divergence (CD-K) per gradient. Default 1.
+    init : str or Initializer
+        How ``W`` is drawn (the biases start at zero). Default ``"glorot_uniform"``.
+    optimizer : str, dict, Optimizer or None
+        The update rule of :meth:`update`; ``None`` is ``SGD()``.
+    backend : str or Backend, optional
+        Where the parameters live; default the current backend.
+
+    Notes
+    -----
+    The energy of a visible vector :math:`v` (length ``n_in``) and a hidden vector :math:`h` (length
+    ``n_out``) is :math:`E(v, h) = -v^\top W h - b_{in}^\top v - b_{out}^\top h`, so that
+
+    .. math::
+
+        p(h = 1 \mid v) = \sigma(v W + b_{out}), \qquad p(v = 1 \mid h) = \sigma(h W^\top + b_{in})
+
+    :meth:`forward` runs the chain as Hinton's practical guide recommends: from the data :math:`V`,
+    :math:`P_H = \sigma(V W + b_{out})` and a binary sample :math:`H_0 \sim P_H`; then for
+    :math:`k = 1 .. K`: :math:`P_{V'} = \sigma(H_{k-1} W^\top + b_{in})` (the visible units keep their
+    probabilities, they are not sampled), :math:`P_{H'} = \sigma(P_{V'} W + b_{out})`, and a new binary
+    sample :math:`H_k \sim P_{H'}` for every step but the last. The samples come from the backend's
+    seeded generator and are kept in :attr:`derived_variables` as ``H_samples`` (with ``p_H``,
+    ``p_V_prime`` and ``p_H_prime``), so the statistics can be recomputed.
+
+    :meth:`backward` accumulates the CD-K estimate of the negative log-likelihood gradient (negative
+    phase minus positive phase, summed over the batch), so that :meth:`update` with SGD descends:
+
+    .. math::
+
+        \Delta W = P_{V'}^\top P_{H'} - V^\top P_H, \quad
+        \Delta b_{in} = \textstyle\sum_i (P_{V'} - V)_i, \quad
+        \Delta b_{out} = \textstyle\sum_i (P_{H'} - P_H)_i
+
+    Differences from numpy-ml: the number of sampled steps follows the ``K`` given to :meth:`forward`
+    (numpy-ml looks at ``self.K`` there), :meth:`reconstruct` leaves accumulated gradients alone
+    (numpy-ml flushes them), and :meth:`forward` returns :math:`P_H`.
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers.rbm import RBM
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> rbm = RBM(3, backend=be)
+    >>> X = be.rng.bernoulli((4, 6), 0.5)
+    >>> rbm.CD_update(X)
+    >>> rbm.reconstruct(X).shape
+    (4, 6)
+    """
+
+    _trainable_names = ("W", "b_in", "b_out")
+
+    def __init__(self, n_out: int, K: int = 1, init: Any = "glorot_uniform", optimizer: Any = None,
+                 *, backend: str | Backend | None = None) -> None:
+        super().__init__(optimizer, backend=backend)
+        self.n_out = _positive_int("n_out", n_out)
+        self.K = _positive_int("K", K)
+        self.n_in: int | None = None
+        self.init = init
+        get_initializer(init)  # fail early on an unknown name
+
+    def _config(self) -> dict[str, Any]:
+        return {"init": str(self.init), "K": self.K, "n_in": self.n_in, "n_out": self.n_out}
+
+    def _param_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"W": (self.n_in, self.n_out), "b_in": (self.n_in,), "b_out": (self.n_out,)}
+
+    def _infer_from_param(self, key: str, shape: tuple[int, ...]) -> None:
+        if key == "W" and len(shape) == 2:
+            self.n_in = int(shape[0])
+        elif key == "b_in" and len(shape) >= 1:
+            self.n_in = int(shape[-1])
+
+    def _init_params(self, n_in: int) -> None:
+        self.n_in = n_in
+        weights = get_initializer(self.init)
+        self._new_param("W", weights((n_in, self.n_out), self.backend.host_rng))
+        xp, be = self.xp, self.backend
+        self._new_param("b_in", xp.zeros((n_in,), dtype=be.dtype, device=be.device))
+        self._new_param("b_out", xp.zeros((self.n_out,), dtype=be.dtype, device=be.device))
+
+    # ------------------------------------------------------------------ helpers
+    def _sigmoid(self, z: Array) -> Array:
+        xp = self.xp
+        e = xp.exp(-xp.abs(z))  # never overflows
+        return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+    def _sample(self, p: Array) -> Array:
+        u = self.backend.rng.uniform(tuple(p.shape), dtype=p.dtype)
+        return self.xp.astype(u < p, p.dtype)
+
+    def _prepare(self, V: Array) -> None:
+        self._check_input(V, ndim=2, shape="(n_ex, n_in)", name="V")
+        if not self.is_initialized:
+            self._init_params(int(V.shape[1]))
+        elif V.shape[1] != self.n_in:
+            msg = f"RBM: expected V of shape (n_ex, {self.n_in}), got {tuple(V.shape)}"
+            raise ValueError(msg)
+
+    def _gibbs(self, V: Array, K: int) -> dict[str, Any]:
+        xp, P = self.xp, self.parameters
+        W, W_T = P["W"], xp.matrix_transpose(P["W"])
+        p_H = self._sigmoid(xp.matmul(V, W) + P["b_out"])
+        H = self._sample(p_H)
+        samples = [H]
+        p_V_prime = p_H_prime = None
+        for k in range(K):
+            p_V_prime = self._sigmoid(xp.matmul(H, W_T) + P["b_in"])
+            p_H_prime = self._sigmoid(xp.matmul(p_V_prime, W) + P["b_out"])
+            if k < K - 1:
+                H = self._sample(p_H_prime)
+                samples.append(H)
+        return {"p_H": p_H, "H_samples": samples, "p_V_prime": p_V_prime, "p_H_prime": p_H_prime}
+
+    # ------------------------------------------------------------------ the seed API
+    def forward(  # type: ignore[override]  # the seed's signature
+            self, V: Array, K: int | None = None, retain_derived: bool = True) -> Array:
+        """Run CD-K from the visible data ``V`` (``(n_ex, n_in)``, values in [0, 1]).
+
+        Parameters
+        ----------
+        V : array of shape (n_ex, n_in)
+        K : int, optional
+            The number of Gibbs steps; default ``self.K``.
+        retain_derived : bool
+            Keep the chain for :meth:`backward` (and :attr:`derived_variables`).
+
+        Returns
+        -------
+        p_H : array of shape (n_ex, n_out)
+            The hidden units' probabilities given ``V``.
+        """
+        K = self.K if K is None else _positive_int("K", K)
+        self._prepare(V)
+        chain = self._gibbs(V, K)
+        self._push(retain_derived, X=V, **chain, _shape=tuple(chain["p_H"].shape))
+        return chain["p_H"]
+
+    def backward(  # type: ignore[override]  # the seed's signature: no dLdy
+            self, retain_grads: bool = True, *args: Any) -> None:
+        """Accumulate the CD-K gradients of the most recent retained :meth:`forward` (see Notes)."""
+        cache = self._pop()
+        xp = self.xp
+        V, p_H, p_V, p_H_prime = cache["X"], cache["p_H"], cache["p_V_prime"], cache["p_H_prime"]
+        positive = xp.matmul(xp.matrix_transpose(V), p_H)
+        negative = xp.matmul(xp.matrix_transpose(p_V), p_H_prime)
+        self._accumulate(retain_grads, W=negative - positive,
+                         b_in=xp.sum(p_V - V, axis=0), b_out=xp.sum(p_H_prime - p_H, axis=0))
+
+    def CD_update(self, X: Array) -> None:
+        """Accumulate one CD-K gradient from the data ``X`` (forward then backward).
+
+        As in numpy-ml the parameters change only at :meth:`update`.
+        """
+        self.forward(X)
+        self.backward()
+
+    def reconstruct(self, X: Array, n_steps: int = 10, return_prob: bool = False) -> Array:
+        """Run ``n_steps`` Gibbs steps from ``X`` and return the visible units.
+
+        Parameters
+        ----------
+        X : array of shape (n_ex, n_in)
+            The starting visible vectors (unknown entries may be filled at random).
+        n_steps : int
+            The number of Gibbs steps. Default 10.
+        return_prob : bool
+            Return the visible probabilities instead of a binary sample of them. Default False.
+
+        Returns
+        -------
+        V : array of shape (n_ex, n_in)
+        """
+        n_steps = _positive_int("n_steps", n_steps)
+        self._prepare(X)
+        p_V = self._gibbs(X, n_steps)["p_V_prime"]
+        return p_V if return_prob else self._sample(p_V)
+
+    def free_energy(self, V: Array) -> Array:
+        r"""The free energy :math:`F(v) = -b_{in}^\top v - \sum_j \log(1 + e^{(vW + b_{out})_j})` per
+        example (lower means more probable); shape ``(n_ex,)``."""
+        self._prepare(V)
+        xp, P = self.xp, self.parameters
+        z = xp.matmul(V, P["W"]) + P["b_out"]
+        softplus = xp.maximum(z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z)))
+        return -xp.sum(V * P["b_in"], axis=1) - xp.sum(softplus, axis=1)
+

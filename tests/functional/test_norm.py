@@ -1,0 +1,95 @@
+"""Batch and layer normalization kernels against PyTorch float64 autograd, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anyml.functional.norm import (
+    batchnorm_backward,
+    batchnorm_forward,
+    layernorm_backward,
+    layernorm_forward,
+)
+from anyml.testing import assert_close
+
+SHAPES = [(5, 3), (2, 3, 4, 2)]
+
+
+def _data(shape, param_shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    X = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    dY = rng.standard_normal(shape).astype(dtype)
+    g = rng.uniform(0.5, 1.5, param_shape).astype(dtype)
+    b = rng.standard_normal(param_shape).astype(dtype)
+    return X, dY, g, b
+
+
+def _leaf(torch, a):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_batchnorm_training_matches_torch(backend, shape):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    X, dY, g, b = _data(shape, shape[-1:], backend.dtype_name)
+    Y, cache = batchnorm_forward(*(backend.asarray(a) for a in (X, g, b)), epsilon=1e-5)
+    dX, dg, db = batchnorm_backward(backend.asarray(dY), cache)
+
+    Xt, gt, bt = _leaf(torch, X), _leaf(torch, g), _leaf(torch, b)
+    Xc = Xt.movedim(-1, 1)  # torch wants channels second
+    Yt = F.batch_norm(Xc, None, None, gt, bt, training=True, eps=1e-5).movedim(1, -1)
+    Yt.backward(torch.tensor(dY, dtype=torch.float64))
+    assert_close(Y, Yt.detach().numpy(), backend=backend)
+    assert_close(dX, Xt.grad.numpy(), backend=backend)
+    assert_close(dg, gt.grad.numpy(), backend=backend)
+    assert_close(db, bt.grad.numpy(), backend=backend)
+    axes = tuple(range(len(shape) - 1))
+    assert_close(cache.mean, X.astype(np.float64).mean(axis=axes, keepdims=True), backend=backend)
+    assert_close(cache.var, X.astype(np.float64).var(axis=axes, keepdims=True), backend=backend)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_batchnorm_with_running_stats_matches_torch(backend, shape):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    X, dY, g, b = _data(shape, shape[-1:], backend.dtype_name)
+    rng = np.random.default_rng(3)
+    mean = rng.standard_normal(shape[-1]).astype(backend.dtype_name)
+    var = rng.uniform(0.5, 2.0, shape[-1]).astype(backend.dtype_name)
+    Y, cache = batchnorm_forward(*(backend.asarray(a) for a in (X, g, b)), epsilon=1e-3,
+                                 running_mean=backend.asarray(mean), running_var=backend.asarray(var))
+    assert not cache.batch_stats
+    dX, dg, db = batchnorm_backward(backend.asarray(dY), cache)
+
+    Xt, gt, bt = _leaf(torch, X), _leaf(torch, g), _leaf(torch, b)
+    Yt = F.batch_norm(Xt.movedim(-1, 1), torch.tensor(mean, dtype=torch.float64),
+                      torch.tensor(var, dtype=torch.float64), gt, bt, training=False,
+                      eps=1e-3).movedim(1, -1)
+    Yt.backward(torch.tensor(dY, dtype=torch.float64))
+    for got, want in ((Y, Yt.detach()), (dX, Xt.grad), (dg, gt.grad), (db, bt.grad)):
+        assert_close(got, want.numpy(), backend=backend)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_layernorm_matches_torch(backend, shape):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    X, dY, g, b = _data(shape, shape[1:], backend.dtype_name)
+    Y, cache = layernorm_forward(*(backend.asarray(a) for a in (X, g, b)), epsilon=1e-5)
+    dX, dg, db = layernorm_backward(backend.asarray(dY), cache)
+
+    Xt, gt, bt = _leaf(torch, X), _leaf(torch, g), _leaf(torch, b)
+    Yt = F.layer_norm(Xt, shape[1:], gt, bt, eps=1e-5)
+    Yt.backward(torch.tensor(dY, dtype=torch.float64))
+    for got, want in ((Y, Yt.detach()), (dX, Xt.grad), (dg, gt.grad), (db, bt.grad)):
+        assert_close(got, want.numpy(), backend=backend)
+
+
+def test_explicit_namespace_gives_the_same_result(backend):
+    X, _, g, b = _data((4, 3), (3,), backend.dtype_name)
+    args = [backend.asarray(a) for a in (X, g, b)]
+    Y1, _ = batchnorm_forward(*args)
+    Y2, _ = batchnorm_forward(*args, xp=backend.xp)
+    assert_close(Y2, Y1, backend=backend, rtol=0, atol=0)

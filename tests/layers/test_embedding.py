@@ -1,0 +1,160 @@
+"""Embedding: against PyTorch's embedding/embedding_bag, finite differences, and the layer API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anyml
+from anyml.layers.embedding import Embedding
+from anyml.testing import assert_close, gradcheck
+
+IDS = [[1, 4, 4, 0], [7, 1, 4, 9], [4, 4, 2, 3]]
+RAGGED = [[1, 4, 4], [], [7, 1, 4, 9, 9], [0]]
+
+
+def _torch_weight(torch, layer):
+    return torch.tensor(anyml.to_numpy(layer.parameters["W"]), dtype=torch.float64,
+                        requires_grad=True)
+
+
+@pytest.mark.parametrize("pool", [None, "sum", "mean"])
+def test_rectangular_matches_torch(backend, pool):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    layer = Embedding(3, vocab_size=10, pool=pool, backend=backend)
+    ids = backend.asarray(IDS)
+    Y = layer.forward(ids)
+    expected_shape = (3, 4, 3) if pool is None else (3, 3)
+    assert tuple(Y.shape) == expected_shape
+    dY = np.random.default_rng(0).standard_normal(expected_shape).astype(backend.dtype_name)
+    assert layer.backward(backend.asarray(dY)) is None
+
+    W = _torch_weight(torch, layer)
+    ids_t = torch.tensor(IDS)
+    Yt = F.embedding(ids_t, W) if pool is None else F.embedding_bag(ids_t, W, mode=pool)
+    Yt.backward(torch.tensor(dY, dtype=torch.float64))
+    assert_close(Y, Yt.detach().numpy(), backend=backend)
+    assert_close(layer.gradients["W"], W.grad.numpy(), backend=backend)
+
+
+@pytest.mark.parametrize("pool", ["sum", "mean"])
+def test_ragged_matches_torch_embedding_bag(backend, pool):
+    torch = pytest.importorskip("torch")
+    layer = Embedding(4, vocab_size=10, pool=pool, backend=backend)
+    Y = layer.forward(RAGGED)
+    assert tuple(Y.shape) == (4, 4)
+    dY = np.random.default_rng(1).standard_normal((4, 4)).astype(backend.dtype_name)
+    layer.backward(backend.asarray(dY))
+
+    W = _torch_weight(torch, layer)
+    flat = torch.tensor([i for seq in RAGGED for i in seq])
+    offsets = torch.tensor(np.cumsum([0] + [len(s) for s in RAGGED[:-1]]))
+    Yt = torch.nn.functional.embedding_bag(flat, W, offsets, mode=pool)
+    Yt.backward(torch.tensor(dY, dtype=torch.float64))
+    assert_close(Y, Yt.detach().numpy(), backend=backend)
+    assert_close(layer.gradients["W"], W.grad.numpy(), backend=backend)
+    assert_close(Y[1, :], np.zeros(4), backend=backend)  # the empty example
+
+
+def test_repeated_ids_accumulate(backend):
+    layer = Embedding(2, vocab_size=5, backend=backend)
+    layer.forward(backend.asarray([[3, 3, 3], [3, 1, 3]]))
+    layer.backward(backend.asarray(np.ones((2, 3, 2))))
+    expected = np.zeros((5, 2))
+    expected[3], expected[1] = 5.0, 1.0
+    assert_close(layer.gradients["W"], expected, backend=backend)
+
+
+@pytest.mark.parametrize("pool", [None, "sum", "mean"])
+def test_gradcheck_weights(backend64, pool):
+    layer = Embedding(3, vocab_size=8, pool=pool, backend=backend64)
+    gradcheck(layer, [backend64.asarray([[1, 5, 5], [0, 7, 1]])])
+
+
+@pytest.mark.parametrize("pool", ["sum", "mean"])
+def test_gradcheck_weights_ragged(backend64, pool):
+    layer = Embedding(2, vocab_size=10, pool=pool, backend=backend64)
+    gradcheck(layer, [], forward=lambda xs, retain: layer.forward(RAGGED, retain_derived=retain))
+
+
+def test_lookup(backend):
+    layer = Embedding(3, vocab_size=6, backend=backend)
+    out = layer.lookup(backend.asarray([5, 0, 5]))
+    W = anyml.to_numpy(layer.parameters["W"])
+    assert_close(out, W[[5, 0, 5]], backend=backend, rtol=0, atol=0)
+    assert_close(layer.lookup([2]), W[[2]], backend=backend, rtol=0, atol=0)
+    assert layer.derived_variables == {}
+    with pytest.raises(ValueError, match=r"Embedding: lookup expects ids of shape \(M,\)"):
+        layer.lookup(backend.asarray([[1]]))
+
+
+def test_same_seed_same_parameters_on_every_backend(backend):
+    reference = Embedding(4, 7, backend=anyml.make_backend("numpy", dtype=backend.dtype_name, seed=0))
+    layer = Embedding(4, 7, backend=backend)
+    assert_close(layer.parameters["W"], reference.parameters["W"], backend=backend, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("pool", [None, "mean"])
+def test_summary_round_trip(backend, pool):
+    layer = Embedding(3, vocab_size=10, pool=pool, init="he_normal", optimizer="Adam(lr=0.01)",
+                      backend=backend)
+    ids = backend.asarray(IDS)
+    layer.forward(ids)
+    layer.backward(backend.asarray(np.ones((3, 4, 3) if pool is None else (3, 3))))
+    layer.update()
+    summary = layer.summary()
+    assert summary["hyperparameters"]["pool"] == pool
+    fresh = Embedding(1, vocab_size=2, backend=backend).set_params(summary)
+    assert (fresh.n_out, fresh.vocab_size, fresh.pool) == (3, 10, pool)
+    assert fresh.optimizer == layer.optimizer
+    assert_close(fresh.forward(ids), layer.forward(ids), backend=backend, rtol=0, atol=0)
+
+
+def test_update_changes_only_the_rows_used(backend64):
+    layer = Embedding(2, vocab_size=6, optimizer="SGD(lr=1.0)", backend=backend64)
+    before = anyml.to_numpy(layer.parameters["W"]).copy()
+    layer.forward(backend64.asarray([[2, 4]]))
+    layer.backward(backend64.asarray(np.ones((1, 2, 2))))
+    layer.update()
+    after = anyml.to_numpy(layer.parameters["W"])
+    np.testing.assert_array_equal(after[[0, 1, 3, 5]], before[[0, 1, 3, 5]])
+    np.testing.assert_allclose(after[[2, 4]], before[[2, 4]] - 1.0)
+
+
+def test_bad_input_errors(backend):
+    layer = Embedding(3, vocab_size=5, backend=backend)
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\).*got 5"):
+        layer.forward(backend.asarray([[0, 5]]))
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\).*got -1"):
+        layer.forward([[0, -1]])
+    with pytest.raises(TypeError, match="Embedding: expected X to hold integer ids"):
+        layer.forward(backend.asarray(np.array([[0.0, 1.0]])))
+    with pytest.raises(TypeError, match="Embedding: expected X to hold integer ids"):
+        layer.forward([[0, 1.5]])
+    with pytest.raises(ValueError, match="Embedding: ragged X .* needs pool"):
+        layer.forward([[0, 1], [2]])
+    with pytest.raises(ValueError, match=r"Embedding: expected X of shape \(n_ex, n_in\)"):
+        layer.forward(backend.asarray([0, 1]))
+    pooled = Embedding(3, vocab_size=5, pool="sum", backend=backend)
+    with pytest.raises(TypeError, match="Embedding: expected X to hold integer ids, example 1"):
+        pooled.forward([[0, 1], [2.5]])
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\)"):
+        pooled.forward([[0, 1], [7]])
+    if backend.name != "numpy":
+        with pytest.raises(TypeError, match="Embedding: expected X to be a"):
+            layer.forward(np.array([[0, 1]]))
+    layer.forward(backend.asarray([[0, 1]]))
+    with pytest.raises(ValueError, match=r"Embedding: expected dLdy of shape \(1, 2, 3\)"):
+        layer.backward(backend.rng.normal((1, 3)))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"n_out": 0, "vocab_size": 3}, "Embedding: n_out must be a positive integer"),
+    ({"n_out": 2, "vocab_size": 2.5}, "Embedding: vocab_size must be a positive integer"),
+    ({"n_out": 2, "vocab_size": 3, "pool": "max"}, "Embedding: pool must be one of"),
+    ({"n_out": 2, "vocab_size": 3, "init": "glorot_unifrm"}, "unknown initializer"),
+])
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Embedding(**kwargs)
