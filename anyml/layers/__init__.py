@@ -2,10 +2,12 @@
 
 from anyml.layers.attention import DotProductAttention
 from anyml.layers.base import LayerBase
+from anyml.layers.conv import Conv1D, Conv2D, Deconv2D
 from anyml.layers.dense import FullyConnected
 from anyml.layers.embedding import Embedding
 from anyml.layers.merge import Add, Multiply
 from anyml.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm1D, LayerNorm2D
+from anyml.layers.pool import Pool2D
 from anyml.layers.rbm import RBM
 from anyml.layers.shape import Flatten
 from anyml.layers.softmax import Softmax
@@ -16,6 +18,9 @@ __all__ = [
     "Add",
     "BatchNorm1D",
     "BatchNorm2D",
+    "Conv1D",
+    "Conv2D",
+    "Deconv2D",
     "DotProductAttention",
     "Embedding",
     "Flatten",
@@ -24,6 +29,7 @@ __all__ = [
     "LayerNorm1D",
     "LayerNorm2D",
     "Multiply",
+    "Pool2D",
     "Softmax",
     "SparseEvolution",
 ]

@@ -1,0 +1,147 @@
+"""Padding and output-size arithmetic shared by the convolution and pooling kernels.
+
+Everything here works on plain Python integers except :func:`pad2d`, which builds a padded copy of an
+array with the Array API. Conventions (channels last):
+
+* a 2-D padding is always resolved to ``(top, bottom, left, right)``;
+* ``dilation`` counts the zeros inserted between kernel taps, so a kernel of size ``k`` covers
+  ``k * (dilation + 1) - dilation`` input positions (its *effective* size);
+* a strided window ``i`` starts at ``i * stride`` in the padded input, and the output has
+  ``floor((n + pad_total - k_eff) / stride) + 1`` positions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Array = Any
+Pad4 = tuple[int, int, int, int]
+
+__all__ = [
+    "as_pair",
+    "check_pad_spec",
+    "conv_out_size",
+    "effective_kernel",
+    "pad2d",
+    "resolve_pad2d",
+]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and int(value) == value
+
+
+def as_pair(value: Any, name: str, owner: str, *, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints as ``(rows, cols)``, each at least ``minimum``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``owner`` and ``name``, if a value is not an integer or is below ``minimum``.
+    """
+    items = tuple(value) if isinstance(value, tuple | list) else (value, value)
+    if len(items) != 2 or not all(_is_int(v) and int(v) >= minimum for v in items):
+        kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+        msg = f"{owner}: {name} must be a {kind} integer or a pair of them, got {value!r}"
+        raise ValueError(msg)
+    return int(items[0]), int(items[1])
+
+
+def effective_kernel(k: int, dilation: int) -> int:
+    """How many input positions a kernel of ``k`` taps with ``dilation`` zeros between taps spans."""
+    return k * (dilation + 1) - dilation
+
+
+def conv_out_size(n: int, k_eff: int, stride: int, pad_total: int) -> int:
+    """``floor((n + pad_total - k_eff) / stride) + 1``: the number of valid strided windows."""
+    return (n + pad_total - k_eff) // stride + 1
+
+
+def check_pad_spec(pad: Any, owner: str, *, ndim: int = 2,
+                   strings: tuple[str, ...] = ("same",)) -> Any:
+    """Validate a padding specification before any work; return it in canonical form.
+
+    ``ndim == 2`` accepts an int, a pair ``(rows, cols)``, a 4-tuple ``(top, bottom, left, right)``
+    or one of ``strings``; ``ndim == 1`` accepts an int, a pair ``(left, right)`` or one of
+    ``strings``. Integers must be non-negative. Tuples (and JSON lists) come back as tuples of ints.
+    """
+    if isinstance(pad, str):
+        if pad not in strings:
+            msg = f"{owner}: unknown pad {pad!r}; expected a non-negative int, a tuple or one of {strings}"
+            raise ValueError(msg)
+        return pad
+    sizes = (2,) if ndim == 1 else (2, 4)
+    if _is_int(pad):
+        items: tuple[Any, ...] = (pad,)
+    elif isinstance(pad, tuple | list) and len(pad) in sizes:
+        items = tuple(pad)
+    else:
+        shape = "(left, right)" if ndim == 1 else "(rows, cols) or (top, bottom, left, right)"
+        msg = f"{owner}: pad must be a non-negative int, a tuple {shape} or one of {strings}, got {pad!r}"
+        raise ValueError(msg)
+    if not all(_is_int(v) and int(v) >= 0 for v in items):
+        msg = f"{owner}: pad values must be non-negative integers, got {pad!r}"
+        raise ValueError(msg)
+    return int(items[0]) if len(items) == 1 else tuple(int(v) for v in items)
+
+
+def _same_pads(n: int, k_eff: int, stride: int) -> tuple[int, int]:
+    out = math.ceil(n / stride)
+    total = max((out - 1) * stride + k_eff - n, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_pad2d(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
+                  stride: tuple[int, int], dilation: int = 0, owner: str = "conv2d",
+                  strings: tuple[str, ...] = ("same",)) -> Pad4:
+    """Resolve a padding specification for an input of ``in_shape = (rows, cols)``.
+
+    ``"same"`` pads so that each output size is ``ceil(n / stride)`` (the input's size at stride 1),
+    splitting the total as evenly as possible and putting an odd pixel at the bottom/right.
+    ``"causal"`` (used by 1-D convolutions, on the column axis) pads ``k_eff - 1`` on the left only.
+
+    Raises
+    ------
+    ValueError
+        If the dilated kernel is larger than the padded input along an axis.
+    """
+    pad = check_pad_spec(pad, owner, strings=strings)
+    keff = (effective_kernel(kernel[0], dilation), effective_kernel(kernel[1], dilation))
+    if pad == "same":
+        pads: Pad4 = (*_same_pads(in_shape[0], keff[0], stride[0]),
+                      *_same_pads(in_shape[1], keff[1], stride[1]))
+    elif pad == "causal":
+        pads = (0, 0, keff[1] - 1, 0)
+    elif isinstance(pad, int):
+        pads = (pad, pad, pad, pad)
+    elif len(pad) == 2:
+        pads = (pad[0], pad[0], pad[1], pad[1])
+    else:
+        pads = tuple(pad)  # type: ignore[assignment]
+    for axis, name in ((0, "rows"), (1, "cols")):
+        padded = in_shape[axis] + pads[2 * axis] + pads[2 * axis + 1]
+        if keff[axis] > padded:
+            msg = (f"{owner}: the kernel spans {keff[axis]} {name} (with dilation), more than the "
+                   f"{padded} {name} of the padded input (input {in_shape[axis]}, pad "
+                   f"{pads[2 * axis]}+{pads[2 * axis + 1]})")
+            raise ValueError(msg)
+    return pads
+
+
+def pad2d(X: Array, pads: Pad4, xp: Any, value: float = 0.0) -> Array:
+    """``X`` of shape ``(n_ex, rows, cols, ch)`` surrounded by ``pads`` filled with ``value``.
+
+    Returns ``X`` itself when every pad is zero.
+    """
+    top, bottom, left, right = pads
+    if not any(pads):
+        return X
+    n, rows, cols, ch = X.shape
+    shape = (n, rows + top + bottom, cols + left + right, ch)
+    if value == 0.0:
+        out = xp.zeros(shape, dtype=X.dtype, device=X.device)
+    else:
+        out = xp.full(shape, value, dtype=X.dtype, device=X.device)
+    out[:, top:top + rows, left:left + cols, :] = X
+    return out

@@ -1,0 +1,151 @@
+r"""2-D max and average pooling, channels last, with one strided slice per kernel offset.
+
+The windows of a pooling layer are the same as a convolution's (see :mod:`anyml.functional.conv`), but
+each output only reduces its own channel, so no column matrix is built: the forward pass folds the
+``kernel_rows * kernel_cols`` strided views of the padded input with ``maximum`` or ``+``, and the
+backward pass adds each view's share of the gradient back with a strided ``+=``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from anyml.backend import namespace_of
+from anyml.functional._padding import Pad4, as_pair, conv_out_size, pad2d, resolve_pad2d
+
+__all__ = ["POOL_MODES", "pool2d_backward", "pool2d_forward", "resolve_pool_pads"]
+
+Array = Any
+
+#: The pooling functions :func:`pool2d_forward` knows.
+POOL_MODES = ("max", "average")
+
+
+def resolve_pool_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
+                      stride: tuple[int, int], owner: str = "pool2d") -> Pad4:
+    """Resolve ``pad`` like a convolution's and check that every window holds an input pixel.
+
+    Each side's pad must be smaller than the kernel along that axis (``"same"`` always is), so that
+    no window lies wholly in the padding.
+    """
+    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner)
+    for side, value in zip(("top", "bottom", "left", "right"), pads, strict=True):
+        k = kernel[0] if side in ("top", "bottom") else kernel[1]
+        if value >= k:
+            msg = (f"{owner}: the {side} pad ({value}) must be smaller than the kernel ({k}) so that "
+                   f"every window covers an input pixel, got pad {pad!r} for kernel {kernel}")
+            raise ValueError(msg)
+    return pads
+
+
+def _views(kernel: tuple[int, int], stride: tuple[int, int],
+           out_shape: tuple[int, int]) -> list[tuple[slice, slice]]:
+    (kr, kc), (sr, sc), (orows, ocols) = kernel, stride, out_shape
+    return [(slice(i, i + sr * (orows - 1) + 1, sr), slice(j, j + sc * (ocols - 1) + 1, sc))
+            for i in range(kr) for j in range(kc)]
+
+
+def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
+                   xp: Any = None) -> tuple[Array, tuple[Any, ...]]:
+    r"""Pool each channel of ``X`` over ``kernel_shape`` windows.
+
+    .. math::
+
+        Y[n, r, c, k] = \max_{i, j} X_p[n, r s_r + i, c s_c + j, k] \quad \text{or} \quad
+        \frac{1}{k_r k_c} \sum_{i, j} X_p[n, r s_r + i, c s_c + j, k]
+
+    Parameters
+    ----------
+    X : array of shape (n_ex, in_rows, in_cols, in_ch)
+    kernel_shape, stride : int or pair of int
+    pad : int, tuple or "same"
+        Resolved by :func:`resolve_pool_pads`. Max pooling pads with :math:`-\infty` (a padded pixel
+        never wins); average pooling pads with zeros and always divides by ``k_r * k_c``, so the
+        padding counts in the mean (``count_include_pad=True`` in PyTorch's terms).
+    mode : {"max", "average"}
+
+    Returns
+    -------
+    Y : array of shape (n_ex, out_rows, out_cols, in_ch)
+    cache : tuple
+        For :func:`pool2d_backward`.
+    """
+    xp = namespace_of(X) if xp is None else xp
+    if mode not in POOL_MODES:
+        msg = f"pool2d: unknown mode {mode!r}; expected one of {POOL_MODES}"
+        raise ValueError(msg)
+    if X.ndim != 4:
+        msg = f"pool2d: expected X of shape (n_ex, in_rows, in_cols, in_ch), got {tuple(X.shape)}"
+        raise ValueError(msg)
+    kernel = as_pair(kernel_shape, "kernel_shape", "pool2d")
+    strides = as_pair(stride, "stride", "pool2d")
+    in_shape = (int(X.shape[1]), int(X.shape[2]))
+    pads = resolve_pool_pads(pad, in_shape, kernel, strides)
+    out_shape = (conv_out_size(in_shape[0], kernel[0], strides[0], pads[0] + pads[1]),
+                 conv_out_size(in_shape[1], kernel[1], strides[1], pads[2] + pads[3]))
+    Xp = pad2d(X, pads, xp, value=-math.inf if mode == "max" else 0.0)
+    views = _views(kernel, strides, out_shape)
+    rs, cs = views[0]
+    if mode == "max":
+        Y = Xp[:, rs, cs, :]
+        for rs, cs in views[1:]:
+            Y = xp.maximum(Y, Xp[:, rs, cs, :])
+        if len(views) == 1:
+            Y = xp.asarray(Y, copy=True)
+        saved = Xp
+    else:
+        Y = xp.asarray(Xp[:, rs, cs, :], copy=True)
+        for rs, cs in views[1:]:
+            Y += Xp[:, rs, cs, :]
+        Y *= 1.0 / len(views)
+        saved = None
+    cache = (mode, saved, Y, tuple(Xp.shape), pads, kernel, strides, out_shape)
+    return Y, cache
+
+
+def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
+    r"""Gradient of :func:`pool2d_forward` wrt. ``X``.
+
+    Max pooling routes each window's gradient to its maximum, the first one in row-major window order
+    on ties (as PyTorch does); average pooling spreads it evenly:
+
+    .. math::
+
+        \frac{\partial L}{\partial X_p[n, r s_r + i, c s_c + j, k]} \mathrel{+}=
+        \frac{\partial L}{\partial Y[n, r, c, k]} \cdot
+        \begin{cases} [\,(i, j) = \operatorname{argmax}\,] & \text{max} \\
+        1 / (k_r k_c) & \text{average} \end{cases}
+
+    Returns
+    -------
+    dX : array of shape (n_ex, in_rows, in_cols, in_ch)
+    """
+    xp = namespace_of(dY) if xp is None else xp
+    mode, Xp, Y, padded_shape, pads, kernel, strides, out_shape = cache
+    views = _views(kernel, strides, out_shape)
+    disjoint = kernel[0] <= strides[0] and kernel[1] <= strides[1]
+    dXp = xp.zeros(padded_shape, dtype=dY.dtype, device=dY.device)
+    if mode == "max":
+        zero = xp.zeros((), dtype=dY.dtype, device=dY.device)
+        left = dY  # the gradient not yet routed to an earlier maximum of its window
+        for idx, (rs, cs) in enumerate(views):
+            hit = Xp[:, rs, cs, :] == Y
+            share = xp.where(hit, left, zero)
+            if disjoint:
+                dXp[:, rs, cs, :] = share
+            else:
+                dXp[:, rs, cs, :] += share
+            if idx + 1 < len(views):
+                left = xp.where(hit, zero, left)
+    else:
+        share = dY * (1.0 / len(views))
+        for rs, cs in views:
+            if disjoint:
+                dXp[:, rs, cs, :] = share
+            else:
+                dXp[:, rs, cs, :] += share
+    top, bottom, left_, right = pads
+    if not any(pads):
+        return dXp
+    return dXp[:, top:padded_shape[1] - bottom, left_:padded_shape[2] - right, :]

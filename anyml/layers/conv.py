@@ -1,0 +1,435 @@
+"""Convolutional layers: ``Conv1D``, ``Conv2D`` and ``Deconv2D`` (channels last)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from anyml.activations import get_activation
+from anyml.backend import Backend
+from anyml.functional._padding import as_pair, check_pad_spec, resolve_pad2d
+from anyml.functional.conv import (
+    conv1d_backward,
+    conv1d_forward,
+    conv2d_backward,
+    conv2d_forward,
+    deconv2d_backward,
+    deconv2d_forward,
+    resolve_deconv_pads,
+)
+from anyml.initializers import get_initializer
+from anyml.layers.base import LayerBase
+
+__all__ = ["Conv1D", "Conv2D", "Deconv2D"]
+
+Array = Any
+
+
+def _count(value: Any, name: str, owner: str, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``, or a ValueError naming ``owner`` and ``name``."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and int(value) == value
+    if not ok or int(value) < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        msg = f"{owner}: {name} must be {kind} integer, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _pair_or_int(value: Any, name: str, owner: str) -> int | tuple[int, int]:
+    """A positive int, or a pair of them kept as a tuple (JSON lists come back as tuples)."""
+    pair = as_pair(value, name, owner)
+    return pair if isinstance(value, tuple | list) else pair[0]
+
+
+class _ConvLayer(LayerBase):
+    """What the convolutional layers share: validation, lazy weights, the act_fn wrap, backward."""
+
+    _trainable_names = ("W", "b")
+    _rank = 4
+    _x_shape = "(n_ex, in_rows, in_cols, in_ch)"
+
+    def __init__(self, out_ch: int, act_fn: Any, init: Any, optimizer: Any,
+                 backend: str | Backend | None) -> None:
+        super().__init__(optimizer, backend=backend)
+        self.out_ch = _count(out_ch, "out_ch", self._name, 1)
+        self.in_ch: int | None = None
+        try:
+            self.act_fn = get_activation(act_fn)
+            get_initializer(init)  # fail early on an unknown name
+        except (ValueError, TypeError) as exc:
+            msg = f"{self._name}: {exc}"
+            raise type(exc)(msg) from exc
+        self.init = init
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__
+
+    # --- hyperparameters -------------------------------------------------------------------
+    def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
+        return {"out_ch": lambda v: _count(v, "out_ch", self._name, 1),
+                "in_ch": lambda v: None if v is None else _count(v, "in_ch", self._name, 1)}
+
+    def _set_hyperparameter(self, key: str, value: Any) -> None:
+        normalize = self._normalizers().get(key)
+        if normalize is None:
+            super()._set_hyperparameter(key, value)
+        else:
+            setattr(self, key, normalize(value))
+
+    def _kernel_dims(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _param_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"W": (*self._kernel_dims(), self.in_ch, self.out_ch), "b": (self.out_ch,)}
+
+    def _infer_from_param(self, key: str, shape: tuple[int, ...]) -> None:
+        if key == "W" and len(shape) == len(self._kernel_dims()) + 2:
+            self.in_ch = int(shape[-2])
+
+    def _init_params(self, in_ch: int) -> None:
+        self.in_ch = in_ch
+        weights = get_initializer(self.init, act_fn=self.act_fn)
+        self._new_param("W", weights((*self._kernel_dims(), in_ch, self.out_ch),
+                                     self.backend.host_rng))
+        self._new_param("b", self.xp.zeros((self.out_ch,), dtype=self.backend.dtype,
+                                           device=self.backend.device))
+
+    # --- forward / backward ----------------------------------------------------------------
+    def _prepare(self, X: Array) -> None:
+        """Check ``X`` (backend, dtype, rank, channels) and create the weights at the first call."""
+        self._check_input(X, ndim=self._rank, shape=self._x_shape)
+        in_ch = int(X.shape[-1])
+        if self.in_ch is not None and in_ch != self.in_ch:
+            shape = self._x_shape.replace("in_ch", str(self.in_ch))
+            msg = f"{self._name}: expected X of shape {shape}, got {tuple(X.shape)}"
+            raise ValueError(msg)
+        if not self.is_initialized:
+            self._init_params(in_ch)
+
+    def _finish(self, Z: Array, cache: Any, X: Array, retain_derived: bool) -> Array:
+        Y = self.act_fn(Z)
+        self._push(retain_derived, X=X, Z=Z, _op=cache, _shape=tuple(Y.shape))
+        return Y
+
+    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
+        raise NotImplementedError
+
+    def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
+        """Return :math:`\\partial L/\\partial X` and accumulate the gradients of ``W`` and ``b``.
+
+        Parameters
+        ----------
+        dLdy : array shaped like the output of the matching :meth:`forward`
+        retain_grads : bool
+            Whether to add the parameter gradients into :attr:`gradients`.
+        """
+        cache = self._pop(dLdy)
+        dZ = self.act_fn.backward(cache["Z"], dLdy)
+        dX, dW, db = self._backward_op(dZ, cache["_op"])
+        self._accumulate(retain_grads, W=dW, b=db)
+        return dX
+
+
+class Conv2D(_ConvLayer):
+    r"""A 2-D convolution (cross-correlation) over channels-last images, :math:`Y = f(\mathrm{pad}(X)
+    \star W + b)`.
+
+    Parameters
+    ----------
+    out_ch : int
+        The number of kernels (output channels).
+    kernel_shape : int or (int, int)
+        ``(kernel_rows, kernel_cols)``.
+    pad : int, tuple or "same"
+        An int pads every side; ``(rows, cols)`` pads top and bottom by ``rows`` and left and right by
+        ``cols``; ``(top, bottom, left, right)`` is explicit. ``"same"`` gives each output axis
+        ``ceil(n / stride)`` positions (so the input's size at stride 1), with an odd pad pixel on
+        the bottom/right. Zeros are padded. Default 0.
+    stride : int or (int, int)
+        The hop between windows. Default 1.
+    dilation : int
+        The number of zeros inserted between kernel taps; a kernel of ``k`` taps spans
+        ``k * (dilation + 1) - dilation`` pixels. Default 0.
+    act_fn : str, Activation or None
+        The output nonlinearity :math:`f`; ``None`` is the identity.
+    optimizer : str, dict, Optimizer or None
+        The update rule of :meth:`update`; ``None`` is ``SGD()``.
+    init : str or Initializer
+        How ``W`` is drawn (``b`` starts at zero). Default ``"glorot_uniform"``.
+    backend : str or Backend, optional
+        Where the parameters live; default the current backend.
+
+    Notes
+    -----
+    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``; ``in_ch``
+    comes from the first input. With :math:`s` the stride and :math:`d` the dilation,
+
+    .. math::
+
+        Z[n, r, c, o] = b_o + \sum_{i, j, k} X_p[n, r s + i (d + 1), c s + j (d + 1), k] W[i, j, k, o],
+        \qquad Y = f(Z)
+
+    and ``out_rows = floor((in_rows + pad_top + pad_bottom - k_eff) / s) + 1``. The backward pass, with
+    :math:`G = \partial L / \partial Z = \partial L / \partial Y \odot f'(Z)`:
+
+    .. math::
+
+        \frac{\partial L}{\partial W[i, j, k, o]} = \sum_{n, r, c} X_p[n, r s + i (d+1), c s + j (d+1), k]
+        G[n, r, c, o], \quad \frac{\partial L}{\partial b_o} = \sum_{n, r, c} G[n, r, c, o],
+
+    and :math:`\partial L / \partial X` is the transposed convolution of :math:`G` with ``W``, cropped
+    by the padding. Both passes use one matrix product over an im2col matrix
+    (:mod:`anyml.functional.conv`).
+
+    Unlike numpy-ml, whose ``"same"`` aims at the input's size whatever the stride, ``"same"`` here
+    means ``ceil(n / stride)`` positions (identical at stride 1); numpy-ml's target is unreachable
+    for most strides.
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers.conv import Conv2D
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> layer = Conv2D(8, (3, 3), pad="same", stride=2, backend=be)
+    >>> layer.forward(be.rng.normal((2, 9, 9, 3))).shape
+    (2, 5, 5, 8)
+    """
+
+    def __init__(self, out_ch: int, kernel_shape: Any, pad: Any = 0, stride: Any = 1,
+                 dilation: int = 0, act_fn: Any = None, optimizer: Any = None,
+                 init: Any = "glorot_uniform", *, backend: str | Backend | None = None) -> None:
+        super().__init__(out_ch, act_fn, init, optimizer, backend)
+        name = self._name
+        self.kernel_shape = as_pair(kernel_shape, "kernel_shape", name)
+        self.pad = check_pad_spec(pad, name)
+        self.stride = _pair_or_int(stride, "stride", name)
+        self.dilation = _count(dilation, "dilation", name, 0)
+
+    def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
+        name = self._name
+        return {**super()._normalizers(),
+                "kernel_shape": lambda v: as_pair(v, "kernel_shape", name),
+                "pad": lambda v: check_pad_spec(v, name),
+                "stride": lambda v: _pair_or_int(v, "stride", name),
+                "dilation": lambda v: _count(v, "dilation", name, 0)}
+
+    def _config(self) -> dict[str, Any]:
+        return {"pad": self.pad, "init": str(self.init), "in_ch": self.in_ch, "out_ch": self.out_ch,
+                "stride": self.stride, "dilation": self.dilation, "act_fn": str(self.act_fn),
+                "kernel_shape": self.kernel_shape}
+
+    def _kernel_dims(self) -> tuple[int, ...]:
+        return self.kernel_shape
+
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Convolve ``X`` of shape ``(n_ex, in_rows, in_cols, in_ch)``; returns
+        ``(n_ex, out_rows, out_cols, out_ch)``."""
+        self._prepare(X)
+        stride = as_pair(self.stride, "stride", self._name)
+        pads = resolve_pad2d(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape, stride,
+                             self.dilation, owner=self._name)
+        P = self.parameters
+        Z, cache = conv2d_forward(X, P["W"], P["b"], pads, stride, self.dilation, xp=self.xp)
+        return self._finish(Z, cache, X, retain_derived)
+
+    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
+        return conv2d_backward(dZ, cache, xp=self.xp)
+
+
+class Conv1D(_ConvLayer):
+    r"""A 1-D convolution (cross-correlation) over channels-last sequences,
+    :math:`Y = f(\mathrm{pad}(X) \star W + b)`.
+
+    Parameters
+    ----------
+    out_ch : int
+        The number of kernels (output channels).
+    kernel_width : int
+        The number of taps of each kernel.
+    pad : int, (left, right), "same" or "causal"
+        Zeros added to the sequence ends. ``"same"`` gives ``ceil(l_in / stride)`` outputs (``l_in``
+        at stride 1) with an odd pad on the right; ``"causal"`` pads ``k_eff - 1`` zeros on the left
+        only, so that output ``t`` sees inputs up to ``t * stride`` and never later ones (also
+        ``ceil(l_in / stride)`` outputs). Default 0.
+    stride : int
+        The hop between windows. Default 1.
+    dilation : int
+        The number of zeros inserted between kernel taps (``k_eff = k * (d + 1) - d``). Default 0.
+    act_fn, init, optimizer, backend
+        As for :class:`Conv2D`.
+
+    Notes
+    -----
+    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)``.
+
+    .. math::
+
+        Z[n, t, o] = b_o + \sum_{j, k} X_p[n, t s + j (d + 1), k]\, W[j, k, o], \qquad Y = f(Z)
+
+    with ``l_out = floor((l_in + pad_left + pad_right - k_eff) / s) + 1``; the gradients are those of
+    :class:`Conv2D` on a one-row image.
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers.conv import Conv1D
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> layer = Conv1D(4, 3, pad="causal", dilation=1, backend=be)
+    >>> layer.forward(be.rng.normal((2, 10, 3))).shape
+    (2, 10, 4)
+    """
+
+    _rank = 3
+    _x_shape = "(n_ex, l_in, in_ch)"
+
+    def __init__(self, out_ch: int, kernel_width: int, pad: Any = 0, stride: int = 1,
+                 dilation: int = 0, act_fn: Any = None, init: Any = "glorot_uniform",
+                 optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
+        super().__init__(out_ch, act_fn, init, optimizer, backend)
+        name = self._name
+        self.kernel_width = _count(kernel_width, "kernel_width", name, 1)
+        self.pad = check_pad_spec(pad, name, ndim=1, strings=("same", "causal"))
+        self.stride = _count(stride, "stride", name, 1)
+        self.dilation = _count(dilation, "dilation", name, 0)
+
+    def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
+        name = self._name
+        return {**super()._normalizers(),
+                "kernel_width": lambda v: _count(v, "kernel_width", name, 1),
+                "pad": lambda v: check_pad_spec(v, name, ndim=1, strings=("same", "causal")),
+                "stride": lambda v: _count(v, "stride", name, 1),
+                "dilation": lambda v: _count(v, "dilation", name, 0)}
+
+    def _config(self) -> dict[str, Any]:
+        return {"pad": self.pad, "init": str(self.init), "in_ch": self.in_ch, "out_ch": self.out_ch,
+                "stride": self.stride, "dilation": self.dilation, "act_fn": str(self.act_fn),
+                "kernel_width": self.kernel_width}
+
+    def _kernel_dims(self) -> tuple[int, ...]:
+        return (self.kernel_width,)
+
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Convolve ``X`` of shape ``(n_ex, l_in, in_ch)``; returns ``(n_ex, l_out, out_ch)``."""
+        self._prepare(X)
+        pad = self.pad if isinstance(self.pad, str) else (
+            (self.pad, self.pad) if isinstance(self.pad, int) else self.pad)
+        if isinstance(pad, tuple):
+            pad = (0, 0, *pad)
+        pads = resolve_pad2d(pad, (1, int(X.shape[1])), (1, self.kernel_width), (1, self.stride),
+                             self.dilation, owner=self._name, strings=("same", "causal"))
+        P = self.parameters
+        Z, cache = conv1d_forward(X, P["W"], P["b"], pads[2:], self.stride, self.dilation,
+                                  xp=self.xp)
+        return self._finish(Z, cache, X, retain_derived)
+
+    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
+        return conv1d_backward(dZ, cache, xp=self.xp)
+
+
+class Deconv2D(_ConvLayer):
+    r"""A transposed 2-D convolution ("deconvolution") over channels-last images.
+
+    Each input pixel spreads ``X[n, h, w, :] @ W[i, j]`` over a ``kernel_shape`` patch of the output
+    placed ``stride`` pixels apart; where patches overlap they add. This is the gradient of a
+    :class:`Conv2D` wrt. its input, so a ``Deconv2D`` with the same ``kernel_shape``, ``stride`` and
+    ``pad`` maps a ``Conv2D``'s output size back to its input size (up to the rounding of a stride).
+
+    Parameters
+    ----------
+    out_ch : int
+        The number of output channels.
+    kernel_shape : int or (int, int)
+        ``(kernel_rows, kernel_cols)``.
+    pad : int, tuple or "same"
+        What is *cropped* from the full output, side by side as for :class:`Conv2D` (int, ``(rows,
+        cols)`` or ``(top, bottom, left, right)``): an int ``p`` is
+        ``torch.nn.functional.conv_transpose2d(..., padding=p)``. ``"same"`` crops ``k - stride`` so
+        the output is ``stride`` times the input (needs ``k >= stride``; an odd pixel is cropped at
+        the bottom/right). Default 0.
+    stride : int or (int, int)
+        The spacing of the patches in the output. Default 1.
+    act_fn : str, Activation or None
+        The output nonlinearity; ``None`` is the identity (an affine output).
+    optimizer, init, backend
+        As for :class:`Conv2D`.
+
+    Notes
+    -----
+    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)``.
+    The full output has ``(in_rows - 1) * s + k_r`` rows, and after the crop
+
+    .. math::
+
+        Z[n, y, x, o] = b_o + \sum_{h s + i = y + p_t,\ w s + j = x + p_l}\ \sum_k X[n, h, w, k]
+        W[i, j, k, o], \qquad Y = f(Z)
+
+    so ``out_rows = (in_rows - 1) * s - p_t - p_b + k_r``. Backward, with :math:`G` the
+    zero-padded :math:`\partial L / \partial Z`:
+
+    .. math::
+
+        \frac{\partial L}{\partial X[n, h, w, k]} = \sum_{i, j, o} G[n, h s + i, w s + j, o] W[i, j, k, o],
+        \quad \frac{\partial L}{\partial W[i, j, k, o]} = \sum_{n, h, w} X[n, h, w, k]
+        G[n, h s + i, w s + j, o]
+
+    i.e. the backward pass is a strided :class:`Conv2D` of :math:`G`. numpy-ml computes the same
+    map by dilating the input and convolving with the flipped kernel; anyml scatters directly, which
+    avoids multiplying the inserted zeros, and defines ``pad`` as the crop (the usual meaning of a
+    transposed convolution's padding).
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers.conv import Deconv2D
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> layer = Deconv2D(4, (3, 3), pad=1, stride=2, backend=be)
+    >>> layer.forward(be.rng.normal((2, 5, 5, 3))).shape
+    (2, 9, 9, 4)
+    """
+
+    def __init__(self, out_ch: int, kernel_shape: Any, pad: Any = 0, stride: Any = 1,
+                 act_fn: Any = None, optimizer: Any = None, init: Any = "glorot_uniform", *,
+                 backend: str | Backend | None = None) -> None:
+        super().__init__(out_ch, act_fn, init, optimizer, backend)
+        name = self._name
+        self.kernel_shape = as_pair(kernel_shape, "kernel_shape", name)
+        self.pad = check_pad_spec(pad, name)
+        self.stride = _pair_or_int(stride, "stride", name)
+        self._check_config()
+
+    def _check_config(self) -> None:
+        """Checks that involve several hyperparameters (the forward pass repeats them)."""
+        stride = as_pair(self.stride, "stride", self._name)
+        if self.pad == "same" and any(k < s for k, s in zip(self.kernel_shape, stride, strict=True)):
+            msg = (f"{self._name}: pad='same' needs a kernel at least as large as the stride, got "
+                   f"kernel_shape {self.kernel_shape} and stride {self.stride}")
+            raise ValueError(msg)
+
+    def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
+        name = self._name
+        return {**super()._normalizers(),
+                "kernel_shape": lambda v: as_pair(v, "kernel_shape", name),
+                "pad": lambda v: check_pad_spec(v, name),
+                "stride": lambda v: _pair_or_int(v, "stride", name)}
+
+    def _config(self) -> dict[str, Any]:
+        return {"pad": self.pad, "init": str(self.init), "in_ch": self.in_ch, "out_ch": self.out_ch,
+                "stride": self.stride, "act_fn": str(self.act_fn), "kernel_shape": self.kernel_shape}
+
+    def _kernel_dims(self) -> tuple[int, ...]:
+        return self.kernel_shape
+
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Apply the transposed convolution to ``X`` of shape ``(n_ex, in_rows, in_cols, in_ch)``;
+        returns ``(n_ex, out_rows, out_cols, out_ch)``."""
+        self._prepare(X)
+        stride = as_pair(self.stride, "stride", self._name)
+        pads = resolve_deconv_pads(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape,
+                                   stride, owner=self._name)
+        P = self.parameters
+        Z, cache = deconv2d_forward(X, P["W"], P["b"], pads, stride, xp=self.xp)
+        return self._finish(Z, cache, X, retain_derived)
+
+    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
+        return deconv2d_backward(dZ, cache, xp=self.xp)

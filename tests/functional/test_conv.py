@@ -1,0 +1,183 @@
+"""im2col/col2im and the conv/deconv kernels: a naive reference, adjointness, PyTorch, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anyml
+from anyml.functional._padding import resolve_pad2d
+from anyml.functional.conv import (
+    col2im,
+    conv1d_backward,
+    conv1d_forward,
+    conv2d_backward,
+    conv2d_forward,
+    deconv2d_backward,
+    deconv2d_forward,
+    im2col,
+    resolve_deconv_pads,
+    to_planes,
+)
+from anyml.testing import assert_close
+
+# (kernel, stride, dilation, planes shape (ch, n, rows, cols))
+GEOMETRIES = {
+    "3x3": ((3, 3), (1, 1), 0, (2, 2, 5, 6)),
+    "2x3-stride-2x1": ((2, 3), (2, 1), 0, (1, 3, 6, 5)),
+    "dilated-stride2": ((2, 2), (2, 2), 1, (3, 1, 7, 6)),
+    "disjoint": ((2, 2), (3, 2), 0, (2, 2, 8, 6)),
+}
+
+
+def _out(shape, kernel, stride, dilation):
+    return tuple((n - (k * (dilation + 1) - dilation)) // s + 1
+                 for n, k, s in zip(shape[2:], kernel, stride, strict=True))
+
+
+@pytest.mark.parametrize(("kernel", "stride", "dilation", "shape"), list(GEOMETRIES.values()),
+                         ids=list(GEOMETRIES))
+def test_im2col_matches_a_naive_gather(backend64, kernel, stride, dilation, shape):
+    P = np.random.default_rng(0).standard_normal(shape)
+    out = _out(shape, kernel, stride, dilation)
+    cols = im2col(backend64.asarray(P), kernel, stride, dilation, out)
+    ch, n = shape[:2]
+    expected = np.zeros((kernel[0] * kernel[1] * ch, n * out[0] * out[1]))
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            for k in range(ch):
+                for e in range(n):
+                    for r in range(out[0]):
+                        for c in range(out[1]):
+                            expected[(i * kernel[1] + j) * ch + k, (e * out[0] + r) * out[1] + c] = \
+                                P[k, e, r * stride[0] + i * (dilation + 1),
+                                  c * stride[1] + j * (dilation + 1)]
+    assert_close(cols, expected, backend=backend64, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "dilation", "shape"), list(GEOMETRIES.values()),
+                         ids=list(GEOMETRIES))
+def test_col2im_is_the_adjoint_of_im2col(backend64, kernel, stride, dilation, shape):
+    rng = np.random.default_rng(1)
+    out = _out(shape, kernel, stride, dilation)
+    P = rng.standard_normal(shape)
+    C = rng.standard_normal((kernel[0] * kernel[1] * shape[0], shape[1] * out[0] * out[1]))
+    lhs = np.sum(anyml.to_numpy(col2im(backend64.asarray(C), shape, kernel, stride, dilation, out))
+                 * P)
+    rhs = np.sum(C * anyml.to_numpy(im2col(backend64.asarray(P), kernel, stride, dilation, out)))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("kernel", "pad", "stride"), [
+    ((3, 3), 1, 2), ((2, 3), (1, 0, 2, 1), (2, 3)), ((3, 3), "same", 2), ((4, 2), 0, 1)])
+def test_deconv2d_is_the_adjoint_of_conv2d(backend64, kernel, pad, stride):
+    """<deconv(Y), X> == <Y, conv(X)> for a conv whose output size the deconv inverts."""
+    rng = np.random.default_rng(2)
+    W = backend64.asarray(rng.standard_normal((*kernel, 2, 3)))
+    Y = backend64.asarray(rng.standard_normal((2, 3, 4, 2)))
+    D, _ = deconv2d_forward(Y, W, None, pad, stride)
+    pads = resolve_deconv_pads(pad, (3, 4), kernel, (stride, stride) if isinstance(stride, int)
+                               else stride)
+    X = rng.standard_normal((2, *D.shape[1:3], 3))
+    # the conv of X with W's channels swapped, with the crop as its padding
+    Wc = backend64.xp.permute_dims(W, (0, 1, 3, 2))
+    Z, _ = conv2d_forward(backend64.asarray(X), Wc, None, pads, stride)
+    assert tuple(Z.shape) == tuple(Y.shape)
+    lhs = np.sum(anyml.to_numpy(D) * X)
+    rhs = np.sum(anyml.to_numpy(Y) * anyml.to_numpy(Z))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+def _torch_leaf(torch, a):
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+
+
+def test_conv2d_functional_matches_torch(backend):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    dt = backend.dtype_name
+    X, W = rng.standard_normal((2, 6, 5, 3)).astype(dt), rng.standard_normal((3, 2, 3, 4)).astype(dt)
+    b = rng.standard_normal(4).astype(dt)
+    Z, cache = conv2d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b),
+                              pad=(1, 0, 0, 2), stride=(2, 1), dilation=1)
+    G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+    dX, dW, db = conv2d_backward(backend.asarray(G), cache)
+    Xt, Wt, bt = (_torch_leaf(torch, a) for a in (X, W, b))
+    Zt = F.conv2d(F.pad(Xt.permute(0, 3, 1, 2), (0, 2, 1, 0)), Wt.permute(3, 2, 0, 1), bt,
+                  stride=(2, 1), dilation=2).permute(0, 2, 3, 1)
+    Zt.backward(torch.tensor(G, dtype=torch.float64))
+    for got, want in ((Z, Zt.detach()), (dX, Xt.grad), (dW, Wt.grad), (db, bt.grad)):
+        assert_close(got, want.numpy(), backend=backend)
+
+
+def test_conv1d_functional_matches_torch(backend):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(4)
+    dt = backend.dtype_name
+    X, W = rng.standard_normal((2, 9, 2)).astype(dt), rng.standard_normal((3, 2, 3)).astype(dt)
+    Z, cache = conv1d_forward(backend.asarray(X), backend.asarray(W), None, pad="causal",
+                              stride=2, dilation=1)
+    G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+    dX, dW, db = conv1d_backward(backend.asarray(G), cache, xp=backend.xp)
+    Xt, Wt = _torch_leaf(torch, X), _torch_leaf(torch, W)
+    Zt = F.conv1d(F.pad(Xt.permute(0, 2, 1), (4, 0)), Wt.permute(2, 1, 0), stride=2,
+                  dilation=2).permute(0, 2, 1)
+    Zt.backward(torch.tensor(G, dtype=torch.float64))
+    assert_close(Z, Zt.detach().numpy(), backend=backend)
+    assert_close(dX, Xt.grad.numpy(), backend=backend)
+    assert_close(dW, Wt.grad.numpy(), backend=backend)
+    assert_close(db, G.astype(np.float64).sum(axis=(0, 1)), backend=backend)
+
+
+def test_deconv2d_functional_matches_torch(backend):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    dt = backend.dtype_name
+    X, W = rng.standard_normal((2, 3, 4, 2)).astype(dt), rng.standard_normal((3, 3, 2, 3)).astype(dt)
+    Z, cache = deconv2d_forward(backend.asarray(X), backend.asarray(W), None, pad=1, stride=2)
+    G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+    dX, dW, _ = deconv2d_backward(backend.asarray(G), cache)
+    Xt, Wt = _torch_leaf(torch, X), _torch_leaf(torch, W)
+    Zt = torch.nn.functional.conv_transpose2d(Xt.permute(0, 3, 1, 2), Wt.permute(2, 3, 0, 1),
+                                              stride=2, padding=1).permute(0, 2, 3, 1)
+    Zt.backward(torch.tensor(G, dtype=torch.float64))
+    assert_close(Z, Zt.detach().numpy(), backend=backend)
+    assert_close(dX, Xt.grad.numpy(), backend=backend)
+    assert_close(dW, Wt.grad.numpy(), backend=backend)
+
+
+def test_to_planes_pads_with_zeros(backend):
+    X = np.arange(2 * 2 * 3 * 2, dtype=backend.dtype_name).reshape(2, 2, 3, 2)
+    P = to_planes(backend.asarray(X), (1, 0, 2, 1), backend.xp)
+    expected = np.pad(X, ((0, 0), (1, 0), (2, 1), (0, 0))).transpose(3, 0, 1, 2)
+    assert_close(P, expected, backend=backend, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("pad", "expected"), [
+    (0, (0, 0, 0, 0)), (2, (2, 2, 2, 2)), ((1, 2), (1, 1, 2, 2)), ((1, 2, 3, 0), (1, 2, 3, 0)),
+    ("same", (1, 1, 0, 1)),  # rows: 5 at stride 2 -> 3 outputs; cols: 4 -> 2
+    ([0, 1], (0, 0, 1, 1)),
+])
+def test_resolve_pad2d(pad, expected):
+    assert resolve_pad2d(pad, (5, 4), (3, 3), (2, 2)) == expected
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda X, W: conv2d_forward(X[0], W), ValueError, r"conv2d: expected X of shape"),
+    (lambda X, W: conv2d_forward(X[..., :1], W), ValueError, r"conv2d: expected W of shape"),
+    (lambda X, W: conv2d_forward(X, W, W[0, 0, 0, :2]), ValueError, r"conv2d: expected b with 3"),
+    (lambda X, W: conv2d_forward(X, W, pad="full"), ValueError, r"conv2d: unknown pad 'full'"),
+    (lambda X, W: conv2d_forward(X, W, stride=0), ValueError, r"conv2d: stride must be"),
+    (lambda X, W: conv2d_forward(X, W, dilation=3), ValueError, r"conv2d: the kernel spans 9"),
+    (lambda X, W: conv1d_forward(X, W), ValueError, r"conv1d: expected X of shape"),
+    (lambda X, W: deconv2d_forward(X, W, pad=3), ValueError, r"deconv2d: pad 3\+3 crops all"),
+    (lambda X, W: deconv2d_forward(X, W, pad="same", stride=4), ValueError,
+     r"deconv2d: pad='same' needs a kernel"),
+])
+def test_errors(call, error, match):
+    X = np.ones((1, 4, 4, 2))
+    W = np.ones((3, 3, 2, 3))
+    with pytest.raises(error, match=match):
+        call(X, W)
