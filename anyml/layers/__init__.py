@@ -9,12 +9,15 @@ from anyml.layers.merge import Add, Multiply
 from anyml.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm1D, LayerNorm2D
 from anyml.layers.pool import Pool2D
 from anyml.layers.rbm import RBM
+from anyml.layers.recurrent import LSTM, RNN, LSTMCell, RNNCell
 from anyml.layers.shape import Flatten
 from anyml.layers.softmax import Softmax
 from anyml.layers.sparse import SparseEvolution
 
 __all__ = [
+    "LSTM",
     "RBM",
+    "RNN",
     "Add",
     "BatchNorm1D",
     "BatchNorm2D",
@@ -25,11 +28,13 @@ __all__ = [
     "Embedding",
     "Flatten",
     "FullyConnected",
+    "LSTMCell",
     "LayerBase",
     "LayerNorm1D",
     "LayerNorm2D",
     "Multiply",
     "Pool2D",
+    "RNNCell",
     "Softmax",
     "SparseEvolution",
 ]

@@ -1,0 +1,493 @@
+r"""Recurrent cells and sequences: the Elman RNN and the LSTM, forward and backward through time.
+
+Everything here is stateless and written against the Array API standard. The parameters travel in a
+*packed* form, so that every timestep costs a single matrix product:
+
+* RNN: ``W`` of shape ``(n_out + n_in, n_out)`` whose first ``n_out`` rows act on the previous hidden
+  state and whose last ``n_in`` rows act on the input, and ``b = bx + ba`` of shape ``(n_out,)``
+  (:func:`rnn_pack` / :func:`rnn_unpack` convert from and to ``Wax, Waa, bx, ba``).
+* LSTM: ``W`` of shape ``(n_out + n_in, 4 n_out)`` acting on :math:`Z = [A_{t-1}, X_t]`, its column
+  blocks holding the forget, update, output and candidate gates in that order (:data:`LSTM_GATES`), and
+  ``b`` of shape ``(4 n_out,)`` (:func:`lstm_pack` / :func:`lstm_unpack`).
+
+The whole-sequence functions take inputs of shape ``(n_ex, n_in, n_t)``. They lay the step inputs
+:math:`Z_t = [A_{t-1}, X_t]` of all timesteps out in one ``(n_t + 1, n_ex, n_out + n_in)`` buffer, run
+one ``Z_t @ W`` product per step, and in the backward pass gather the per-step gradients of the
+pre-activations so that the weight gradient and the input gradient come from one matrix product each
+over all timesteps. Their buffers can live in a caller-kept ``workspace`` dict, reused from call to call:
+the per-step values then go into memory already in hand instead of megabytes of fresh pages per call,
+which is most of the cost of a small recurrent layer otherwise.
+
+Tanh, Sigmoid and Identity are differentiated from their outputs (:math:`1 - a^2`, :math:`s(1 - s)`),
+which saves recomputing them; any other activation is differentiated through its ``backward(z, dy)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyml.activations import Identity, Sigmoid, Tanh
+from anyml.backend import namespace_of
+
+__all__ = [
+    "LSTM_GATES",
+    "lstm_backward",
+    "lstm_forward",
+    "lstm_pack",
+    "lstm_step_backward",
+    "lstm_step_forward",
+    "lstm_unpack",
+    "rnn_backward",
+    "rnn_forward",
+    "rnn_pack",
+    "rnn_step_backward",
+    "rnn_step_forward",
+    "rnn_unpack",
+]
+
+Array = Any
+
+#: The order of the gate blocks in the columns of a packed LSTM weight: forget, update (input),
+#: output, candidate. The three sigmoid gates come first so one call activates all of them.
+LSTM_GATES = ("f", "u", "o", "c")
+
+
+# --------------------------------------------------------------------------- activations
+def _act_forward(act: Any, xp: Any) -> Any:
+    """A function ``z -> f(z)``; the sigmoid is taken as ``(1 + tanh(z / 2)) / 2`` (no overflow)."""
+    if type(act) is Sigmoid:
+        def sigmoid(z: Array) -> Array:
+            s = xp.tanh(z * 0.5)
+            s *= 0.5
+            s += 0.5
+            return s
+
+        return sigmoid
+    return act.fn
+
+
+def _act_backward(act: Any) -> Any:
+    """A function ``(z, y, dy) -> dy * f'(z)`` that uses the output ``y = f(z)`` where it can."""
+    kind = type(act)
+    if kind is Tanh:
+        return lambda z, y, dy: dy * (1.0 - y * y)
+    if kind is Sigmoid:
+        return lambda z, y, dy: dy * (y - y * y)
+    if kind is Identity:
+        return lambda z, y, dy: dy
+    return lambda z, y, dy: act.backward(z, dy)
+
+
+_FAST = (Tanh, Sigmoid, Identity)
+
+
+def _buffer(ws: dict, name: str, shape: tuple[int, ...], like: Array, xp: Any) -> Array:
+    """The workspace array ``name``, made anew only when missing or of another shape, dtype or device.
+
+    Writing each timestep into memory kept from earlier calls, rather than into fresh arrays, spares
+    the allocator from asking the system for (and zeroing) megabytes of new pages on every call.
+    """
+    buf = ws.get(name)
+    if (buf is None or type(buf) is not type(like) or tuple(buf.shape) != shape
+            or buf.dtype != like.dtype or buf.device != like.device):
+        buf = xp.empty(shape, dtype=like.dtype, device=like.device)
+        ws[name] = buf
+    return buf
+
+
+def _transposed(W: Array, xp: Any) -> Array:
+    """``W.T`` as a fresh row-major array: a product with it in every timestep runs faster than one
+    with a transposed view (the round trip through a flat reshape is what forces the copy)."""
+    rows, cols = W.shape
+    return xp.reshape(xp.reshape(xp.matrix_transpose(W), (rows * cols,)), (cols, rows))
+
+
+# --------------------------------------------------------------------------- packing
+def rnn_pack(Wax: Array, Waa: Array, bx: Array, ba: Array, xp: Any = None) -> tuple[Array, Array]:
+    """Pack the RNN parameters into ``W = [[Waa], [Wax]]`` of shape ``(n_out + n_in, n_out)`` and
+    ``b = bx + ba`` of shape ``(n_out,)``."""
+    xp = namespace_of(Wax) if xp is None else xp
+    n_out = Waa.shape[0]
+    return xp.concat([Waa, Wax], axis=0), xp.reshape(bx, (n_out,)) + xp.reshape(ba, (n_out,))
+
+
+def rnn_unpack(dW: Array, db: Array, n_out: int) -> dict[str, Array]:
+    """Split the gradient of a packed RNN weight and bias back into ``Wax, Waa, bx, ba``."""
+    return {"Wax": dW[n_out:, :], "Waa": dW[:n_out, :], "bx": db, "ba": db}
+
+
+def lstm_pack(Wf: Array, Wu: Array, Wc: Array, Wo: Array, bf: Array, bu: Array, bc: Array,
+              bo: Array, xp: Any = None) -> tuple[Array, Array]:
+    """Pack the LSTM gate weights ``(n_out + n_in, n_out)`` and biases ``(n_out,)`` into ``W`` of
+    shape ``(n_out + n_in, 4 n_out)`` and ``b`` of shape ``(4 n_out,)``, in :data:`LSTM_GATES` order."""
+    xp = namespace_of(Wf) if xp is None else xp
+    n_out = Wf.shape[1]
+    biases = [xp.reshape(v, (n_out,)) for v in (bf, bu, bo, bc)]
+    return xp.concat([Wf, Wu, Wo, Wc], axis=1), xp.concat(biases, axis=0)
+
+
+def lstm_unpack(dW: Array, db: Array) -> dict[str, Array]:
+    """Split the gradient of a packed LSTM weight and bias into ``Wf, Wu, Wc, Wo, bf, bu, bc, bo``."""
+    n = dW.shape[1] // 4
+    out = {}
+    for k, gate in enumerate(LSTM_GATES):
+        out[f"W{gate}"] = dW[:, k * n:(k + 1) * n]
+        out[f"b{gate}"] = db[k * n:(k + 1) * n]
+    return out
+
+
+# --------------------------------------------------------------------------- RNN
+def rnn_step_forward(Xt: Array, A_prev: Array, W: Array, b: Array, act_fn: Any,
+                     xp: Any = None) -> tuple[Array, tuple]:
+    r"""One step of an Elman RNN, :math:`A_t = f([A_{t-1}, X_t]\,W + b)`.
+
+    Parameters
+    ----------
+    Xt : array of shape (n_ex, n_in)
+    A_prev : array of shape (n_ex, n_out)
+        The previous hidden state.
+    W, b : arrays of shapes (n_out + n_in, n_out) and (n_out,)
+        The packed parameters (:func:`rnn_pack`).
+    act_fn : Activation
+
+    Returns
+    -------
+    A : array of shape (n_ex, n_out)
+    cache : tuple
+        What :func:`rnn_step_backward` needs.
+    """
+    xp = namespace_of(Xt) if xp is None else xp
+    Z = xp.concat([A_prev, Xt], axis=1)
+    pre = xp.matmul(Z, W) + b
+    A = _act_forward(act_fn, xp)(pre)
+    return A, (Z, W, pre, A, act_fn)
+
+
+def rnn_step_backward(dA: Array, cache: tuple, xp: Any = None) -> tuple[Array, Array, Array, Array]:
+    r"""Gradients of one RNN step.
+
+    With :math:`dP = dA \odot f'(P)` for the pre-activation :math:`P`:
+    :math:`[dA_{t-1}, dX_t] = dP\,W^\top`, :math:`dW = [A_{t-1}, X_t]^\top dP`,
+    :math:`db = \sum_{\text{examples}} dP`.
+
+    Returns
+    -------
+    dXt, dA_prev, dW, db
+    """
+    xp = namespace_of(dA) if xp is None else xp
+    Z, W, pre, A, act_fn = cache
+    n_out = W.shape[1]
+    dP = _act_backward(act_fn)(pre, A, dA)
+    dZ = xp.matmul(dP, xp.matrix_transpose(W))
+    dW = xp.matmul(xp.matrix_transpose(Z), dP)
+    return dZ[:, n_out:], dZ[:, :n_out], dW, xp.sum(dP, axis=0)
+
+
+def rnn_forward(X: Array, W: Array, b: Array, act_fn: Any, A0: Array | None = None,
+                workspace: dict | None = None, xp: Any = None) -> tuple[Array, tuple]:
+    r"""An Elman RNN over a whole sequence.
+
+    .. math:: A_t = f(P_t), \qquad P_t = [A_{t-1}, X_t]\,W + b, \qquad t = 1 \dots n_t
+
+    one matrix product per timestep with the packed ``W``.
+
+    Parameters
+    ----------
+    X : array of shape (n_ex, n_in, n_t)
+    W, b : arrays of shapes (n_out + n_in, n_out) and (n_out,)
+        The packed parameters (:func:`rnn_pack`).
+    act_fn : Activation
+    A0 : array of shape (n_ex, n_out), optional
+        The initial hidden state; default zeros.
+    workspace : dict, optional
+        Buffers kept from an earlier call (start with ``{}``); the per-step values are written into
+        them instead of into fresh memory. A workspace serves one forward / backward pair at a time:
+        do not pass it to another forward before the backward of this one.
+
+    Returns
+    -------
+    Y : array of shape (n_ex, n_out, n_t)
+        The hidden state at every timestep (a fresh array, never part of the workspace).
+    cache : tuple
+        What :func:`rnn_backward` needs.
+    """
+    xp = namespace_of(X) if xp is None else xp
+    n_ex, n_in, n_t = X.shape
+    n = W.shape[1]
+    ws = {} if workspace is None else workspace
+    Z = _buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
+    Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
+    Z[0, :, :n] = 0.0 if A0 is None else A0
+    generic = type(act_fn) not in _FAST
+    pres = _buffer(ws, "P", (n_t, n_ex, n), X, xp) if generic else None
+    Y = xp.empty((n_ex, n, n_t), dtype=X.dtype, device=X.device)
+    f = _act_forward(act_fn, xp)
+    matmul = xp.matmul
+    for t in range(n_t):
+        pre = matmul(Z[t, ...], W)
+        pre += b
+        A = f(pre)
+        if pres is not None:
+            pres[t, ...] = pre
+        Z[t + 1, :, :n] = A
+        Y[:, :, t] = A
+    return Y, (W, act_fn, ws)
+
+
+def rnn_backward(dY: Array, cache: tuple, dA_last: Array | None = None,
+                 xp: Any = None) -> tuple[Array, Array, Array, Array]:
+    r"""Backpropagation through time for :func:`rnn_forward`.
+
+    Going backwards in time, :math:`dA_t = dY_t + dP_{t+1} W_a^\top` and
+    :math:`dP_t = dA_t \odot f'(P_t)`, where :math:`W_a` holds the first ``n_out`` rows of ``W``;
+    then, over all timesteps at once, :math:`dW = \sum_t [A_{t-1}, X_t]^\top dP_t`,
+    :math:`db = \sum_t \sum_{\text{examples}} dP_t` and :math:`dX_t = dP_t W_x^\top`
+    (:math:`W_x`: the last ``n_in`` rows), one matrix product each.
+
+    Parameters
+    ----------
+    dY : array of shape (n_ex, n_out, n_t)
+        The gradient of the loss wrt. every hidden state.
+    cache : tuple
+        From :func:`rnn_forward`.
+    dA_last : array of shape (n_ex, n_out), optional
+        An extra gradient wrt. the last hidden state (from whatever consumed it afterwards).
+
+    Returns
+    -------
+    dX : array of shape (n_ex, n_in, n_t)
+    dW : array of shape (n_out + n_in, n_out)
+    db : array of shape (n_out,)
+    dA0 : array of shape (n_ex, n_out)
+        The gradient wrt. the initial hidden state.
+    """
+    xp = namespace_of(dY) if xp is None else xp
+    W, act_fn, ws = cache
+    n_ex, n, n_t = dY.shape
+    Z, pres = ws["Z"], ws.get("P")
+    dP = _buffer(ws, "dP", (n_t, n_ex, n), dY, xp)
+    dYt = xp.permute_dims(dY, (2, 0, 1))
+    WaT = _transposed(W[:n, :], xp)
+    grad = _act_backward(act_fn)
+    matmul = xp.matmul
+    carry = dA_last
+    for t in range(n_t - 1, -1, -1):
+        dA = dYt[t, ...] if carry is None else dYt[t, ...] + carry
+        dp = grad(None if pres is None else pres[t, ...], Z[t + 1, :, :n], dA)
+        dP[t, ...] = dp
+        carry = matmul(dp, WaT)
+    return (*_sequence_weight_grads(Z, dP, W, n, xp), carry)
+
+
+def _sequence_weight_grads(Z: Array, dP: Array, W: Array, n: int, xp: Any) -> tuple[Array, Array, Array]:
+    """``(dX, dW, db)`` from the stacked step inputs ``Z`` and pre-activation gradients ``dP``."""
+    n_t, n_ex, k = dP.shape
+    n_in = W.shape[0] - n
+    dPs = xp.reshape(dP, (n_t * n_ex, k))
+    dW = xp.matmul(xp.matrix_transpose(xp.reshape(Z[:n_t, ...], (n_t * n_ex, n + n_in))), dPs)
+    dXs = xp.matmul(dPs, xp.matrix_transpose(W[n:, :]))
+    dX = xp.permute_dims(xp.reshape(dXs, (n_t, n_ex, n_in)), (1, 2, 0))
+    return dX, dW, xp.sum(dPs, axis=0)
+
+
+# --------------------------------------------------------------------------- LSTM
+def _lstm_gates(pre: Array, C_prev: Array, n: int, act: Any, gate: Any) -> tuple:
+    """Gate outputs, new cell state and new hidden state from the packed pre-activation."""
+    S = gate(pre[:, :3 * n])
+    Cc = act(pre[:, 3 * n:])
+    C = S[:, :n] * C_prev + S[:, n:2 * n] * Cc
+    TC = act(C)
+    return S, Cc, C, TC, S[:, 2 * n:] * TC
+
+
+def _lstm_gates_backward(dA: Array, dC: Array | None, pre: Array | None, S: Array, Cc: Array,
+                         C: Array, TC: Array, C_prev: Array, n: int, act_grad: Any, gate_grad: Any,
+                         xp: Any) -> tuple[Array, Array, Array]:
+    """``(dP_gates, dP_candidate, dC_prev)``: the gradient of the packed pre-activation, as its
+    sigmoid-gate and candidate column blocks, and that of the previous cell state."""
+    Gf, Gu, Go = S[:, :n], S[:, n:2 * n], S[:, 2 * n:]
+    dCt = act_grad(C, TC, dA * Go)
+    if dC is not None:
+        dCt += dC
+    dS = xp.concat([dCt * C_prev, dCt * Cc, dA * TC], axis=1)
+    pre_gates = None if pre is None else pre[:, :3 * n]
+    pre_cand = None if pre is None else pre[:, 3 * n:]
+    return (gate_grad(pre_gates, S, dS), act_grad(pre_cand, Cc, dCt * Gu), dCt * Gf)
+
+
+def lstm_step_forward(Xt: Array, A_prev: Array, C_prev: Array, W: Array, b: Array, act_fn: Any,
+                      gate_fn: Any, xp: Any = None) -> tuple[Array, Array, tuple]:
+    r"""One LSTM step; see :func:`lstm_forward` for the equations.
+
+    Parameters
+    ----------
+    Xt : array of shape (n_ex, n_in)
+    A_prev, C_prev : arrays of shape (n_ex, n_out)
+        The previous hidden and cell states.
+    W, b : arrays of shapes (n_out + n_in, 4 n_out) and (4 n_out,)
+        The packed parameters (:func:`lstm_pack`).
+    act_fn, gate_fn : Activation
+
+    Returns
+    -------
+    A, C : arrays of shape (n_ex, n_out)
+        The new hidden and cell states.
+    cache : tuple
+        What :func:`lstm_step_backward` needs.
+    """
+    xp = namespace_of(Xt) if xp is None else xp
+    n = W.shape[1] // 4
+    Z = xp.concat([A_prev, Xt], axis=1)
+    pre = xp.matmul(Z, W) + b
+    S, Cc, C, TC, A = _lstm_gates(pre, C_prev, n, _act_forward(act_fn, xp), _act_forward(gate_fn, xp))
+    return A, C, (Z, W, pre, S, Cc, C, TC, C_prev, act_fn, gate_fn)
+
+
+def lstm_step_backward(dA: Array, dC: Array | None, cache: tuple,
+                       xp: Any = None) -> tuple[Array, Array, Array, Array, Array]:
+    r"""Gradients of one LSTM step.
+
+    Parameters
+    ----------
+    dA : array of shape (n_ex, n_out)
+        The gradient wrt. the step's hidden state (from the output and from the next step).
+    dC : array of shape (n_ex, n_out) or None
+        The gradient wrt. the step's cell state coming from the next step (None: zero).
+    cache : tuple
+        From :func:`lstm_step_forward`.
+
+    Returns
+    -------
+    dXt, dA_prev, dC_prev, dW, db
+    """
+    xp = namespace_of(dA) if xp is None else xp
+    Z, W, pre, S, Cc, C, TC, C_prev, act_fn, gate_fn = cache
+    n = W.shape[1] // 4
+    dP_gates, dP_cand, dC_prev = _lstm_gates_backward(dA, dC, pre, S, Cc, C, TC, C_prev, n,
+                                                      _act_backward(act_fn), _act_backward(gate_fn), xp)
+    dP = xp.concat([dP_gates, dP_cand], axis=1)
+    dZ = xp.matmul(dP, xp.matrix_transpose(W))
+    dW = xp.matmul(xp.matrix_transpose(Z), dP)
+    return dZ[:, n:], dZ[:, :n], dC_prev, dW, xp.sum(dP, axis=0)
+
+
+def lstm_forward(X: Array, W: Array, b: Array, act_fn: Any, gate_fn: Any, A0: Array | None = None,
+                 C0: Array | None = None, workspace: dict | None = None,
+                 xp: Any = None) -> tuple[Array, tuple]:
+    r"""An LSTM over a whole sequence.
+
+    With :math:`Z_t = [A_{t-1}, X_t]`, :math:`\sigma` the gate function and :math:`g` the activation:
+
+    .. math::
+
+        G^f_t &= \sigma(Z_t W_f + b_f), \quad G^u_t = \sigma(Z_t W_u + b_u), \quad
+        G^o_t = \sigma(Z_t W_o + b_o), \quad \tilde C_t = g(Z_t W_c + b_c) \\
+        C_t &= G^f_t \odot C_{t-1} + G^u_t \odot \tilde C_t, \qquad A_t = G^o_t \odot g(C_t)
+
+    All four pre-activations of a step come from one product of :math:`Z_t` with the packed ``W``.
+
+    Parameters
+    ----------
+    X : array of shape (n_ex, n_in, n_t)
+    W, b : arrays of shapes (n_out + n_in, 4 n_out) and (4 n_out,)
+        The packed parameters (:func:`lstm_pack`).
+    act_fn, gate_fn : Activation
+    A0, C0 : arrays of shape (n_ex, n_out), optional
+        The initial hidden and cell states; default zeros.
+    workspace : dict, optional
+        Buffers kept from an earlier call, as for :func:`rnn_forward`.
+
+    Returns
+    -------
+    Y : array of shape (n_ex, n_out, n_t)
+        The hidden state at every timestep (a fresh array).
+    cache : tuple
+        What :func:`lstm_backward` needs.
+    """
+    xp = namespace_of(X) if xp is None else xp
+    n_ex, n_in, n_t = X.shape
+    n = W.shape[1] // 4
+    ws = {} if workspace is None else workspace
+    Z = _buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
+    gates = _buffer(ws, "S", (n_t, n_ex, 3 * n), X, xp)
+    cands = _buffer(ws, "Cc", (n_t, n_ex, n), X, xp)
+    tanh_cells = _buffer(ws, "TC", (n_t, n_ex, n), X, xp)
+    cells = _buffer(ws, "C", (n_t + 1, n_ex, n), X, xp)
+    generic = type(act_fn) not in _FAST or type(gate_fn) not in _FAST
+    pres = _buffer(ws, "P", (n_t, n_ex, 4 * n), X, xp) if generic else None
+    Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
+    Z[0, :, :n] = 0.0 if A0 is None else A0
+    cells[0, ...] = 0.0 if C0 is None else C0
+    Y = xp.empty((n_ex, n, n_t), dtype=X.dtype, device=X.device)
+    act, gate = _act_forward(act_fn, xp), _act_forward(gate_fn, xp)
+    matmul = xp.matmul
+    C = cells[0, ...]
+    for t in range(n_t):
+        pre = matmul(Z[t, ...], W)
+        pre += b
+        S, Cc, C, TC, A = _lstm_gates(pre, C, n, act, gate)
+        if pres is not None:
+            pres[t, ...] = pre
+        gates[t, ...] = S
+        cands[t, ...] = Cc
+        tanh_cells[t, ...] = TC
+        cells[t + 1, ...] = C
+        Z[t + 1, :, :n] = A
+        Y[:, :, t] = A
+    return Y, (W, act_fn, gate_fn, ws)
+
+
+def lstm_backward(dY: Array, cache: tuple, dA_last: Array | None = None, dC_last: Array | None = None,
+                  xp: Any = None) -> tuple[Array, Array, Array, Array, Array]:
+    r"""Backpropagation through time for :func:`lstm_forward`.
+
+    Going backwards in time, with :math:`dA_t = dY_t + dP_{t+1} W_a^\top` (:math:`W_a`: the first
+    ``n_out`` rows of ``W``) and :math:`dC_t` carried from step :math:`t + 1`:
+
+    .. math::
+
+        dC_t &\mathrel{+}= dA_t \odot G^o_t \odot g'(C_t), \quad
+        dG^o_t = dA_t \odot g(C_t), \quad dG^f_t = dC_t \odot C_{t-1}, \quad
+        dG^u_t = dC_t \odot \tilde C_t, \quad d\tilde C_t = dC_t \odot G^u_t, \\
+        dC_{t-1} &= dC_t \odot G^f_t,
+
+    each gate gradient is taken through its activation to give the packed :math:`dP_t`; then
+    :math:`dW = \sum_t Z_t^\top dP_t`, :math:`db = \sum_t \sum_{\text{examples}} dP_t` and
+    :math:`dX_t = dP_t W_x^\top`, each as one matrix product over all timesteps.
+
+    Parameters
+    ----------
+    dY : array of shape (n_ex, n_out, n_t)
+    cache : tuple
+        From :func:`lstm_forward`.
+    dA_last, dC_last : arrays of shape (n_ex, n_out), optional
+        Extra gradients wrt. the last hidden and cell states.
+
+    Returns
+    -------
+    dX : array of shape (n_ex, n_in, n_t)
+    dW : array of shape (n_out + n_in, 4 n_out)
+    db : array of shape (4 n_out,)
+    dA0, dC0 : arrays of shape (n_ex, n_out)
+        The gradients wrt. the initial hidden and cell states.
+    """
+    xp = namespace_of(dY) if xp is None else xp
+    W, act_fn, gate_fn, ws = cache
+    n_ex, n, n_t = dY.shape
+    Z, gates, cands, tanh_cells, cells = ws["Z"], ws["S"], ws["Cc"], ws["TC"], ws["C"]
+    pres = ws.get("P") if (type(act_fn) not in _FAST or type(gate_fn) not in _FAST) else None
+    dP = _buffer(ws, "dP", (n_t, n_ex, 4 * n), dY, xp)
+    dYt = xp.permute_dims(dY, (2, 0, 1))
+    WaT = _transposed(W[:n, :], xp)
+    act_grad, gate_grad = _act_backward(act_fn), _act_backward(gate_fn)
+    matmul = xp.matmul
+    dA_carry, dC = dA_last, dC_last
+    for t in range(n_t - 1, -1, -1):
+        dA = dYt[t, ...] if dA_carry is None else dYt[t, ...] + dA_carry
+        dP_gates, dP_cand, dC = _lstm_gates_backward(
+            dA, dC, None if pres is None else pres[t, ...], gates[t, ...], cands[t, ...],
+            cells[t + 1, ...], tanh_cells[t, ...], cells[t, ...], n, act_grad, gate_grad, xp)
+        dP[t, :, :3 * n] = dP_gates
+        dP[t, :, 3 * n:] = dP_cand
+        dA_carry = matmul(dP[t, ...], WaT)
+    return (*_sequence_weight_grads(Z, dP, W, n, xp), dA_carry, dC)

@@ -1,0 +1,387 @@
+r"""Loss functions: the value of an objective and its gradient, on arrays of any backend.
+
+Every loss is a :class:`Loss` with a ``Name(key=value, ...)`` string form that parses back to an equal
+object (``get_loss("CrossEntropy(from_logits=True)")``). It offers
+
+- ``loss(y, y_pred, ...)``: the objective, a **0-d array** of ``y_pred``'s backend, dtype and device
+  (``float(value)`` gives a Python number). Keeping the value on the device lets a training loop sum
+  losses without waiting for the device at every step; it converts to a Python float only when it
+  prints;
+- ``grad(y, y_pred, ...)``: the gradient of that same value, an array shaped like ``y_pred``.
+
+Reduction
+---------
+``reduction="sum"`` (the default for :class:`SquaredError` and :class:`CrossEntropy`) adds the loss
+of every example of the batch, as numpy-ml does; ``reduction="mean"`` divides that sum by the number of
+examples ``n_ex = y_pred.shape[0]`` (not by the number of elements, unlike ``torch``'s ``"mean"``), and
+the gradient is divided likewise. :class:`VAELoss` averages over the batch by default, as numpy-ml's
+does.
+
+Numerical safety
+----------------
+Probabilities are clipped to ``[eps, 1]`` (``[eps, 1 - eps]`` for Bernoulli outputs) before a
+logarithm, with ``eps`` the machine epsilon *of the input's dtype*, so neither float32 nor float64 ever
+takes ``log(0)``. ``CrossEntropy(from_logits=True)`` never forms probabilities at all: it takes the
+log-softmax by the log-sum-exp identity, which is exact and stable for any logits. Prefer it for
+training classifiers.
+
+Not provided
+------------
+numpy-ml also has ``NCELoss`` (noise-contrastive estimation). It owns trainable output weights and
+draws negative samples from a noise distribution at every call, so it is a layer with its own sampler
+rather than a loss of ``(y, y_pred)``; it is left out until anyml has such a sampling layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyml._spec import Registry, Spec
+from anyml.activations import get_activation
+from anyml.backend import namespace_of
+
+__all__ = [
+    "LOSSES",
+    "CrossEntropy",
+    "Loss",
+    "SquaredError",
+    "VAELoss",
+    "get_loss",
+]
+
+Array = Any
+_REDUCTIONS = ("sum", "mean")
+
+
+class Loss(Spec):
+    """Base class of the losses.
+
+    Attributes
+    ----------
+    reduction : {"sum", "mean"}
+        How the per-example losses of a batch are combined (see the module docstring).
+    """
+
+    reduction: str = "sum"
+
+    def __init__(self, reduction: str = "sum") -> None:
+        if reduction not in _REDUCTIONS:
+            msg = f"{type(self).__name__}: reduction must be 'sum' or 'mean', got {reduction!r}"
+            raise ValueError(msg)
+        self.reduction = reduction
+
+    def __call__(self, y: Array, y_pred: Array, *args: Array) -> Array:
+        """The loss value; the same as :meth:`loss`."""
+        return self.loss(y, y_pred, *args)
+
+    def loss(self, y: Array, y_pred: Array, *args: Array) -> Array:
+        """The loss value, a 0-d array of ``y_pred``'s backend and dtype."""
+        raise NotImplementedError
+
+    def grad(self, y: Array, y_pred: Array, *args: Any, **kwargs: Any) -> Any:
+        """The gradient of :meth:`loss`; see the subclass."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def _scale(self, y_pred: Array) -> float:
+        """1 for ``"sum"``, ``1 / n_ex`` for ``"mean"``."""
+        if self.reduction == "sum" or y_pred.ndim == 0:
+            return 1.0
+        return 1.0 / int(y_pred.shape[0])
+
+    def _check_pair(self, y: Array, y_pred: Array, name: str = "y") -> Any:
+        """The namespace of ``y_pred``, after checking ``y`` against it (namespace, device, shape)."""
+        owner = type(self).__name__
+        xp = namespace_of(y_pred)
+        if type(y) is not type(y_pred):
+            msg = (f"{owner}: {name} and y_pred must be arrays of the same library, got "
+                   f"{type(y).__module__}.{type(y).__qualname__} and "
+                   f"{type(y_pred).__module__}.{type(y_pred).__qualname__}; convert with "
+                   f"backend.asarray({name})")
+            raise TypeError(msg)
+        if y.device != y_pred.device:
+            msg = f"{owner}: {name} is on device {y.device!r} but y_pred on {y_pred.device!r}"
+            raise TypeError(msg)
+        if not xp.isdtype(y_pred.dtype, "real floating"):
+            msg = f"{owner}: expected y_pred of a real floating dtype, got {y_pred.dtype}"
+            raise TypeError(msg)
+        return xp
+
+    def _check_same(self, xp: Any, y: Array, y_pred: Array, name: str = "y") -> None:
+        owner = type(self).__name__
+        if tuple(y.shape) != tuple(y_pred.shape):
+            msg = (f"{owner}: expected {name} of the shape of y_pred {tuple(y_pred.shape)}, got "
+                   f"{tuple(y.shape)}")
+            raise ValueError(msg)
+        if y.dtype != y_pred.dtype:
+            msg = (f"{owner}: expected {name} of dtype {y_pred.dtype} (y_pred's), got {y.dtype}; "
+                   f"a float64 target would turn a float32 loss into float64")
+            raise TypeError(msg)
+
+
+LOSSES: Registry[Loss] = Registry("loss", Loss)
+
+
+class SquaredError(Loss):
+    r"""Half the squared Euclidean distance, :math:`L = \tfrac12 \lVert \hat y - y \rVert_2^2`.
+
+    Parameters
+    ----------
+    reduction : {"sum", "mean"}
+        ``"sum"`` (default, as numpy-ml): the sum over every element of the batch; ``"mean"``: that sum
+        divided by ``n_ex``.
+
+    Notes
+    -----
+    .. math::
+
+        L = \tfrac12 \sum_{i} (\hat y_i - y_i)^2, \qquad
+        \frac{\partial L}{\partial \hat y} = \hat y - y, \qquad
+        \frac{\partial L}{\partial z} = (\hat y - y) \odot f'(z) \ \text{ when } \hat y = f(z)
+
+    :meth:`grad` gives the last form when the pre-activation ``z`` and the activation ``act_fn`` are
+    passed (numpy-ml's signature) and the gradient wrt. ``y_pred`` when they are not; a model whose
+    last layer applies its own activation wants the latter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anyml.losses import SquaredError
+    >>> float(SquaredError().loss(np.zeros((2, 2)), np.ones((2, 2))))
+    2.0
+    """
+
+    _spec_fields = ("reduction",)
+
+    def loss(self, y: Array, y_pred: Array) -> Array:
+        """:math:`\\tfrac12 \\sum (\\hat y - y)^2` (divided by ``n_ex`` for ``"mean"``), a 0-d array."""
+        xp = self._check_pair(y, y_pred)
+        self._check_same(xp, y, y_pred)
+        diff = y_pred - y
+        return xp.asarray(0.5 * self._scale(y_pred) * xp.sum(diff * diff))
+
+    def grad(self, y: Array, y_pred: Array, z: Array | None = None, act_fn: Any = None) -> Array:
+        """:math:`\\hat y - y`, times :math:`f'(z)` when ``z`` and ``act_fn`` are given.
+
+        Parameters
+        ----------
+        y, y_pred : array of shape (n_ex, ...)
+            Targets and predictions.
+        z : array shaped like ``y_pred``, optional
+            The pre-activation with ``y_pred = act_fn(z)``.
+        act_fn : str, Activation or None
+            The activation that produced ``y_pred`` from ``z``; needs ``z``.
+        """
+        xp = self._check_pair(y, y_pred)
+        self._check_same(xp, y, y_pred)
+        dy = y_pred - y
+        if z is not None:
+            self._check_pair(z, y_pred, "z")
+            self._check_same(xp, z, y_pred, "z")
+            dy = get_activation(act_fn).backward(z, dy)
+        elif act_fn is not None:
+            msg = "SquaredError.grad: act_fn needs the pre-activation z as well"
+            raise ValueError(msg)
+        scale = self._scale(y_pred)
+        return dy if scale == 1.0 else dy * scale
+
+
+class CrossEntropy(Loss):
+    r"""Categorical cross-entropy, :math:`L = -\sum_i \sum_c y_{ic} \log p_{ic}`.
+
+    Parameters
+    ----------
+    from_logits : bool
+        ``False`` (default, as numpy-ml): ``y_pred`` holds probabilities (a softmax output) along the
+        last axis. ``True``: ``y_pred`` holds unnormalized scores :math:`z` and
+        :math:`\log p = z - \operatorname{logsumexp}(z)` is computed stably, softmax and loss fused.
+    reduction : {"sum", "mean"}
+        ``"sum"`` (default, as numpy-ml) over the batch, or divided by ``n_ex`` for ``"mean"``.
+
+    Notes
+    -----
+    The classes lie along the last axis. ``y`` is either a float array shaped like ``y_pred`` (one-hot
+    rows, or any distributions) or an integer array of class indices of shape ``y_pred.shape[:-1]``;
+    the latter is turned into one-hot rows (an index outside ``[0, n_classes)`` gives a zero row).
+
+    :meth:`grad` returns the gradient with respect to the **logits** :math:`z`, whichever input form
+    is used (numpy-ml's convention: with ``from_logits=False`` the predictions are assumed to be
+    :math:`p = \operatorname{softmax}(z)`, and the softmax Jacobian is folded in):
+
+    .. math::
+
+        \frac{\partial L}{\partial z_{ic}} = p_{ic} \textstyle\sum_k y_{ik} - y_{ic}
+
+    which is numpy-ml's :math:`p - y` when each row of ``y`` sums to one. Multiplying by the softmax
+    Jacobian in closed form avoids dividing by probabilities that may underflow to zero, so a model
+    that ends with a ``Softmax`` layer starts its backward pass *below* that layer with this gradient
+    (:class:`anyml.model.Sequential` does so). Without ``from_logits`` the probabilities are clipped
+    to ``[eps, 1]`` (``eps`` of their dtype) before the logarithm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anyml.losses import CrossEntropy
+    >>> logits = np.array([[0.0, 0.0]])
+    >>> float(CrossEntropy(from_logits=True).loss(np.array([0]), logits))  # log 2
+    0.6931471805599453
+    """
+
+    _spec_fields = ("from_logits", "reduction")
+
+    def __init__(self, from_logits: bool = False, reduction: str = "sum") -> None:
+        super().__init__(reduction)
+        if not isinstance(from_logits, bool):
+            msg = f"CrossEntropy: from_logits must be True or False, got {from_logits!r}"
+            raise TypeError(msg)
+        self.from_logits = from_logits
+
+    def targets(self, y: Array, y_pred: Array) -> Array:
+        """``y`` as float rows shaped like ``y_pred`` (integer class indices become one-hot)."""
+        xp = self._check_pair(y, y_pred)
+        if y_pred.ndim < 1:
+            msg = f"CrossEntropy: expected y_pred with a class axis, got shape {tuple(y_pred.shape)}"
+            raise ValueError(msg)
+        if xp.isdtype(y.dtype, "integral"):
+            if tuple(y.shape) != tuple(y_pred.shape[:-1]):
+                msg = (f"CrossEntropy: expected integer labels y of shape {tuple(y_pred.shape[:-1])} "
+                       f"(y_pred's without the class axis), got {tuple(y.shape)}")
+                raise ValueError(msg)
+            classes = xp.arange(int(y_pred.shape[-1]), dtype=y.dtype, device=y.device)
+            return xp.astype(xp.expand_dims(y, axis=-1) == classes, y_pred.dtype)
+        self._check_same(xp, y, y_pred)
+        return y
+
+    def log_probs(self, y_pred: Array) -> Array:
+        """:math:`\\log p` along the last axis: log-softmax of logits, or clipped log of probabilities."""
+        xp = namespace_of(y_pred)
+        if self.from_logits:
+            shifted = y_pred - xp.max(y_pred, axis=-1, keepdims=True)
+            return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+        eps = float(xp.finfo(y_pred.dtype).eps)
+        return xp.log(xp.clip(y_pred, eps, 1.0))
+
+    def probs(self, y_pred: Array) -> Array:
+        """The class probabilities: the softmax of logits, or ``y_pred`` itself."""
+        if not self.from_logits:
+            return y_pred
+        xp = namespace_of(y_pred)
+        e = xp.exp(y_pred - xp.max(y_pred, axis=-1, keepdims=True))
+        return e / xp.sum(e, axis=-1, keepdims=True)
+
+    def loss(self, y: Array, y_pred: Array) -> Array:
+        """:math:`-\\sum y \\log p` (divided by ``n_ex`` for ``"mean"``), a 0-d array."""
+        target = self.targets(y, y_pred)
+        xp = namespace_of(y_pred)
+        return xp.asarray(-self._scale(y_pred) * xp.sum(target * self.log_probs(y_pred)))
+
+    def grad(self, y: Array, y_pred: Array) -> Array:
+        """The gradient wrt. the logits, :math:`p \\sum_k y_k - y` (see Notes)."""
+        target = self.targets(y, y_pred)
+        xp = namespace_of(y_pred)
+        dz = self.probs(y_pred) * xp.sum(target, axis=-1, keepdims=True) - target
+        scale = self._scale(y_pred)
+        return dz if scale == 1.0 else dz * scale
+
+
+class VAELoss(Loss):
+    r"""The negative evidence lower bound of a variational autoencoder with Bernoulli outputs.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}
+        ``"mean"`` (default, as numpy-ml) over the batch, or ``"sum"``.
+
+    Notes
+    -----
+    For inputs :math:`y \in [0, 1]`, decoder outputs :math:`\hat y \in (0, 1)` and a Gaussian encoder
+    :math:`q(t \mid x) = \mathcal{N}(\mu, \operatorname{diag} e^{\lambda})` with :math:`\mu` =
+    ``t_mean`` and :math:`\lambda` = ``t_log_var``, each example contributes a reconstruction term
+    (binary cross-entropy) and the closed-form KL divergence to :math:`\mathcal{N}(0, I)`:
+
+    .. math::
+
+        \ell = -\sum_j \big[y_j \log \hat y_j + (1 - y_j) \log (1 - \hat y_j)\big]
+               - \tfrac12 \sum_k \big(1 + \lambda_k - \mu_k^2 - e^{\lambda_k}\big)
+
+    and the gradients of the batch mean :math:`L = \frac1N \sum \ell` are
+
+    .. math::
+
+        \frac{\partial L}{\partial \hat y} = \frac{\hat y - y}{N \hat y (1 - \hat y)}, \qquad
+        \frac{\partial L}{\partial \mu} = \frac{\mu}{N}, \qquad
+        \frac{\partial L}{\partial \lambda} = \frac{e^{\lambda} - 1}{2N}
+
+    :math:`\hat y` is clipped to :math:`[\epsilon, 1 - \epsilon]` (``eps`` of its dtype) in both.
+    ``y`` and ``y_pred`` have shape ``(n_ex, ...)``; ``t_mean`` and ``t_log_var`` ``(n_ex, latent)``.
+    """
+
+    _spec_fields = ("reduction",)
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+
+    def _check(self, y: Array, y_pred: Array, t_mean: Array, t_log_var: Array) -> Any:
+        xp = self._check_pair(y, y_pred)
+        self._check_same(xp, y, y_pred)
+        self._check_pair(t_mean, y_pred, "t_mean")
+        self._check_pair(t_log_var, y_pred, "t_log_var")
+        self._check_same(xp, t_log_var, t_mean, "t_log_var")
+        if t_mean.dtype != y_pred.dtype or t_mean.ndim < 1 or t_mean.shape[0] != y_pred.shape[0]:
+            msg = (f"VAELoss: expected t_mean of shape (n_ex={y_pred.shape[0]}, latent) and dtype "
+                   f"{y_pred.dtype}, got {tuple(t_mean.shape)} and {t_mean.dtype}")
+            raise ValueError(msg)
+        return xp
+
+    def _clipped(self, xp: Any, y_pred: Array) -> Array:
+        eps = float(xp.finfo(y_pred.dtype).eps)
+        return xp.clip(y_pred, eps, 1.0 - eps)
+
+    def loss(self, y: Array, y_pred: Array, t_mean: Array, t_log_var: Array) -> Array:
+        """The reconstruction plus KL terms, averaged (or summed) over the batch; a 0-d array."""
+        xp = self._check(y, y_pred, t_mean, t_log_var)
+        p = self._clipped(xp, y_pred)
+        rec = -xp.sum(y * xp.log(p) + (1.0 - y) * xp.log(1.0 - p))
+        kl = -0.5 * xp.sum(1.0 + t_log_var - t_mean * t_mean - xp.exp(t_log_var))
+        return xp.asarray(self._scale(y_pred) * (rec + kl))
+
+    def grad(self, y: Array, y_pred: Array, t_mean: Array,
+             t_log_var: Array) -> tuple[Array, Array, Array]:
+        """``(dL/dy_pred, dL/dt_mean, dL/dt_log_var)``, see Notes."""
+        xp = self._check(y, y_pred, t_mean, t_log_var)
+        p = self._clipped(xp, y_pred)
+        scale = self._scale(y_pred)
+        d_pred = scale * (p - y) / (p * (1.0 - p))
+        d_mean = scale * t_mean
+        d_log_var = (0.5 * scale) * (xp.exp(t_log_var) - 1.0)
+        return d_pred, d_mean, d_log_var
+
+
+for _cls in (SquaredError, CrossEntropy, VAELoss):
+    LOSSES.register(_cls)
+del _cls
+
+
+def get_loss(spec: Any) -> Loss:
+    """Build a loss from a name or spec string, a dict ``{"id": name, ...}`` or a :class:`Loss`.
+
+    Names match ignoring case, spaces, ``-`` and ``_``: ``"squared error"``, ``"cross_entropy"``,
+    ``"CrossEntropy(from_logits=True, reduction='mean')"``, ``"VAELoss"``.
+
+    Raises
+    ------
+    ValueError
+        For ``None``, an unknown name (the message lists the choices) or bad arguments.
+    TypeError
+        For an object of another kind.
+
+    Examples
+    --------
+    >>> from anyml.losses import get_loss
+    >>> get_loss("cross_entropy(from_logits=True)")
+    CrossEntropy(from_logits=True, reduction='sum')
+    """
+    if isinstance(spec, str):
+        name, paren, rest = spec.partition("(")
+        spec = name.strip().replace(" ", "_").replace("-", "_") + paren + rest
+    return LOSSES.get(spec)

@@ -1,0 +1,593 @@
+"""``Sequential``: a stack of layers trained end to end with a loss, on any backend.
+
+The container chains the layers' own ``forward``/``backward``/``update`` and adds what training needs
+around them: minibatches drawn in a seeded random order, a progress bar, metrics, a history, switching
+every layer between training and inference behaviour, moving the whole model between backends, and
+checkpoints (:mod:`anyml.checkpoint`).
+
+Data may be host (NumPy) arrays or arrays of the model's backend. :meth:`Sequential.fit`,
+:meth:`Sequential.evaluate` and :meth:`Sequential.predict` are the explicit conversion points: they
+copy each minibatch to the backend with ``backend.asarray`` (host data stays on the host and only one
+minibatch at a time goes to the device). :meth:`Sequential.forward` and :meth:`Sequential.backward`
+take arrays of the backend only, like the layers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from anyml.backend import Backend, resolve_backend, to_numpy
+from anyml.layers.base import LayerBase
+from anyml.layers.softmax import Softmax
+from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
+from anyml.wrappers import WrapperBase
+
+__all__ = ["Sequential"]
+
+Array = Any
+Layer = LayerBase | WrapperBase
+Callback = Callable[[int, dict[str, float]], Any]
+
+
+class Sequential:
+    r"""Layers applied one after the other, :math:`y = f_n(\cdots f_2(f_1(X)))`, with a loss.
+
+    Parameters
+    ----------
+    layers : sequence of layers
+        Layers or wrapped layers (:class:`~anyml.wrappers.Dropout`), applied in order.
+    loss : str, dict, Loss or None
+        :class:`~anyml.losses.SquaredError` or :class:`~anyml.losses.CrossEntropy` (or a spec
+        string such as ``"CrossEntropy(from_logits=True)"``). ``None`` makes a model that can only
+        :meth:`predict`.
+    backend : str or Backend, optional
+        Where the model computes. Default: the layers' backend (they must share one library, device
+        and dtype). When given, every layer is moved there (:meth:`to`) and then uses this backend
+        object, and so its random generator, too.
+
+    Notes
+    -----
+    **Training step** (:meth:`train_on_batch`): forward through every layer, loss
+    :math:`L(y, \hat y)`, gradient :math:`\partial L / \partial \hat y` from ``loss.grad``, backward
+    through every layer in reverse, then ``update`` of every layer (which applies its optimizer and
+    drops its gradients).
+
+    **Softmax and cross-entropy.** ``CrossEntropy()`` (on probabilities) needs a final
+    :class:`~anyml.layers.softmax.Softmax` layer; its gradient, :math:`p - y`, is the gradient wrt.
+    the *softmax input*, so training starts the backward pass at the layer below the softmax (the
+    softmax Jacobian is applied in closed form instead of dividing by probabilities that may underflow
+    to zero). ``CrossEntropy(from_logits=True)`` takes the raw scores of the last layer instead (no
+    final softmax): :meth:`predict` then returns scores, whose argmax is the predicted class.
+
+    **Metrics.** The reported loss is the mean per example (for ``reduction="sum"``, the batch sums
+    divided by the number of examples), so it does not depend on the batch size. For a cross-entropy
+    loss, accuracy is the fraction of argmax predictions that hit the class index (``y`` may hold
+    class indices or one-hot rows; an output of shape ``(n_ex, n_t, n_classes)`` makes ``n_t``
+    predictions per example).
+
+    **Randomness.** :meth:`fit` draws each epoch's order from ``backend.host_rng`` (NumPy's PCG64, the
+    generator that draws the initial weights), so one seed gives the same minibatches, and so the same
+    training run, on every backend.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import anyml
+    >>> from anyml.layers import FullyConnected, Softmax
+    >>> from anyml.model import Sequential
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> model = Sequential([FullyConnected(8, act_fn="ReLU", backend=be),
+    ...                     FullyConnected(3, backend=be), Softmax(backend=be)], loss="CrossEntropy")
+    >>> X, y = np.random.default_rng(0).normal(size=(60, 4)), np.arange(60) % 3
+    >>> history = model.fit(X, y, epochs=2, batch_size=20, verbose=False)
+    >>> sorted(history), model.predict(X).shape
+    (['accuracy', 'loss'], (60, 3))
+    """
+
+    def __init__(self, layers: Iterable[Layer], loss: Any = None, *,
+                 backend: str | Backend | None = None) -> None:
+        self.layers: list[Layer] = list(layers)
+        if not self.layers:
+            msg = "Sequential: expected at least one layer, got none"
+            raise ValueError(msg)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, LayerBase | WrapperBase):
+                msg = (f"Sequential: layer {i} must be an anyml layer or wrapper, got "
+                       f"{type(layer).__module__}.{type(layer).__qualname__}")
+                raise TypeError(msg)
+        if backend is None:
+            self.backend = self.layers[0].backend
+            for i, layer in enumerate(self.layers):
+                if not _same_backend(layer.backend, self.backend):
+                    msg = (f"Sequential: layer {i} ({type(layer).__name__}) is on {layer.backend!r} "
+                           f"but layer 0 on {self.backend!r}; build the layers on one backend, "
+                           f"or pass backend=... to move them all")
+                    raise ValueError(msg)
+        else:
+            self.backend = resolve_backend(backend)
+            for layer in self.layers:
+                if layer.backend is not self.backend:
+                    layer.to(self.backend)
+        self.loss: Loss | None = None
+        self.set_loss(loss)
+        #: Set to True (e.g. by a callback) to stop :meth:`fit` after the current epoch.
+        self.stop_training = False
+
+    # ------------------------------------------------------------------ configuration
+    def set_loss(self, loss: Any) -> None:
+        """Set the loss (anything :func:`~anyml.losses.get_loss` accepts, or ``None``).
+
+        Raises
+        ------
+        TypeError
+            For a loss that does not compare one output with one target (``VAELoss`` needs the
+            encoder's outputs too: compute it by hand from :meth:`forward`).
+        ValueError
+            For ``CrossEntropy()`` on probabilities without a final ``Softmax(dim=-1)`` layer.
+        """
+        new = None if loss is None else get_loss(loss)
+        if new is not None and not isinstance(new, SquaredError | CrossEntropy):
+            msg = (f"Sequential: the loss must be SquaredError or CrossEntropy, got {new}; a "
+                   f"{type(new).__name__} needs more than the model output, so compute it from "
+                   f"forward() and pass its gradient to backward()")
+            raise TypeError(msg)
+        if isinstance(new, CrossEntropy) and not new.from_logits:
+            last = self.layers[-1]
+            if not isinstance(last, Softmax) or last.dim != -1:
+                msg = (f"Sequential: {new} expects probabilities from a final Softmax(dim=-1) layer, "
+                       f"but the last layer is {last!r}; add Softmax() or use "
+                       f"CrossEntropy(from_logits=True) on the raw scores")
+                raise ValueError(msg)
+        self.loss = new
+
+    @property
+    def _fused_softmax(self) -> bool:
+        """Whether training skips the final Softmax's backward (see the class Notes)."""
+        return isinstance(self.loss, CrossEntropy) and not self.loss.from_logits
+
+    def _need_loss(self, what: str) -> Loss:
+        if self.loss is None:
+            msg = f"Sequential.{what}: the model has no loss; pass loss=... to Sequential or set_loss"
+            raise RuntimeError(msg)
+        return self.loss
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
+        return f"Sequential([\n{inner},\n], loss={self.loss})"
+
+    # ------------------------------------------------------------------ the layer API, chained
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Apply every layer in order to ``X`` (an array of the model's backend)."""
+        for layer in self.layers:
+            X = layer.forward(X, retain_derived=retain_derived)
+        return X
+
+    def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
+        """Backpropagate ``dLdy`` (the gradient wrt. the model output) through every layer.
+
+        Returns the gradient wrt. the model input; the layers accumulate their parameter gradients.
+        """
+        for layer in reversed(self.layers):
+            dLdy = layer.backward(dLdy, retain_grads=retain_grads)
+        return dLdy
+
+    def update(self, cur_loss: float | None = None) -> None:
+        """Apply every layer's optimizer (frozen layers only drop their gradients)."""
+        for layer in self.layers:
+            layer.update(cur_loss)
+
+    def flush_gradients(self) -> None:
+        """Zero every layer's gradients and drop every retained forward pass."""
+        for layer in self.layers:
+            layer.flush_gradients()
+
+    def freeze(self) -> None:
+        """Freeze every layer (the parameters stop changing)."""
+        for layer in self.layers:
+            layer.freeze()
+
+    def unfreeze(self) -> None:
+        """Unfreeze every layer."""
+        for layer in self.layers:
+            layer.unfreeze()
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Switch every layer, wrapper and nested layer to training (or inference) behaviour."""
+        for obj in self._modules():
+            obj.training = bool(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        """Switch every layer to inference behaviour (same as ``train(False)``)."""
+        return self.train(False)
+
+    @property
+    def training(self) -> bool:
+        """Whether the first layer is in training mode (:meth:`train` sets them all alike)."""
+        return bool(self.layers[0].training)
+
+    def _modules(self) -> list[Any]:
+        """Every layer and wrapper, and the layers they hold, each once."""
+        seen: dict[int, Any] = {}
+        stack: list[Any] = list(self.layers)
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen:
+                continue
+            seen[id(obj)] = obj
+            inner = vars(obj).values()
+            stack.extend(v for v in inner if isinstance(v, LayerBase | WrapperBase))
+            for value in inner:
+                if isinstance(value, list | tuple):
+                    stack.extend(v for v in value if isinstance(v, LayerBase | WrapperBase))
+        return list(seen.values())
+
+    def summary(self) -> dict[str, Any]:
+        """``{"model", "loss", "backend", "dtype", "layers"}`` with one :meth:`LayerBase.summary`
+        per layer (parameters as NumPy host copies)."""
+        return {
+            "model": type(self).__name__,
+            "loss": None if self.loss is None else str(self.loss),
+            "backend": self.backend.name,
+            "dtype": self.backend.dtype_name,
+            "layers": [layer.summary() for layer in self.layers],
+        }
+
+    def set_params(self, summary: Mapping[str, Any]) -> Sequential:
+        """Load parameters and hyperparameters from a :meth:`summary`; return the model.
+
+        Raises
+        ------
+        ValueError
+            If the summary describes a different number of layers (or a layer rejects its entry).
+        """
+        entries = list(summary.get("layers", []))
+        if len(entries) != len(self.layers):
+            msg = (f"Sequential.set_params: the summary has {len(entries)} layers, the model "
+                   f"{len(self.layers)}")
+            raise ValueError(msg)
+        for layer, entry in zip(self.layers, entries, strict=True):
+            layer.set_params(entry)
+        if "loss" in summary:
+            self.set_loss(summary["loss"])
+        return self
+
+    def to(self, backend: str | Backend) -> Sequential:
+        """Move every layer (parameters, gradients, optimizer state) to ``backend``; return self."""
+        new = resolve_backend(backend)
+        for layer in self.layers:
+            layer.to(new)
+        self.backend = new
+        return self
+
+    def count_params(self) -> int:
+        """The number of values in all parameters (trainable or not)."""
+        return sum(int(np.prod(p.shape)) for layer in self.layers for p in layer.parameters.values())
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write a checkpoint (see :func:`anyml.checkpoint.save`)."""
+        from anyml.checkpoint import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], *, backend: str | Backend | None = None) -> Sequential:
+        """Read a checkpoint written by :meth:`save` (see :func:`anyml.checkpoint.load`)."""
+        from anyml.checkpoint import load
+
+        model = load(path, backend=backend)
+        if not isinstance(model, cls):
+            msg = f"Sequential.load: {path} holds a {type(model).__name__}, not a Sequential"
+            raise ValueError(msg)
+        return model
+
+    # ------------------------------------------------------------------ training
+    def train_on_batch(self, X: Any, y: Any, *, cur_loss: bool = False) -> Array:
+        """One step of gradient descent on a minibatch; returns its loss (a 0-d array).
+
+        ``X`` and ``y`` may be host arrays (they are converted) or arrays of the backend. With
+        ``cur_loss=True`` the loss value is handed to the optimizers (a ``KingScheduler`` needs it;
+        it costs a device synchronization).
+        """
+        loss = self._need_loss("train_on_batch")
+        Xb, yb = self.backend.asarray(X), self.backend.asarray(y)
+        out = self._train_forward(Xb)
+        value = loss.loss(yb, out)
+        self._train_backward(loss.grad(yb, out))
+        self.update(float(value) if cur_loss else None)
+        return value
+
+    def _train_forward(self, X: Array) -> Array:
+        last = len(self.layers) - 1
+        fused = self._fused_softmax
+        for i, layer in enumerate(self.layers):
+            X = layer.forward(X, retain_derived=not (fused and i == last))
+        return X
+
+    def _train_backward(self, dz: Array) -> Array:
+        layers = self.layers[:-1] if self._fused_softmax else self.layers
+        for layer in reversed(layers):
+            dz = layer.backward(dz)
+        return dz
+
+    def _loss_needs_value(self) -> bool:
+        from anyml.schedulers import KingScheduler
+
+        return any(isinstance(getattr(layer.optimizer, "lr_scheduler", None), KingScheduler)
+                   for layer in self.layers)
+
+    def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
+            callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+        """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
+
+        Parameters
+        ----------
+        X : array of shape (n_ex, ...)
+            Inputs, host (NumPy) arrays or arrays of the model's backend.
+        y : array of shape (n_ex, ...)
+            Targets: like the output for ``SquaredError``; class indices (integers) or one-hot rows
+            for ``CrossEntropy``.
+        epochs : int
+            Passes over the data.
+        batch_size : int
+            Examples per step (the last batch of an epoch may be smaller).
+        shuffle : bool
+            Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order).
+        validation_data : (X_val, y_val), optional
+            Evaluated (in inference mode) after each epoch.
+        verbose : bool
+            Show a progress bar with the running loss and the throughput in examples/s (tqdm, if
+            installed; else one line per epoch).
+        callbacks : sequence of callables
+            Each is called as ``callback(epoch, logs)`` after every epoch, with ``logs`` that epoch's
+            metrics; set ``model.stop_training = True`` to stop early.
+
+        Returns
+        -------
+        dict of lists
+            Per epoch: ``"loss"`` (and ``"accuracy"`` for cross-entropy), then ``"val_loss"`` (and
+            ``"val_accuracy"``) with validation data.
+        """
+        loss = self._need_loss("fit")
+        _check_positive("fit", epochs=epochs, batch_size=batch_size)
+        data = _Data(self.backend, X, y, "fit")
+        pass_loss = self._loss_needs_value()
+        history: dict[str, list[float]] = {}
+        self.stop_training = False
+        for epoch in range(epochs):
+            self.train()
+            order = self.backend.host_rng.permutation(data.n) if shuffle else None
+            bar = _Progress(verbose, data.n, f"epoch {epoch + 1}/{epochs}")
+            totals = _Totals()
+            for start in range(0, data.n, batch_size):
+                Xb, yb = data.batch(order, start, batch_size)
+                out = self._train_forward(Xb)
+                value = loss.loss(yb, out)
+                self._train_backward(loss.grad(yb, out))
+                self.update(float(value) if pass_loss else None)
+                totals.add(self._per_example_sum(value, out), self._correct(yb, out),
+                           int(Xb.shape[0]))
+                bar.step(int(Xb.shape[0]), totals)
+            logs = totals.logs()
+            if validation_data is not None:
+                val = self.evaluate(*validation_data, batch_size=batch_size)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            bar.close(logs)
+            for callback in callbacks:
+                callback(epoch, logs)
+            if self.stop_training:
+                break
+        return history
+
+    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+        """The mean loss per example (and accuracy for cross-entropy), in inference mode.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}`` plus ``"accuracy"`` for a cross-entropy loss.
+        """
+        loss = self._need_loss("evaluate")
+        data = _Data(self.backend, X, y, "evaluate")
+        step = data.n if batch_size is None else batch_size
+        _check_positive("evaluate", batch_size=step)
+        totals = _Totals()
+        with self._inference():
+            for start in range(0, data.n, step):
+                Xb, yb = data.batch(None, start, step)
+                out = self.forward(Xb, retain_derived=False)
+                totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
+                           int(Xb.shape[0]))
+        return totals.logs()
+
+    def predict(self, X: Any, batch_size: int | None = None) -> Array:
+        """The model output for ``X`` in inference mode, an array of the model's backend.
+
+        With ``CrossEntropy(from_logits=True)`` the output is the scores; see the class Notes.
+        """
+        data = _Data(self.backend, X, None, "predict")
+        step = data.n if batch_size is None else batch_size
+        _check_positive("predict", batch_size=step)
+        outs = []
+        with self._inference():
+            for start in range(0, data.n, step):
+                Xb, _ = data.batch(None, start, step)
+                outs.append(self.forward(Xb, retain_derived=False))
+        return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
+
+    # ------------------------------------------------------------------ helpers
+    def _inference(self) -> _Inference:
+        return _Inference(self._modules())
+
+    def _per_example_sum(self, value: Array, out: Array) -> Array:
+        """The batch's loss summed over its examples."""
+        if self.loss is not None and self.loss.reduction == "mean":
+            return value * int(out.shape[0])
+        return value
+
+    def _correct(self, y: Array, out: Array) -> Array | None:
+        """How many argmax predictions hit the class, for cross-entropy; else None."""
+        if not isinstance(self.loss, CrossEntropy):
+            return None
+        xp = self.backend.xp
+        pred = xp.argmax(out, axis=-1)
+        labels = y if xp.isdtype(y.dtype, "integral") else xp.argmax(y, axis=-1)
+        hits = xp.sum(xp.astype(pred == labels, out.dtype))
+        per_example = int(np.prod(pred.shape[1:]))  # predictions per example (e.g. time steps)
+        return hits if per_example == 1 else hits / per_example
+
+
+def _same_backend(a: Backend, b: Backend) -> bool:
+    return a is b or (a.name == b.name and a.device == b.device and a.dtype == b.dtype)
+
+
+def _check_positive(owner: str, **values: Any) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            msg = f"Sequential.{owner}: {name} must be a positive integer, got {value!r}"
+            raise ValueError(msg)
+
+
+class _Data:
+    """Minibatches of ``(X, y)``: host data is indexed on the host and copied one batch at a time;
+    arrays of the backend are gathered on the device."""
+
+    def __init__(self, backend: Backend, X: Any, y: Any, owner: str) -> None:
+        self.backend = backend
+        self.on_device = backend.owns(X) and (y is None or backend.owns(y))
+        if self.on_device:
+            self.X, self.y = X, y
+        else:
+            self.X = to_numpy(X) if hasattr(X, "shape") else np.asarray(X)
+            self.y = None if y is None else (to_numpy(y) if hasattr(y, "shape") else np.asarray(y))
+        if self.X.ndim < 1:
+            msg = f"Sequential.{owner}: expected X of shape (n_ex, ...), got {tuple(self.X.shape)}"
+            raise ValueError(msg)
+        self.n = int(self.X.shape[0])
+        if self.y is not None and (self.y.ndim < 1 or int(self.y.shape[0]) != self.n):
+            msg = (f"Sequential.{owner}: X has {self.n} examples but y has shape "
+                   f"{tuple(self.y.shape)}")
+            raise ValueError(msg)
+        if self.n == 0:
+            msg = f"Sequential.{owner}: X holds no examples"
+            raise ValueError(msg)
+        self._device_order: tuple[np.ndarray, Array] | None = None
+
+    def batch(self, order: np.ndarray | None, start: int, size: int) -> tuple[Array, Array | None]:
+        stop = min(start + size, self.n)
+        if order is None:
+            Xb, yb = self.X[start:stop, ...], None if self.y is None else self.y[start:stop, ...]
+        elif self.on_device:
+            if self._device_order is None or self._device_order[0] is not order:
+                self._device_order = (order, self.backend.asarray(order))
+            xp, idx = self.backend.xp, self._device_order[1][start:stop]
+            Xb, yb = xp.take(self.X, idx, axis=0), None if self.y is None else xp.take(
+                self.y, idx, axis=0)
+        else:
+            idx = order[start:stop]
+            Xb, yb = self.X[idx], None if self.y is None else self.y[idx]
+        # the explicit conversion (a no-op for arrays of the backend in its dtype)
+        return self.backend.asarray(Xb), None if yb is None else self.backend.asarray(yb)
+
+
+class _Totals:
+    """Running sums of loss and hits, kept on the device until they are read."""
+
+    def __init__(self) -> None:
+        self.loss: Array = 0.0
+        self.correct: Array | None = None
+        self.n = 0
+
+    def add(self, loss_sum: Array, correct: Array | None, n: int) -> None:
+        self.loss = self.loss + loss_sum
+        if correct is not None:
+            self.correct = correct if self.correct is None else self.correct + correct
+        self.n += n
+
+    def logs(self) -> dict[str, float]:
+        logs = {"loss": float(self.loss) / self.n}
+        if self.correct is not None:
+            logs["accuracy"] = float(self.correct) / self.n
+        return logs
+
+
+class _Inference:
+    """Switch modules to inference behaviour inside a ``with`` block, then restore each one."""
+
+    def __init__(self, modules: list[Any]) -> None:
+        self.modules = modules
+        self.saved: list[bool] = []
+
+    def __enter__(self) -> None:
+        self.saved = [bool(m.training) for m in self.modules]
+        for m in self.modules:
+            m.training = False
+
+    def __exit__(self, *exc: object) -> None:
+        for m, mode in zip(self.modules, self.saved, strict=True):
+            m.training = mode
+
+
+class _Progress:
+    """A tqdm bar counting examples (so its rate is examples/s) with the running loss; without
+    tqdm, one printed line per epoch."""
+
+    _REFRESH_S = 0.5
+
+    def __init__(self, verbose: bool, total: int, desc: str) -> None:
+        self.verbose, self.desc, self.total = verbose, desc, total
+        self.start = self.last = time.perf_counter()
+        self.bar = None
+        if verbose:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc=desc, unit="ex",
+                                dynamic_ncols=True, leave=True)
+
+    def step(self, n: int, totals: _Totals) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(n)
+        now = time.perf_counter()
+        if now - self.last >= self._REFRESH_S:
+            self.last = now
+            self.bar.set_postfix(_fmt(totals.logs()), refresh=False)
+
+    def close(self, logs: dict[str, float]) -> None:
+        if not self.verbose:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix(_fmt(logs), refresh=True)
+            self.bar.close()
+            return
+        elapsed = time.perf_counter() - self.start
+        parts = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
+        rate = self.total / max(elapsed, 1e-9)
+        print(f"{self.desc}: {parts} - {rate:.0f} ex/s - {elapsed:.1f}s", file=sys.stdout,
+              flush=True)
+
+
+def _fmt(logs: dict[str, float]) -> dict[str, str]:
+    return {k: f"{v:.4f}" for k, v in logs.items()}

@@ -1,0 +1,436 @@
+"""Every layer's forward + backward against the equivalent PyTorch operation, in one run.
+
+For each of the 21 layers of the API (and one training step of the digits CNN) this times anyml on the
+chosen backend and PyTorch on the same device, float32, as the median of repeated runs after a warm-up,
+and prints a table of milliseconds and ratios (anyml / PyTorch; below 1 means anyml is faster). The
+table is also written as JSON. PyTorch runs in its native layouts (channels first for images).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--backend numpy]
+    python benchmarks/run.py --backend cupy --gpu-sizes --json benchmarks/results-cupy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from _timing import compare, geometric_mean  # benchmarks/ is on the path when run as a script
+
+import anyml
+from anyml import layers as L  # noqa: N812 - short, reads like the API
+from anyml.backend import Backend
+
+Step = Callable[[], object]
+CASES: dict[str, Callable[..., tuple[Step, Step]]] = {}
+
+
+def case(name: str) -> Callable:
+    def register(fn: Callable) -> Callable:
+        CASES[name] = fn
+        return fn
+    return register
+
+
+class Ctx:
+    """What a case needs: both libraries on one device, host random data, and a batch scale."""
+
+    def __init__(self, be: Backend, torch_device: str, scale: int) -> None:
+        import torch
+
+        self.be, self.torch, self.dev, self.scale = be, torch, torch_device, scale
+        self.rng = np.random.default_rng(0)
+
+    def host(self, *shape: int) -> np.ndarray:
+        return self.rng.standard_normal(shape).astype(np.float32)
+
+    def ours(self, host: np.ndarray):
+        return self.be.asarray(host)
+
+    def theirs(self, host: np.ndarray, grad: bool = True, channels_first: bool = False):
+        if channels_first:
+            host = np.moveaxis(host, -1, 1)
+        t = self.torch.tensor(np.ascontiguousarray(host), device=self.dev)
+        return t.requires_grad_(grad)
+
+
+def _layer_step(layer, X, dY) -> Step:
+    def step() -> None:
+        layer.forward(X)
+        layer.backward(dY)
+        layer.flush_gradients()
+    return step
+
+
+def _torch_step(fn, inputs, dY, params=()) -> Step:
+    def step() -> None:
+        out = fn(*inputs)
+        out.backward(dY)
+        for t in (*inputs, *params):
+            t.grad = None
+    return step
+
+
+def _dense_pair(c: Ctx, layer, n_ex: int, n_in: int, n_out: int, torch_fn_of_W):
+    X, dY = c.host(n_ex, n_in), c.host(n_ex, n_out)
+    ours = _layer_step(layer, c.ours(X), c.ours(dY))
+    layer.forward(c.ours(X), retain_derived=False)
+    W = c.torch.tensor(anyml.to_numpy(layer.parameters["W"]), device=c.dev, requires_grad=True)
+    b = c.torch.zeros(n_out, device=c.dev, requires_grad=True)
+    theirs = _torch_step(lambda x: torch_fn_of_W(x, W, b), [c.theirs(X)], c.theirs(dY, False), (W, b))
+    return ours, theirs
+
+
+@case("FullyConnected")
+def _fc(c: Ctx):
+    n = 256 * c.scale
+    return _dense_pair(c, L.FullyConnected(1024, backend=c.be), n, 1024, 1024, lambda x, W, b: x @ W + b)
+
+
+@case("SparseEvolution")
+def _set(c: Ctx):
+    n = 256 * c.scale
+    layer = L.SparseEvolution(1024, backend=c.be)
+    X = c.host(n, 1024)
+    layer.forward(c.ours(X), retain_derived=False)
+    mask = c.torch.tensor(anyml.to_numpy(layer.parameters["W_mask"]), device=c.dev)
+    return _dense_pair(c, layer, n, 1024, 1024, lambda x, W, b: x @ (W * mask) + b)
+
+
+@case("Conv2D")
+def _conv2d(c: Ctx):
+    F = c.torch.nn.functional
+    n = 32 * c.scale
+    layer = L.Conv2D(32, (3, 3), pad="same", backend=c.be)
+    X, dY = c.host(n, 32, 32, 16), c.host(n, 32, 32, 32)
+    layer.forward(c.ours(X), retain_derived=False)
+    W = c.theirs(np.transpose(anyml.to_numpy(layer.parameters["W"]), (3, 2, 0, 1)))
+    b = c.torch.zeros(32, device=c.dev, requires_grad=True)
+    theirs = _torch_step(lambda x: F.conv2d(x, W, b, padding=1), [c.theirs(X, channels_first=True)],
+                         c.theirs(dY, False, True), (W, b))
+    return _layer_step(layer, c.ours(X), c.ours(dY)), theirs
+
+
+@case("Conv1D")
+def _conv1d(c: Ctx):
+    F = c.torch.nn.functional
+    n = 32 * c.scale
+    layer = L.Conv1D(32, 5, backend=c.be)
+    X, dY = c.host(n, 256, 16), c.host(n, 252, 32)
+    layer.forward(c.ours(X), retain_derived=False)
+    W = c.theirs(np.transpose(anyml.to_numpy(layer.parameters["W"]), (2, 1, 0)))
+    b = c.torch.zeros(32, device=c.dev, requires_grad=True)
+    theirs = _torch_step(lambda x: F.conv1d(x, W, b), [c.theirs(X, channels_first=True)],
+                         c.theirs(dY, False, True), (W, b))
+    return _layer_step(layer, c.ours(X), c.ours(dY)), theirs
+
+
+@case("Deconv2D")
+def _deconv2d(c: Ctx):
+    F = c.torch.nn.functional
+    n = 32 * c.scale
+    layer = L.Deconv2D(16, (3, 3), stride=2, backend=c.be)
+    X = c.host(n, 16, 16, 16)
+    Y = layer.forward(c.ours(X), retain_derived=False)
+    dY = c.host(*Y.shape)
+    W = c.theirs(np.transpose(anyml.to_numpy(layer.parameters["W"]), (2, 3, 0, 1)))
+    b = c.torch.zeros(16, device=c.dev, requires_grad=True)
+    theirs = _torch_step(lambda x: F.conv_transpose2d(x, W, b, stride=2), [c.theirs(X, channels_first=True)],
+                         c.theirs(dY, False, True), (W, b))
+    return _layer_step(layer, c.ours(X), c.ours(dY)), theirs
+
+
+@case("Pool2D")
+def _pool(c: Ctx):
+    F = c.torch.nn.functional
+    n = 4 * c.scale
+    layer = L.Pool2D((2, 2), stride=2, backend=c.be)
+    X, dY = c.host(n, 32, 32, 16), c.host(n, 16, 16, 16)
+    theirs = _torch_step(lambda x: F.max_pool2d(x, 2, 2), [c.theirs(X, channels_first=True)],
+                         c.theirs(dY, False, True))
+    return _layer_step(layer, c.ours(X), c.ours(dY)), theirs
+
+
+def _norm_pair(c: Ctx, layer, shape: tuple[int, ...], torch_fn, params_shape: tuple[int, ...],
+               channels_first: bool = False):
+    X, dY = c.host(*shape), c.host(*shape)
+    g = c.torch.ones(params_shape, device=c.dev, requires_grad=True)
+    b = c.torch.zeros(params_shape, device=c.dev, requires_grad=True)
+    theirs = _torch_step(lambda x: torch_fn(x, g, b), [c.theirs(X, channels_first=channels_first)],
+                         c.theirs(dY, False, channels_first), (g, b))
+    return _layer_step(layer, c.ours(X), c.ours(dY)), theirs
+
+
+@case("BatchNorm1D")
+def _bn1(c: Ctx):
+    F = c.torch.nn.functional
+    return _norm_pair(c, L.BatchNorm1D(backend=c.be), (256 * c.scale, 1024),
+                      lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), (1024,))
+
+
+@case("BatchNorm2D")
+def _bn2(c: Ctx):
+    F = c.torch.nn.functional
+    return _norm_pair(c, L.BatchNorm2D(backend=c.be), (32 * c.scale, 32, 32, 16),
+                      lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), (16,),
+                      channels_first=True)
+
+
+@case("LayerNorm1D")
+def _ln1(c: Ctx):
+    F = c.torch.nn.functional
+    return _norm_pair(c, L.LayerNorm1D(backend=c.be), (256 * c.scale, 1024),
+                      lambda x, g, b: F.layer_norm(x, (1024,), g, b), (1024,))
+
+
+@case("LayerNorm2D")
+def _ln2(c: Ctx):
+    F = c.torch.nn.functional
+    return _norm_pair(c, L.LayerNorm2D(backend=c.be), (32 * c.scale, 32, 32, 16),
+                      lambda x, g, b: F.layer_norm(x, (32, 32, 16), g, b), (32, 32, 16))
+
+
+def _recurrent_pair(c: Ctx, layer, module, cell: bool):
+    n, n_in, n_out, n_t = 32 * c.scale, 64, 128, 32
+    module = module.to(c.dev)
+    if cell:
+        X, dY = c.host(n, n_in), c.host(n, n_out)
+        Xt = c.theirs(X)
+
+        def torch_fn(x):
+            out = module(x)
+            return out[0] if isinstance(out, tuple) else out
+    else:
+        X, dY = c.host(n, n_in, n_t), c.host(n, n_out, n_t)
+        Xt = c.theirs(np.transpose(X, (0, 2, 1)))
+        dY_t = np.transpose(dY, (0, 2, 1))
+
+        def torch_fn(x):
+            return module(x)[0]
+    ours_X, ours_dY = c.ours(X), c.ours(dY)
+
+    def ours() -> None:
+        layer.forward(ours_X)
+        layer.backward(ours_dY)
+        layer.flush_gradients()
+
+    target = c.theirs(dY if cell else dY_t, False)
+    return ours, _torch_step(torch_fn, [Xt], target, tuple(module.parameters()))
+
+
+@case("RNN")
+def _rnn(c: Ctx):
+    return _recurrent_pair(c, L.RNN(128, backend=c.be), c.torch.nn.RNN(64, 128, batch_first=True), False)
+
+
+@case("LSTM")
+def _lstm(c: Ctx):
+    return _recurrent_pair(c, L.LSTM(128, backend=c.be), c.torch.nn.LSTM(64, 128, batch_first=True), False)
+
+
+@case("RNNCell")
+def _rnn_cell(c: Ctx):
+    return _recurrent_pair(c, L.RNNCell(128, backend=c.be), c.torch.nn.RNNCell(64, 128), True)
+
+
+@case("LSTMCell")
+def _lstm_cell(c: Ctx):
+    return _recurrent_pair(c, L.LSTMCell(128, backend=c.be), c.torch.nn.LSTMCell(64, 128), True)
+
+
+@case("Embedding")
+def _embedding(c: Ctx):
+    n = 64 * c.scale
+    layer = L.Embedding(128, 10000, backend=c.be)
+    ids = c.rng.integers(0, 10000, size=(n, 32))
+    dY = c.host(n, 32, 128)
+    layer.forward(c.ours(ids), retain_derived=False)
+    W = c.theirs(anyml.to_numpy(layer.parameters["W"]))
+    ids_t = c.torch.tensor(ids, device=c.dev)
+    theirs = _torch_step(lambda: c.torch.nn.functional.embedding(ids_t, W), [], c.theirs(dY, False), (W,))
+    return _layer_step(layer, c.ours(ids), c.ours(dY)), theirs
+
+
+@case("DotProductAttention")
+def _attention(c: Ctx):
+    n = 32 * c.scale
+    layer = L.DotProductAttention(backend=c.be)
+    Q, K, V, dY = (c.host(n, 64, 64) for _ in range(4))
+    ours_in = [c.ours(a) for a in (Q, K, V)]
+    ours_dY = c.ours(dY)
+
+    def ours() -> None:
+        layer.forward(*ours_in)
+        layer.backward(ours_dY)
+
+    def torch_fn(q, k, v):
+        return c.torch.softmax(q @ k.transpose(-1, -2) / 8.0, dim=-1) @ v
+
+    return ours, _torch_step(torch_fn, [c.theirs(a) for a in (Q, K, V)], c.theirs(dY, False))
+
+
+@case("Softmax")
+def _softmax(c: Ctx):
+    n = 32 * c.scale
+    X, dY = c.host(n, 1000), c.host(n, 1000)
+    theirs = _torch_step(lambda x: c.torch.softmax(x, dim=-1), [c.theirs(X)], c.theirs(dY, False))
+    return _layer_step(L.Softmax(backend=c.be), c.ours(X), c.ours(dY)), theirs
+
+
+def _merge_pair(c: Ctx, layer, torch_fn):
+    shape = (32 * c.scale, 32, 32, 32)
+    Xs, dY = [c.host(*shape) for _ in range(3)], c.host(*shape)
+    return (_layer_step(layer, [c.ours(x) for x in Xs], c.ours(dY)),
+            _torch_step(torch_fn, [c.theirs(x) for x in Xs], c.theirs(dY, False)))
+
+
+@case("Add")
+def _add(c: Ctx):
+    return _merge_pair(c, L.Add(backend=c.be), lambda a, b, d: a + b + d)
+
+
+@case("Multiply")
+def _multiply(c: Ctx):
+    return _merge_pair(c, L.Multiply(backend=c.be), lambda a, b, d: a * b * d)
+
+
+@case("Flatten")
+def _flatten(c: Ctx):
+    X, dY = c.host(32 * c.scale, 32, 32, 16), c.host(32 * c.scale, 32 * 32 * 16)
+    theirs = _torch_step(lambda x: x.reshape(x.shape[0], -1), [c.theirs(X)], c.theirs(dY, False))
+    return _layer_step(L.Flatten(backend=c.be), c.ours(X), c.ours(dY)), theirs
+
+
+@case("RBM")
+def _rbm(c: Ctx):
+    n = 128 * c.scale
+    layer = L.RBM(256, backend=c.be)
+    V = (c.rng.random((n, 784)) < 0.3).astype(np.float32)
+    ours_V = c.ours(V)
+    layer.forward(ours_V, retain_derived=False)
+    torch = c.torch
+    W = torch.tensor(anyml.to_numpy(layer.parameters["W"]), device=c.dev)
+    b_in, b_out = torch.zeros(784, device=c.dev), torch.zeros(256, device=c.dev)
+    Vt = torch.tensor(V, device=c.dev)
+
+    def ours() -> None:
+        layer.CD_update(ours_V)
+        layer.flush_gradients()
+
+    def theirs() -> None:  # CD-1 as in anyml: sampled hiddens, probabilities for the visibles
+        p_h = torch.sigmoid(Vt @ W + b_out)
+        h = torch.bernoulli(p_h)
+        p_v = torch.sigmoid(h @ W.T + b_in)
+        p_h2 = torch.sigmoid(p_v @ W + b_out)
+        return (p_v.T @ p_h2 - Vt.T @ p_h, (p_v - Vt).sum(0), (p_h2 - p_h).sum(0))
+
+    return ours, theirs
+
+
+@case("digits CNN training step")
+def _digits_step(c: Ctx):
+    from anyml.layers import BatchNorm2D, Conv2D, Flatten, FullyConnected, Pool2D
+
+    torch = c.torch
+    n = 64 * c.scale
+    X = c.host(n, 8, 8, 1)
+    y = c.rng.integers(0, 10, size=n)
+    onehot = np.eye(10, dtype=np.float32)[y]
+    stack = [Conv2D(16, (3, 3), pad="same", act_fn="ReLU", backend=c.be, optimizer="Adam(lr=0.001)"),
+             BatchNorm2D(backend=c.be, optimizer="Adam(lr=0.001)"),
+             Pool2D((2, 2), stride=2, backend=c.be),
+             Flatten(backend=c.be),
+             FullyConnected(10, backend=c.be, optimizer="Adam(lr=0.001)")]
+    ours_X, ours_onehot = c.ours(X), c.ours(onehot)
+    xp = c.be.xp
+
+    def ours() -> None:
+        out = ours_X
+        for layer in stack:
+            out = layer.forward(out)
+        logits = out - xp.max(out, axis=1, keepdims=True)
+        probs = xp.exp(logits) / xp.sum(xp.exp(logits), axis=1, keepdims=True)
+        grad = (probs - ours_onehot) / n
+        for layer in reversed(stack):
+            grad = layer.backward(grad)
+        for layer in stack:
+            layer.update()
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.BatchNorm2d(16), torch.nn.MaxPool2d(2, 2), torch.nn.Flatten(),
+                              torch.nn.Linear(16 * 4 * 4, 10)).to(c.dev)
+    opt = torch.optim.Adam(net.parameters(), lr=0.001)
+    Xt = c.theirs(X, False, channels_first=True)
+    yt = torch.tensor(y, device=c.dev)
+
+    def theirs() -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(Xt), yt).backward()
+        opt.step()
+
+    return ours, theirs
+
+
+def run(backend: str, device: str | None, scale: int, names: list[str], warmup: int, repeats: int,
+        rounds: int) -> list[dict]:
+    import torch
+
+    be = anyml.make_backend(backend, device=device, dtype="float32", seed=0)
+    if be.name == "torch":
+        torch_device = str(be.device)
+    elif be.name == "cupy":
+        torch_device = f"cuda:{be.device.id}"
+    else:
+        torch_device = "cpu"
+    sync_torch = (lambda: torch.cuda.synchronize()) if torch_device.startswith("cuda") else (lambda: None)
+    ctx = Ctx(be, torch_device, scale)
+    rows = []
+    for name in names:
+        ours, theirs = CASES[name](ctx)
+        ours_ms, torch_ms = compare([ours, theirs], warmup=warmup, repeats=repeats, rounds=rounds,
+                                    syncs=[be.synchronize, sync_torch])
+        rows.append({"layer": name, "anyml_ms": ours_ms, "torch_ms": torch_ms, "ratio": ours_ms / torch_ms})
+        print(f"{name:>26}  {ours_ms:9.3f}  {torch_ms:9.3f}  {ours_ms / torch_ms:6.2f}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--gpu-sizes", action="store_true", help="scale the batches up 16x to fill a GPU")
+    parser.add_argument("--only", nargs="*", default=None, help="layer names to run (default: all)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="where to write the table as JSON")
+    args = parser.parse_args(argv)
+    names = args.only or list(CASES)
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        parser.error(f"unknown layer(s) {unknown}; choose from {list(CASES)}")
+    print(f"{'layer':>26}  {'anyml ms':>9}  {'torch ms':>9}  {'ratio':>6}")
+    rows = run(args.backend, args.device, 16 if args.gpu_sizes else 1, names, args.warmup, args.repeats,
+               args.rounds)
+    layer_rows = [r for r in rows if r["layer"] in CASES and "step" not in r["layer"]]
+    summary = {
+        "backend": args.backend,
+        "gpu_sizes": args.gpu_sizes,
+        "machine": platform.platform(),
+        "rows": rows,
+        "geometric_mean_ratio": geometric_mean([r["ratio"] for r in layer_rows]) if layer_rows else None,
+        "worst": max(layer_rows, key=lambda r: r["ratio"])["layer"] if layer_rows else None,
+    }
+    if layer_rows:
+        print(f"geometric mean of the layer ratios: {summary['geometric_mean_ratio']:.2f}; "
+              f"worst: {summary['worst']}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
