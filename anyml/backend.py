@@ -222,7 +222,7 @@ class Backend:
         Works in place where the library can and returns the result either way.
         """
         host = self.to_host(target).copy()
-        np.add.at(host, self.to_host(index), self.to_host(source))
+        _numpy_index_add(host, self.to_host(index), self.to_host(source))
         return self.from_host(host, dtype=target.dtype)
 
     # --- shared API ----------------------------------------------------------------------
@@ -295,6 +295,36 @@ class Backend:
         return f"Backend({self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
 
 
+def _numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``np.add.at(target, index, source)`` along axis 0, several times faster for row updates.
+
+    The indices are sorted once; repeats of an index are ranked, and each rank is added with one
+    fancy-indexed ``+=`` (unique indices within a rank, so nothing is lost). Heavily repeated indices
+    (many ranks) are summed per index with ``np.add.reduceat`` instead.
+    """
+    index = np.asarray(index).reshape(-1)
+    n = index.shape[0]
+    if n == 0:
+        return target
+    source = np.broadcast_to(source, (n, *target.shape[1:]))
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    position = np.arange(n)
+    rank = position - np.maximum.accumulate(np.where(first, position, 0))
+    n_ranks = int(rank.max()) + 1
+    if n_ranks > 8:
+        starts = np.flatnonzero(first)
+        target[ordered[starts]] += np.add.reduceat(source[order], starts, axis=0)
+        return target
+    for r in range(n_ranks):
+        chosen = order[rank == r]
+        target[index[chosen]] += source[chosen]
+    return target
+
+
 def _dtype_name(xp: Any, dtype: Any) -> str:
     for name in ("float32", "float64", "int64", "int32", "bool", "uint8"):
         if getattr(xp, name, None) == dtype:
@@ -327,8 +357,7 @@ class NumpyBackend(Backend):
         return np.asarray(x)
 
     def index_add(self, target, index, source):
-        np.add.at(target, index, source)
-        return target
+        return _numpy_index_add(target, index, source)
 
 
 class ArrayApiStrictBackend(Backend):

@@ -156,6 +156,20 @@ def test_index_add_accumulates_repeated_indices(backend):
     assert_close(out, expected, backend=backend)
 
 
+@pytest.mark.parametrize(("n_rows", "n_updates", "row_shape"), [
+    (4, 0, (2,)), (7, 1, ()), (50, 300, (3,)), (5, 300, (2, 2)), (1000, 64, (4,))])
+def test_index_add_matches_numpy_add_at(backend, n_rows, n_updates, row_shape):
+    """Few and many repeats (the numpy fast path switches strategy), 1-D and 3-D targets."""
+    rng = np.random.default_rng(n_rows + n_updates)
+    base = rng.standard_normal((n_rows, *row_shape))
+    index = rng.integers(0, n_rows, size=n_updates)
+    source = rng.standard_normal((n_updates, *row_shape))
+    expected = base.copy()
+    np.add.at(expected, index, source)
+    out = backend.index_add(backend.asarray(base), backend.asarray(index), backend.asarray(source))
+    assert_close(out, expected, backend=backend)
+
+
 def test_generator_is_seeded_and_typed(backend_id, make_backend_for, dtype):
     a, b = make_backend_for(dtype, seed=7), make_backend_for(dtype, seed=7)
     for draw in (lambda be: be.rng.uniform((3, 4), -2.0, 2.0),
