@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -330,45 +331,40 @@ def _rbm(c: Ctx):
     return ours, theirs
 
 
+def _digits_example():
+    """The example's own module (examples/digits_cnn.py), so the benchmark times the real model."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "digits_cnn.py"
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("digits_cnn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @case("digits CNN training step")
 def _digits_step(c: Ctx):
-    from anyml.layers import BatchNorm2D, Conv2D, Flatten, FullyConnected, Pool2D
-
-    torch = c.torch
-    n = 64 * c.scale
-    X = c.host(n, 8, 8, 1)
+    torch, nn = c.torch, c.torch.nn
+    n = 32 * c.scale  # the example's batch size
+    X = c.rng.random((n, 8, 8, 1)).astype(np.float32)
     y = c.rng.integers(0, 10, size=n)
-    onehot = np.eye(10, dtype=np.float32)[y]
-    stack = [Conv2D(16, (3, 3), pad="same", act_fn="ReLU", backend=c.be, optimizer="Adam(lr=0.001)"),
-             BatchNorm2D(backend=c.be, optimizer="Adam(lr=0.001)"),
-             Pool2D((2, 2), stride=2, backend=c.be),
-             Flatten(backend=c.be),
-             FullyConnected(10, backend=c.be, optimizer="Adam(lr=0.001)")]
-    ours_X, ours_onehot = c.ours(X), c.ours(onehot)
-    xp = c.be.xp
+    model = _digits_example().build_model(c.be, lr=0.003)
+    ours_X, ours_y = c.ours(X), c.be.asarray(y)
 
     def ours() -> None:
-        out = ours_X
-        for layer in stack:
-            out = layer.forward(out)
-        logits = out - xp.max(out, axis=1, keepdims=True)
-        probs = xp.exp(logits) / xp.sum(xp.exp(logits), axis=1, keepdims=True)
-        grad = (probs - ours_onehot) / n
-        for layer in reversed(stack):
-            grad = layer.backward(grad)
-        for layer in stack:
-            layer.update()
+        model.train_on_batch(ours_X, ours_y)
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.BatchNorm2d(16), torch.nn.MaxPool2d(2, 2), torch.nn.Flatten(),
-                              torch.nn.Linear(16 * 4 * 4, 10)).to(c.dev)
-    opt = torch.optim.Adam(net.parameters(), lr=0.001)
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(16), nn.MaxPool2d(2, 2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(32), nn.MaxPool2d(2, 2),
+                        nn.Flatten(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, 10)).to(c.dev)
+    opt = torch.optim.Adam(net.parameters(), lr=0.003)
     Xt = c.theirs(X, False, channels_first=True)
     yt = torch.tensor(y, device=c.dev)
 
     def theirs() -> None:
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(net(Xt), yt).backward()
+        nn.functional.cross_entropy(net(Xt), yt).backward()
         opt.step()
 
     return ours, theirs

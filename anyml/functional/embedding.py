@@ -130,7 +130,7 @@ def embedding_bag_forward(ids: Array, segments: Array, n_ex: int, W: Array, pool
 
 
 def embedding_backward(dY: Array, cache: EmbeddingCache, index_add: IndexAdd,
-                       xp: Any = None) -> Array:
+                       xp: Any = None, accumulate_into: Array | None = None) -> Array:
     r"""The gradient wrt. ``W`` of :func:`embedding_forward` or :func:`embedding_bag_forward`.
 
     .. math:: \frac{\partial L}{\partial W_v} = \sum_{(i, t):\, x_{i,t} = v} c_i \,
@@ -139,9 +139,17 @@ def embedding_backward(dY: Array, cache: EmbeddingCache, index_add: IndexAdd,
     with :math:`c_i = 1` (no pooling, sum) or :math:`1 / n_i` (mean). The ids themselves get no
     gradient.
 
+    Parameters
+    ----------
+    accumulate_into : array of shape (vocab_size, n_out), optional
+        Add the gradient into this array (in place where the backend can) instead of into zeros: a
+        layer that accumulates gradients saves a dense ``(vocab_size, n_out)`` temporary and a pass
+        over it.
+
     Returns
     -------
     dW : array of shape (vocab_size, n_out)
+        ``accumulate_into`` plus the gradient, when given.
     """
     xp = namespace_of(dY) if xp is None else xp
     ids, segments, counts, in_shape, pool, W_shape = cache
@@ -157,5 +165,6 @@ def embedding_backward(dY: Array, cache: EmbeddingCache, index_add: IndexAdd,
         if pool == "mean":
             dY = dY / n_in
         dE = xp.reshape(xp.broadcast_to(xp.expand_dims(dY, axis=1), (n_ex, n_in, n_out)), (-1, n_out))
-    dW = xp.zeros(W_shape, dtype=dY.dtype, device=dY.device)
-    return index_add(dW, ids, dE)
+    if accumulate_into is None:
+        accumulate_into = xp.zeros(W_shape, dtype=dY.dtype, device=dY.device)
+    return index_add(accumulate_into, ids, dE)

@@ -204,8 +204,9 @@ class Embedding(LayerBase):
     def backward(self, dLdy: Array, retain_grads: bool = True) -> None:
         """Accumulate the gradient of ``W``; returns ``None`` (ids have no gradient)."""
         cache = self._pop(dLdy)
-        dW = embedding_backward(dLdy, cache["_embedding"], self.backend.index_add, xp=self.xp)
-        self._accumulate(retain_grads, W=dW)
+        if retain_grads and self.trainable:  # scatter straight into the accumulated gradient
+            self.gradients["W"] = embedding_backward(dLdy, cache["_embedding"], self.backend.index_add,
+                                                     xp=self.xp, accumulate_into=self.gradients["W"])
 
 
 def _size(x: Array) -> int:
