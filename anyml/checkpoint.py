@@ -32,7 +32,6 @@ gradients), and the loss history of a ``KingScheduler``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import os
@@ -57,22 +56,6 @@ _HEADER = "__anyml__"
 _DIGEST = "__sha256__"
 _ARRAY, _TUPLE = "__array__", "__tuple__"
 
-# Where anyml's own layers live: module of anyml.layers -> class names. Written out here rather than
-# discovered, so that the set of classes a file can name is fixed by this code.
-_BUILTIN_LAYERS = {
-    "dense": ("FullyConnected",),
-    "sparse": ("SparseEvolution",),
-    "merge": ("Add", "Multiply"),
-    "shape": ("Flatten",),
-    "conv": ("Conv1D", "Conv2D", "Deconv2D"),
-    "pool": ("Pool2D",),
-    "norm": ("BatchNorm1D", "BatchNorm2D", "LayerNorm1D", "LayerNorm2D"),
-    "recurrent": ("RNNCell", "RNN", "LSTMCell", "LSTM"),
-    "attention": ("DotProductAttention",),
-    "embedding": ("Embedding",),
-    "softmax": ("Softmax",),
-    "rbm": ("RBM",),
-}
 _BUILTIN_WRAPPERS = ("Dropout",)
 _registered: dict[str, type] = {}
 
@@ -91,22 +74,16 @@ def register_layer(cls: type) -> type:
 
 
 def layer_classes() -> dict[str, type]:
-    """Every class name a checkpoint may use, mapped to its class (anyml's and registered ones)."""
-    out: dict[str, type] = {}
-    for module_name, names in _BUILTIN_LAYERS.items():
-        try:
-            module = importlib.import_module(f"anyml.layers.{module_name}")
-        except ModuleNotFoundError as exc:  # a family not in this build
-            if exc.name != f"anyml.layers.{module_name}":
-                raise
-            continue
-        for name in names:
-            cls = getattr(module, name, None)
-            if isinstance(cls, type):
-                out[name] = cls
-    wrappers = importlib.import_module("anyml.wrappers")
-    for name in _BUILTIN_WRAPPERS:
-        out[name] = getattr(wrappers, name)
+    """Every class name a checkpoint may use, mapped to its class (anyml's and registered ones).
+
+    The set is fixed by code: the public layers of :mod:`anyml.layers`, the wrappers of
+    :mod:`anyml.wrappers`, and what :func:`register_layer` added.
+    """
+    from anyml import layers, wrappers
+
+    out: dict[str, type] = {name: getattr(layers, name) for name in layers.__all__
+                            if name != "LayerBase"}
+    out.update({name: getattr(wrappers, name) for name in _BUILTIN_WRAPPERS})
     out.update(_registered)
     return out
 
