@@ -16,7 +16,7 @@ import math
 from typing import Any, NamedTuple
 
 from anyml.backend import namespace_of
-from anyml.functional.softmax import softmax_backward, softmax_forward
+from anyml.functional.softmax import _softmax, _softmax_grad_inplace
 
 __all__ = ["AttentionCache", "attention_backward", "attention_forward"]
 
@@ -69,8 +69,11 @@ def attention_forward(Q: Array, K: Array, V: Array, scale: bool = True, keep: Ar
     alpha = 1.0 / math.sqrt(int(Q.shape[-1])) if scale else 1.0
     Z = xp.matmul(Q, xp.matrix_transpose(K))
     if scale:
-        Z = Z * alpha
-    A, _ = softmax_forward(Z, axis=-1, xp=xp)
+        Z *= alpha
+    # the scores are an array of our own: shift them in place, then normalize
+    Z -= xp.max(Z, axis=-1, keepdims=True)
+    A = _softmax(Z, -1, xp)
+    del Z
     A_used = A if keep is None else A * keep
     return xp.matmul(A_used, V), AttentionCache(Q, K, V, A, keep, alpha)
 
@@ -99,10 +102,10 @@ def attention_backward(dY: Array, cache: AttentionCache,
     dV = xp.matmul(xp.matrix_transpose(A_used), dY)
     dA = xp.matmul(dY, xp.matrix_transpose(V))
     if keep is not None:
-        dA = dA * keep
-    dZ = softmax_backward(dA, (A, -1), xp=xp)
+        dA *= keep
+    dZ = _softmax_grad_inplace(dA, A, -1, xp)  # dA is overwritten
     if alpha != 1.0:
-        dZ = dZ * alpha
+        dZ *= alpha
     dQ = xp.matmul(dZ, K)
     dK = xp.matmul(xp.matrix_transpose(dZ), Q)
     return dQ, dK, dV

@@ -10,10 +10,17 @@ shift:
 Batch normalization takes :math:`\mu, \sigma^2` over every axis except the last (the features or
 channels) and :math:`\gamma, \beta` have one value per feature; layer normalization takes them over every
 axis except the first (the examples) and :math:`\gamma, \beta` have the shape of one example.
+
+The kernels work on a 2-D view of the input (a free reshape): batch normalization on ``(values,
+features)`` folded into long rows, layer normalization on ``(examples, values)``. Sums over the long
+axis are matrix products with a vector of ones, faster than reductions; the gradient formulas are
+arranged so that each pass over the data does one elementwise operation, in place where the array
+is one the kernel made itself.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 from anyml.backend import namespace_of
@@ -34,8 +41,8 @@ class NormCache(NamedTuple):
 
     Attributes
     ----------
-    X_hat : array
-        The normalized input :math:`\\hat X`.
+    centred : array
+        The centred input :math:`X - \\mu` (shaped like X); :math:`\\hat X` is ``centred * inv_std``.
     scaler : array
         :math:`\\gamma`.
     inv_std : array
@@ -45,13 +52,13 @@ class NormCache(NamedTuple):
     param_axes : tuple of int
         The axes :math:`\\gamma` and :math:`\\beta` are broadcast over (their gradients sum over them).
     mean, var : array
-        The statistics used, shaped like ``inv_std``.
+        The statistics used (with singleton axes when computed from the batch).
     batch_stats : bool
         Whether the statistics came from the input itself (so the gradient flows through them) or were
         given as constants (inference with running statistics).
     """
 
-    X_hat: Array
+    centred: Array
     scaler: Array
     inv_std: Array
     stat_axes: tuple[int, ...]
@@ -61,34 +68,155 @@ class NormCache(NamedTuple):
     batch_stats: bool
 
 
-def _normalize(X: Array, scaler: Array, intercept: Array, epsilon: float, stat_axes: tuple[int, ...],
-               param_axes: tuple[int, ...], mean: Array | None, var: Array | None,
-               xp: Any) -> tuple[Array, NormCache]:
-    batch_stats = mean is None
+#: Row length of the 2-D layouts where a per-feature row is broadcast: NumPy broadcasts along rows of
+#: fewer than about 8192 values at twice the cost of a plain elementwise pass.
+_ROW_TARGET = 16384
+#: Rows at least this long get their sums of squares by ``vecdot`` (no temporary); shorter ones by a
+#: square and a matrix product (a dot product per short row is slow).
+_VECDOT_MIN = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _fold(n_rows: int, n_ch: int) -> int:
+    """The largest divisor ``k`` of ``n_rows`` with ``k * n_ch <= _ROW_TARGET`` (at least 1): the
+    ``(n_rows, n_ch)`` matrix is viewed as ``(n_rows / k, k * n_ch)``, each row holding ``k`` rows."""
+    for k in range(min(n_rows, max(_ROW_TARGET // max(n_ch, 1), 1)), 1, -1):
+        if n_rows % k == 0:
+            return k
+    return 1
+
+
+def _ones(shape: tuple[int, ...], like: Array, xp: Any) -> Array:
+    return xp.ones(shape, dtype=like.dtype, device=like.device)
+
+
+def _tile(v: Array, k: int, xp: Any) -> Array:
+    """The per-feature vector ``v`` repeated ``k`` times: a row matching the folded layout."""
+    return v if k == 1 else xp.tile(v, (k,))
+
+
+def _reciprocal(n: int) -> float:
+    """``1 / n``, NaN for an empty axis (the mean of nothing)."""
+    return 1.0 / n if n else float("nan")
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out
+
+
+# --------------------------------------------------------------------------- batch normalization
+def _feature_sums(A: Array, k: int, n_ch: int, xp: Any) -> Array:
+    """Per-feature sums of the folded ``(rows, k * n_ch)`` matrix ``A``, shape ``(n_ch,)``."""
+    s = xp.matmul(_ones((1, int(A.shape[0])), A, xp), A)
+    if k > 1:
+        s = xp.matmul(_ones((1, k), A, xp), xp.reshape(s, (k, n_ch)))
+    return xp.reshape(s, (n_ch,))
+
+
+def _batch_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(n, k, n_ch)``: the number of values per feature, the fold factor and the feature count."""
+    n_ch = int(shape[-1])
+    n = _size(shape[:-1])
+    return n, _fold(n, n_ch), n_ch
+
+
+def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: Array | None,
+               var: Array | None, xp: Any) -> tuple[Array, NormCache]:
+    n, k, n_ch = _batch_layout(tuple(X.shape))
+    axes = tuple(range(X.ndim - 1))
+    stat_shape = (1,) * (X.ndim - 1) + (n_ch,)
+    X2 = xp.reshape(X, (n // k, k * n_ch))
+    batch_stats = mean is None or var is None
     if mean is None or var is None:
-        mean = xp.mean(X, axis=stat_axes, keepdims=True)
-        centred = X - mean
-        var = xp.mean(centred * centred, axis=stat_axes, keepdims=True)
+        mu = _feature_sums(X2, k, n_ch, xp) * _reciprocal(n)
+        centred = X2 - _tile(mu, k, xp)
+        sq = centred * centred
+        sigma2 = _feature_sums(sq, k, n_ch, xp) * _reciprocal(n)
+        del sq
+        mean, var = xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape)
     else:
-        centred = X - mean
-    inv_std = 1.0 / xp.sqrt(var + epsilon)
-    X_hat = centred * inv_std
-    Y = scaler * X_hat + intercept
-    return Y, NormCache(X_hat, scaler, inv_std, stat_axes, param_axes, mean, var, batch_stats)
+        centred = X2 - _tile(xp.reshape(mean, (n_ch,)), k, xp)
+        sigma2 = xp.reshape(var, (n_ch,))
+    inv_std = 1.0 / xp.sqrt(sigma2 + epsilon)
+    Y = centred * _tile(scaler * inv_std, k, xp)
+    Y += _tile(intercept, k, xp)
+    cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape), axes,
+                      axes, mean, var, batch_stats)
+    return xp.reshape(Y, X.shape), cache
 
 
-def _normalize_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Array, Array]:
-    X_hat, scaler, inv_std, stat_axes, param_axes, _, _, batch_stats = cache
-    d_scaler = xp.sum(dY * X_hat, axis=param_axes)
-    d_intercept = xp.sum(dY, axis=param_axes)
-    dX_hat = dY * scaler
-    if batch_stats:
-        # the mean and the variance depend on X too
-        dX = inv_std * (dX_hat - xp.mean(dX_hat, axis=stat_axes, keepdims=True)
-                        - X_hat * xp.mean(dX_hat * X_hat, axis=stat_axes, keepdims=True))
+def _batchnorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Array, Array]:
+    n, k, n_ch = _batch_layout(tuple(dY.shape))
+    shape = (n // k, k * n_ch)
+    dY2, centred = xp.reshape(dY, shape), xp.reshape(cache.centred, shape)
+    inv_std = xp.reshape(cache.inv_std, (n_ch,))
+    gain = cache.scaler * inv_std  # gamma / sqrt(var + eps)
+    d_scaler = _feature_sums(dY2 * centred, k, n_ch, xp) * inv_std
+    d_intercept = _feature_sums(dY2, k, n_ch, xp)
+    if not cache.batch_stats:
+        return xp.reshape(dY2 * _tile(gain, k, xp), dY.shape), d_scaler, d_intercept
+    # dX = gain * (dY - mean(dY) - X_hat * mean(dY * X_hat)), the means per feature and
+    # X_hat = centred * inv_std; built as -gain * (centred * b + a - dY)
+    dX = centred * _tile(d_scaler * inv_std * _reciprocal(n), k, xp)
+    dX += _tile(d_intercept * _reciprocal(n), k, xp)
+    dX -= dY2
+    dX *= _tile(-gain, k, xp)
+    return xp.reshape(dX, dY.shape), d_scaler, d_intercept
+
+
+# --------------------------------------------------------------------------- layer normalization
+def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
+               xp: Any) -> tuple[Array, NormCache]:
+    n_ex, size = int(X.shape[0]), _size(tuple(X.shape[1:]))
+    k = _fold(n_ex, size)
+    stat_shape = (n_ex,) + (1,) * (X.ndim - 1)
+    X2 = xp.reshape(X, (n_ex, size))
+    ones = _ones((size, 1), X, xp)
+    mu = xp.matmul(X2, ones) * _reciprocal(size)
+    centred = X2 - mu
+    if size >= _VECDOT_MIN:
+        sigma2 = xp.reshape(xp.vecdot(centred, centred, axis=-1), (n_ex, 1)) * _reciprocal(size)
     else:
-        dX = dX_hat * inv_std
-    return dX, d_scaler, d_intercept
+        sigma2 = xp.matmul(centred * centred, ones) * _reciprocal(size)
+    inv_std = 1.0 / xp.sqrt(sigma2 + epsilon)
+    Y = centred * inv_std
+    # the per-feature affine map on rows of k examples (see _ROW_TARGET)
+    Y = xp.reshape(Y, (n_ex // k, k * size))
+    Y *= _tile(xp.reshape(scaler, (size,)), k, xp)
+    Y += _tile(xp.reshape(intercept, (size,)), k, xp)
+    cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape),
+                      tuple(range(1, X.ndim)), (0,), xp.reshape(mu, stat_shape),
+                      xp.reshape(sigma2, stat_shape), True)
+    return xp.reshape(Y, X.shape), cache
+
+
+def _layernorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Array, Array]:
+    n_ex, size = int(dY.shape[0]), _size(tuple(dY.shape[1:]))
+    dY2 = xp.reshape(dY, (n_ex, size))
+    centred = xp.reshape(cache.centred, (n_ex, size))
+    gamma = xp.reshape(cache.scaler, (size, 1))
+    inv_std = xp.reshape(cache.inv_std, (n_ex, 1))
+    t = dY2 * centred
+    # parameter gradients: sums over the examples, X_hat = centred * inv_std
+    d_scaler = xp.reshape(xp.matmul(xp.reshape(inv_std, (1, n_ex)), t), cache.scaler.shape)
+    d_intercept = xp.reshape(xp.matmul(_ones((1, n_ex), dY, xp), dY2), cache.scaler.shape)
+    # per example, with g = gamma * dY: mean(g) and mean(g * centred), as products with gamma
+    g_mean = xp.matmul(dY2, gamma) * _reciprocal(size)
+    gc_mean = xp.matmul(t, gamma) * _reciprocal(size)
+    del t
+    # dX = inv_std * (g - mean(g) - X_hat * mean(g * X_hat))
+    #    = inv_std * g - inv_std * mean(g) - centred * inv_std^3 * mean(g * centred)
+    rest = centred * (gc_mean * (inv_std * inv_std * inv_std))
+    rest += g_mean * inv_std
+    k = _fold(n_ex, size)  # g on rows of k examples (see _ROW_TARGET)
+    g = xp.reshape(dY, (n_ex // k, k * size)) * _tile(xp.reshape(cache.scaler, (size,)), k, xp)
+    dX = xp.reshape(g, (n_ex, size))
+    dX *= inv_std
+    dX -= rest
+    return xp.reshape(dX, dY.shape), d_scaler, d_intercept
 
 
 def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
@@ -128,10 +256,9 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     :math:`g / \sqrt{\sigma^2 + \epsilon}`.
     """
     xp = namespace_of(X) if xp is None else xp
-    axes = tuple(range(X.ndim - 1))
     if running_mean is None or running_var is None:
-        return _normalize(X, scaler, intercept, epsilon, axes, axes, None, None, xp)
-    return _normalize(X, scaler, intercept, epsilon, axes, axes, running_mean, running_var, xp)
+        return _batchnorm(X, scaler, intercept, epsilon, None, None, xp)
+    return _batchnorm(X, scaler, intercept, epsilon, running_mean, running_var, xp)
 
 
 def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Array, Array, Array]:
@@ -149,7 +276,7 @@ def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Arr
     dX, d_scaler, d_intercept : arrays shaped like X, scaler and intercept
     """
     xp = namespace_of(dY) if xp is None else xp
-    return _normalize_backward(dY, cache, xp)
+    return _batchnorm_backward(dY, cache, xp)
 
 
 def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
@@ -177,7 +304,7 @@ def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     means taken per example, and the parameter gradients sum over the examples.
     """
     xp = namespace_of(X) if xp is None else xp
-    return _normalize(X, scaler, intercept, epsilon, tuple(range(1, X.ndim)), (0,), None, None, xp)
+    return _layernorm(X, scaler, intercept, epsilon, xp)
 
 
 def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Array, Array, Array]:
@@ -193,4 +320,4 @@ def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Arr
     dX, d_scaler, d_intercept : arrays shaped like X, scaler and intercept
     """
     xp = namespace_of(dY) if xp is None else xp
-    return _normalize_backward(dY, cache, xp)
+    return _layernorm_backward(dY, cache, xp)

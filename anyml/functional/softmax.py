@@ -23,9 +23,38 @@ def softmax_forward(X: Array, axis: int = -1, xp: Any = None) -> tuple[Array, tu
         ``(Y, axis)``: the backward pass needs only the output.
     """
     xp = namespace_of(X) if xp is None else xp
-    E = xp.exp(X - xp.max(X, axis=axis, keepdims=True))
-    Y = E / xp.sum(E, axis=axis, keepdims=True)
+    Y = _softmax(X - xp.max(X, axis=axis, keepdims=True), axis, xp)
     return Y, (Y, axis)
+
+
+def _is_last(axis: int, ndim: int) -> bool:
+    return axis in (-1, ndim - 1)
+
+
+def _softmax(Z: Array, axis: int, xp: Any) -> Array:
+    """The softmax of ``Z`` whose maximum along ``axis`` has already been subtracted."""
+    E = xp.exp(Z)
+    if _is_last(axis, E.ndim):
+        # a matrix-vector product sums the rows faster than a reduction
+        n = int(E.shape[-1])
+        E /= xp.matmul(E, xp.ones((n, 1), dtype=E.dtype, device=E.device))
+    else:
+        E /= xp.sum(E, axis=axis, keepdims=True)
+    return E
+
+
+def _softmax_grad_inplace(G: Array, Y: Array, axis: int, xp: Any) -> Array:
+    """``Y * (G - sum(G * Y))`` along ``axis``, written over ``G`` (which must be an array of the
+    caller's own making)."""
+    G -= _weighted_sums(G, Y, axis, xp)
+    G *= Y
+    return G
+
+
+def _weighted_sums(G: Array, Y: Array, axis: int, xp: Any) -> Array:
+    if _is_last(axis, G.ndim):
+        return xp.expand_dims(xp.vecdot(G, Y, axis=-1), axis=-1)
+    return xp.sum(G * Y, axis=axis, keepdims=True)
 
 
 def softmax_backward(dY: Array, cache: tuple[Array, int], xp: Any = None) -> Array:
@@ -38,4 +67,6 @@ def softmax_backward(dY: Array, cache: tuple[Array, int], xp: Any = None) -> Arr
     """
     xp = namespace_of(dY) if xp is None else xp
     Y, axis = cache
-    return Y * (dY - xp.sum(dY * Y, axis=axis, keepdims=True))
+    dX = dY - _weighted_sums(dY, Y, axis, xp)
+    dX *= Y
+    return dX

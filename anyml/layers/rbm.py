@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anyml.backend import Backend
@@ -11,6 +12,11 @@ from anyml.layers.base import LayerBase
 __all__ = ["RBM"]
 
 Array = Any
+
+
+def _exp_cap(xp: Any, dtype: Any) -> float:
+    """A bound under the log of the largest finite value of ``dtype`` (``exp`` of it is finite)."""
+    return math.floor(math.log(float(xp.finfo(dtype).max))) - 1.0
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -110,10 +116,17 @@ class RBM(LayerBase):
         self._new_param("b_out", xp.zeros((self.n_out,), dtype=be.dtype, device=be.device))
 
     # ------------------------------------------------------------------ helpers
-    def _sigmoid(self, z: Array) -> Array:
+    def _activation(self, A: Array, M: Array, b: Array) -> Array:
+        r"""The unit probabilities :math:`\sigma(A M + b)`, as :math:`1 / (1 + e^{-(AM + b)})`.
+
+        The exponent is capped just below the float type's overflow threshold (87 for float32, 708 for
+        float64), so ``exp`` never overflows; this only lifts probabilities below :math:`e^{-87}
+        \approx 1.6 \cdot 10^{-38}` (float32), at the edge of the subnormal range, to that value."""
         xp = self.xp
-        e = xp.exp(-xp.abs(z))  # never overflows
-        return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        neg = -b - xp.matmul(A, M)  # -(AM + b) in one pass
+        e = xp.exp(xp.clip(neg, max=_exp_cap(xp, neg.dtype)))
+        e += 1.0
+        return 1.0 / e
 
     def _sample(self, p: Array) -> Array:
         u = self.backend.rng.uniform(tuple(p.shape), dtype=p.dtype)
@@ -130,13 +143,13 @@ class RBM(LayerBase):
     def _gibbs(self, V: Array, K: int) -> dict[str, Any]:
         xp, P = self.xp, self.parameters
         W, W_T = P["W"], xp.matrix_transpose(P["W"])
-        p_H = self._sigmoid(xp.matmul(V, W) + P["b_out"])
+        p_H = self._activation(V, W, P["b_out"])
         H = self._sample(p_H)
         samples = [H]
         p_V_prime = p_H_prime = None
         for k in range(K):
-            p_V_prime = self._sigmoid(xp.matmul(H, W_T) + P["b_in"])
-            p_H_prime = self._sigmoid(xp.matmul(p_V_prime, W) + P["b_out"])
+            p_V_prime = self._activation(H, W_T, P["b_in"])
+            p_H_prime = self._activation(p_V_prime, W, P["b_out"])
             if k < K - 1:
                 H = self._sample(p_H_prime)
                 samples.append(H)
@@ -172,10 +185,13 @@ class RBM(LayerBase):
         cache = self._pop()
         xp = self.xp
         V, p_H, p_V, p_H_prime = cache["X"], cache["p_H"], cache["p_V_prime"], cache["p_H_prime"]
-        positive = xp.matmul(xp.matrix_transpose(V), p_H)
-        negative = xp.matmul(xp.matrix_transpose(p_V), p_H_prime)
-        self._accumulate(retain_grads, W=negative - positive,
-                         b_in=xp.sum(p_V - V, axis=0), b_out=xp.sum(p_H_prime - p_H, axis=0))
+        dW = xp.matmul(xp.matrix_transpose(p_V), p_H_prime)  # negative phase
+        dW -= xp.matmul(xp.matrix_transpose(V), p_H)  # minus the positive phase
+        # column sums of the differences as products with a row of ones (faster than a reduction)
+        ones = xp.ones((1, int(V.shape[0])), dtype=V.dtype, device=V.device)
+        self._accumulate(retain_grads, W=dW,
+                         b_in=xp.reshape(xp.matmul(ones, p_V - V), (-1,)),
+                         b_out=xp.reshape(xp.matmul(ones, p_H_prime - p_H), (-1,)))
 
     def CD_update(self, X: Array) -> None:
         """Accumulate one CD-K gradient from the data ``X`` (forward then backward).

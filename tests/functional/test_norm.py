@@ -14,6 +14,11 @@ from anyml.functional.norm import (
 from anyml.testing import assert_close
 
 SHAPES = [(5, 3), (2, 3, 4, 2)]
+# layouts of the fast paths: batch norm folded into long rows (several of them, one, or none when the
+# value count has no fitting divisor, here the prime 3001, or the features alone are too many); layer
+# norm with rows summed by vecdot (>= 64 values) and with rows long enough to skip the cached gain
+BN_LAYOUTS = [(40, 10, 10, 5), (3001, 7), (8, 17000), (64, 256)]
+LN_LAYOUTS = [(3, 100), (2, 8192), (2, 16, 16, 40)]
 
 
 def _data(shape, param_shape, dtype):
@@ -29,7 +34,7 @@ def _leaf(torch, a):
     return torch.tensor(a, dtype=torch.float64, requires_grad=True)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + BN_LAYOUTS)
 def test_batchnorm_training_matches_torch(backend, shape):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -50,7 +55,7 @@ def test_batchnorm_training_matches_torch(backend, shape):
     assert_close(cache.var, X.astype(np.float64).var(axis=axes, keepdims=True), backend=backend)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + BN_LAYOUTS[:2])
 def test_batchnorm_with_running_stats_matches_torch(backend, shape):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -72,7 +77,7 @@ def test_batchnorm_with_running_stats_matches_torch(backend, shape):
         assert_close(got, want.numpy(), backend=backend)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + LN_LAYOUTS)
 def test_layernorm_matches_torch(backend, shape):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -93,3 +98,21 @@ def test_explicit_namespace_gives_the_same_result(backend):
     Y1, _ = batchnorm_forward(*args)
     Y2, _ = batchnorm_forward(*args, xp=backend.xp)
     assert_close(Y2, Y1, backend=backend, rtol=0, atol=0)
+
+
+def test_inputs_are_left_alone(backend):
+    """The kernels update their own arrays in place, never the caller's or the cached ones."""
+    for shape, forward, backward, p_shape in (
+            ((40, 10, 10, 5), batchnorm_forward, batchnorm_backward, (5,)),
+            ((3, 100), layernorm_forward, layernorm_backward, (100,)),
+            ((2, 8192), layernorm_forward, layernorm_backward, (8192,))):
+        X, dY, g, b = _data(shape, p_shape, backend.dtype_name)
+        arrays = [backend.asarray(a) for a in (X, dY, g, b)]
+        _, cache = forward(arrays[0], arrays[2], arrays[3])
+        kept = [backend.to_host(a).copy() for a in (cache.centred, cache.inv_std)]
+        backward(arrays[1], cache)
+        backward(arrays[1], cache)  # a second backward from the same cache
+        for got, want in zip(arrays, (X, dY, g, b), strict=True):
+            assert_close(got, want, backend=backend, rtol=0, atol=0)
+        for got, want in zip((cache.centred, cache.inv_std), kept, strict=True):
+            assert_close(got, want, backend=backend, rtol=0, atol=0)

@@ -63,6 +63,46 @@ def test_multiply_gradient_with_a_zero_input_is_finite(backend64):
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("n_inputs", [4, 5])
+def test_many_inputs_match_torch_and_leave_the_arrays_alone(backend, name, n_inputs):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(n_inputs)
+    hosts = [rng.standard_normal((3, 2, 2)).astype(backend.dtype_name) for _ in range(n_inputs)]
+    dY = rng.standard_normal((3, 2, 2)).astype(backend.dtype_name)
+    layer = LAYERS[name](backend=backend)
+    inputs, upstream = [backend.asarray(h) for h in hosts], backend.asarray(dY)
+    Y = layer.forward(inputs)
+    grads = layer.backward(upstream)
+
+    tensors = [torch.tensor(h, dtype=torch.float64, requires_grad=True) for h in hosts]
+    Yt = _torch_merge(name, tensors, "Identity")
+    Yt.backward(torch.tensor(dY, dtype=torch.float64))
+    assert_close(Y, Yt.detach().numpy(), backend=backend)
+    for grad, tensor in zip(grads, tensors, strict=True):
+        assert_close(grad, tensor.grad.numpy(), backend=backend)
+    # the in-place products work on arrays of their own: inputs and upstream gradient are unchanged
+    for x, h in zip(inputs, hosts, strict=True):
+        assert_close(x, h, backend=backend, rtol=0, atol=0)
+    assert_close(upstream, dY, backend=backend, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_weight_sharing_two_forwards_two_backwards(backend64, name):
+    layer = LAYERS[name](backend=backend64)
+    a, b, c = (backend64.asarray(np.full((2,), v)) for v in (2.0, 3.0, 5.0))
+    layer.forward([a, b, c])
+    layer.forward([c, c, a])
+    ones = backend64.asarray(np.ones(2))
+    second, first = layer.backward(ones), layer.backward(ones)
+    if name == "Multiply":
+        assert_close(second[0], np.full(2, 10.0), backend=backend64)
+        assert_close(second[2], np.full(2, 25.0), backend=backend64)
+        assert_close(first[1], np.full(2, 10.0), backend=backend64)
+    else:
+        assert_close(first[0], np.ones(2), backend=backend64)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
 def test_backward_type_does_not_depend_on_forward_count(backend, name):
     layer = LAYERS[name](backend=backend)
     x = backend.rng.normal((2, 2))

@@ -10,7 +10,7 @@ from anyml.testing import assert_close, gradcheck
 
 
 @pytest.mark.parametrize(("shape", "dim"), [((4, 5), -1), ((4, 5), 0), ((2, 3, 4), 1), ((1, 6), 1),
-                                            ((2, 3, 4), -3)])
+                                            ((2, 3, 4), -3), ((2, 3, 4), 2), ((5,), -1), ((5,), 0)])
 def test_matches_torch_autograd(backend, shape, dim):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
