@@ -42,11 +42,17 @@ def _pair_or_int(value: Any, name: str, owner: str) -> int | tuple[int, int]:
 
 
 class _ConvLayer(LayerBase):
-    """What the convolutional layers share: validation, lazy weights, the act_fn wrap, backward."""
+    """What the convolutional layers share: validation, lazy weights, the act_fn wrap, backward.
+
+    The scratch memory of a forward pass (padded input, column matrices) lives in a workspace (a dict
+    of arrays) that goes back to a small pool once its backward pass is done, so that training loops
+    reuse the same memory instead of allocating megabytes on every call.
+    """
 
     _trainable_names = ("W", "b")
     _rank = 4
     _x_shape = "(n_ex, in_rows, in_cols, in_ch)"
+    _POOL_SIZE = 2
 
     def __init__(self, out_ch: int, act_fn: Any, init: Any, optimizer: Any,
                  backend: str | Backend | None) -> None:
@@ -60,6 +66,7 @@ class _ConvLayer(LayerBase):
             msg = f"{self._name}: {exc}"
             raise type(exc)(msg) from exc
         self.init = init
+        self._workspaces: list[dict[str, Array]] = []
 
     @property
     def _name(self) -> str:
@@ -107,13 +114,30 @@ class _ConvLayer(LayerBase):
         if not self.is_initialized:
             self._init_params(in_ch)
 
-    def _finish(self, Z: Array, cache: Any, X: Array, retain_derived: bool) -> Array:
+    def _workspace(self) -> dict[str, Array]:
+        return self._workspaces.pop() if self._workspaces else {}
+
+    def _release(self, ws: dict[str, Array]) -> None:
+        if len(self._workspaces) < self._POOL_SIZE:
+            self._workspaces.append(ws)
+
+    def _finish(self, Z: Array, cache: Any, X: Array, retain_derived: bool,
+                ws: dict[str, Array]) -> Array:
         Y = self.act_fn(Z)
-        self._push(retain_derived, X=X, Z=Z, _op=cache, _shape=tuple(Y.shape))
+        if retain_derived:
+            self._push(True, X=X, Z=Z, _op=cache, _ws=ws, _shape=tuple(Y.shape))
+        else:
+            self._release(ws)
         return Y
 
-    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
+    def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
         raise NotImplementedError
+
+    def to(self, backend: str | Backend) -> _ConvLayer:
+        """Move the layer to another backend (see :meth:`LayerBase.to`)."""
+        super().to(backend)
+        self._workspaces.clear()
+        return self
 
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Return :math:`\\partial L/\\partial X` and accumulate the gradients of ``W`` and ``b``.
@@ -126,8 +150,9 @@ class _ConvLayer(LayerBase):
         """
         cache = self._pop(dLdy)
         dZ = self.act_fn.backward(cache["Z"], dLdy)
-        dX, dW, db = self._backward_op(dZ, cache["_op"])
+        dX, dW, db = self._backward_op(dZ, cache["_op"], cache["_ws"])
         self._accumulate(retain_grads, W=dW, b=db)
+        self._release(cache["_ws"])
         return dX
 
 
@@ -179,8 +204,8 @@ class Conv2D(_ConvLayer):
         G[n, r, c, o], \quad \frac{\partial L}{\partial b_o} = \sum_{n, r, c} G[n, r, c, o],
 
     and :math:`\partial L / \partial X` is the transposed convolution of :math:`G` with ``W``, cropped
-    by the padding. Both passes use one matrix product over an im2col matrix
-    (:mod:`anyml.functional.conv`).
+    by the padding. Both passes are matrix products over im2col matrices, a few examples at a
+    time on a CPU (:mod:`anyml.functional.conv`).
 
     Unlike numpy-ml, whose ``"same"`` aims at the input's size whatever the stride, ``"same"`` here
     means ``ceil(n / stride)`` positions (identical at stride 1); numpy-ml's target is unreachable
@@ -230,11 +255,13 @@ class Conv2D(_ConvLayer):
         pads = resolve_pad2d(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape, stride,
                              self.dilation, owner=self._name)
         P = self.parameters
-        Z, cache = conv2d_forward(X, P["W"], P["b"], pads, stride, self.dilation, xp=self.xp)
-        return self._finish(Z, cache, X, retain_derived)
+        ws = self._workspace()
+        Z, cache = conv2d_forward(X, P["W"], P["b"], pads, stride, self.dilation, xp=self.xp,
+                                  workspace=ws)
+        return self._finish(Z, cache, X, retain_derived, ws)
 
-    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
-        return conv2d_backward(dZ, cache, xp=self.xp)
+    def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
+        return conv2d_backward(dZ, cache, xp=self.xp, workspace=ws)
 
 
 class Conv1D(_ConvLayer):
@@ -319,12 +346,13 @@ class Conv1D(_ConvLayer):
         pads = resolve_pad2d(pad, (1, int(X.shape[1])), (1, self.kernel_width), (1, self.stride),
                              self.dilation, owner=self._name, strings=("same", "causal"))
         P = self.parameters
+        ws = self._workspace()
         Z, cache = conv1d_forward(X, P["W"], P["b"], pads[2:], self.stride, self.dilation,
-                                  xp=self.xp)
-        return self._finish(Z, cache, X, retain_derived)
+                                  xp=self.xp, workspace=ws)
+        return self._finish(Z, cache, X, retain_derived, ws)
 
-    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
-        return conv1d_backward(dZ, cache, xp=self.xp)
+    def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
+        return conv1d_backward(dZ, cache, xp=self.xp, workspace=ws)
 
 
 class Deconv2D(_ConvLayer):
@@ -429,7 +457,7 @@ class Deconv2D(_ConvLayer):
                                    stride, owner=self._name)
         P = self.parameters
         Z, cache = deconv2d_forward(X, P["W"], P["b"], pads, stride, xp=self.xp)
-        return self._finish(Z, cache, X, retain_derived)
+        return self._finish(Z, cache, X, retain_derived, self._workspace())
 
-    def _backward_op(self, dZ: Array, cache: Any) -> tuple[Array, Array, Array]:
-        return deconv2d_backward(dZ, cache, xp=self.xp)
+    def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
+        return deconv2d_backward(dZ, cache, xp=self.xp, workspace=ws)

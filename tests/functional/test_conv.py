@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import anyml
+from anyml.functional import conv
 from anyml.functional._padding import resolve_pad2d
 from anyml.functional.conv import (
     col2im,
@@ -181,3 +182,135 @@ def test_errors(call, error, match):
     W = np.ones((3, 3, 2, 3))
     with pytest.raises(error, match=match):
         call(X, W)
+
+
+# ------------------------------------------------------------- every kernel path against torch
+# (kernel, pads (top, bottom, left, right), stride, dilation, x_shape, out_ch)
+PATH_CASES = {
+    "3x3-pad1": ((3, 3), (1, 1, 1, 1), 1, 0, (5, 6, 7, 3), 4),
+    "2x3-dilated-asym-pad": ((2, 3), (0, 2, 1, 0), 1, 1, (5, 5, 6, 2), 3),
+    "3x3-stride2": ((3, 3), (1, 1, 1, 1), 2, 0, (5, 7, 6, 2), 3),
+    "1x1": ((1, 1), (0, 0, 0, 0), 1, 0, (5, 4, 4, 2), 3),
+}
+
+
+def _per_example(kernel, pads, stride, dilation, x_shape, flat):
+    """The column-matrix size of one example on the path taken."""
+    rows, cols = x_shape[1] + pads[0] + pads[1], x_shape[2] + pads[2] + pads[3]
+    if flat:
+        return kernel[0] * kernel[1] * x_shape[3] * rows * cols
+    keff = [k * (dilation + 1) - dilation for k in kernel]
+    out = ((rows - keff[0]) // stride + 1) * ((cols - keff[1]) // stride + 1)
+    return kernel[0] * kernel[1] * x_shape[3] * out
+
+
+def _torch_conv2d(torch, X, W, b, pads, stride, dilation, G):
+    F = torch.nn.functional
+    Xt, Wt, bt = (_torch_leaf(torch, a) for a in (X, W, b))
+    top, bottom, left, right = pads
+    Zt = F.conv2d(F.pad(Xt.permute(0, 3, 1, 2), (left, right, top, bottom)), Wt.permute(3, 2, 0, 1),
+                  bt, stride=stride, dilation=dilation + 1).permute(0, 2, 3, 1)
+    Zt.backward(torch.tensor(G, dtype=torch.float64))
+    return [t.numpy() for t in (Zt.detach(), Xt.grad, Wt.grad, bt.grad)]
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["strided", "flat"])
+@pytest.mark.parametrize("chunks", ["one", "uneven", "per-example"])
+@pytest.mark.parametrize(("kernel", "pads", "stride", "dilation", "x_shape", "out_ch"),
+                         list(PATH_CASES.values()), ids=list(PATH_CASES))
+def test_conv2d_paths_match_torch(backend, monkeypatch, flat, chunks, kernel, pads, stride, dilation,
+                                  x_shape, out_ch):
+    """Strided and flat gathers, one chunk or several (the last one smaller), and a workspace reused
+    by a second call: every combination gives torch's forward and gradients."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    per_example = _per_example(kernel, pads, stride, dilation, x_shape, flat and stride == 1)
+    max_chunk = {"one": 10**9, "uneven": 2 * per_example, "per-example": 1}[chunks]
+    rng = np.random.default_rng(6)
+    dt = backend.dtype_name
+    workspace: dict = {}
+    results = []
+    for _ in range(2):
+        X = rng.standard_normal(x_shape).astype(dt)
+        W = rng.standard_normal((*kernel, x_shape[3], out_ch)).astype(dt)
+        b = rng.standard_normal(out_ch).astype(dt)
+        Z, cache = conv2d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b), pads,
+                                  stride, dilation, max_chunk=max_chunk, workspace=workspace)
+        assert (cache[-1] is not None) == (flat and stride == 1)
+        G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+        got = [Z, *conv2d_backward(backend.asarray(G), cache, workspace=workspace)]
+        results.append((got, _torch_conv2d(torch, X, W, b, pads, stride, dilation, G)))
+    assert workspace, "the workspace should hold the scratch buffers"
+    for got, want in results:  # the first call's results survive the second call
+        for name, g, w in zip(("Z", "dX", "dW", "db"), got, want, strict=True):
+            assert_close(g, w, backend=backend, err_msg=name)
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["strided", "flat"])
+def test_conv1d_chunked_paths_match_torch(backend, monkeypatch, flat):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    rng = np.random.default_rng(7)
+    dt = backend.dtype_name
+    X, W = rng.standard_normal((5, 9, 2)).astype(dt), rng.standard_normal((3, 2, 3)).astype(dt)
+    b = rng.standard_normal(3).astype(dt)
+    workspace: dict = {}
+    Z, cache = conv1d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b),
+                              pad=(2, 1), dilation=1, max_chunk=30, workspace=workspace)
+    G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+    dX, dW, db = conv1d_backward(backend.asarray(G), cache, workspace=workspace)
+    Xt, Wt, bt = (_torch_leaf(torch, a) for a in (X, W, b))
+    Zt = F.conv1d(F.pad(Xt.permute(0, 2, 1), (2, 1)), Wt.permute(2, 1, 0), bt,
+                  dilation=2).permute(0, 2, 1)
+    Zt.backward(torch.tensor(G, dtype=torch.float64))
+    for name, got, want in (("Z", Z, Zt.detach()), ("dX", dX, Xt.grad), ("dW", dW, Wt.grad),
+                            ("db", db, bt.grad)):
+        assert_close(got, want.numpy(), backend=backend, err_msg=name)
+
+
+@pytest.mark.parametrize("max_chunk", [None, 1, 100])
+def test_deconv2d_chunked_matches_torch(backend, max_chunk):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    dt = backend.dtype_name
+    workspace: dict = {}
+    for _ in range(2):
+        X, W = rng.standard_normal((5, 3, 4, 2)).astype(dt), rng.standard_normal((3, 3, 2, 3)).astype(dt)
+        b = rng.standard_normal(3).astype(dt)
+        Z, cache = deconv2d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b), pad=1,
+                                    stride=2, max_chunk=max_chunk)
+        G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+        dX, dW, db = deconv2d_backward(backend.asarray(G), cache, workspace=workspace)
+        Xt, Wt, bt = (_torch_leaf(torch, a) for a in (X, W, b))
+        Zt = torch.nn.functional.conv_transpose2d(Xt.permute(0, 3, 1, 2), Wt.permute(2, 3, 0, 1), bt,
+                                                  stride=2, padding=1).permute(0, 2, 3, 1)
+        Zt.backward(torch.tensor(G, dtype=torch.float64))
+        for name, got, want in (("Z", Z, Zt.detach()), ("dX", dX, Xt.grad), ("dW", dW, Wt.grad),
+                                ("db", db, bt.grad)):
+            assert_close(got, want.numpy(), backend=backend, err_msg=name)
+
+
+def test_workspace_grid_buffer_follows_the_output_shape(backend64, monkeypatch):
+    """Two geometries with the same padded grid but different outputs share a workspace safely."""
+    monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0)
+    rng = np.random.default_rng(9)
+    X = backend64.asarray(rng.standard_normal((2, 5, 5, 2)))
+    workspace: dict = {}
+    for kernel, pads in (((3, 3), (1, 1, 1, 1)), ((5, 5), (1, 1, 1, 1)), ((3, 3), (1, 1, 1, 1))):
+        W = backend64.asarray(rng.standard_normal((*kernel, 2, 3)))
+        Z, cache = conv2d_forward(X, W, None, pads, workspace=workspace)
+        G = backend64.asarray(rng.standard_normal(tuple(Z.shape)))
+        shared = conv2d_backward(G, cache, workspace=workspace)
+        Z0, cache0 = conv2d_forward(X, W, None, pads)
+        for got, want in zip((Z, *shared), (Z0, *conv2d_backward(G, cache0)), strict=True):
+            assert_close(got, anyml.to_numpy(want), backend=backend64)
+
+
+def test_default_chunking_keeps_a_gpu_batch_whole():
+    class _Cuda:
+        device = "cuda:0"
+
+    assert conv._batches(64, 10**6, _Cuda(), None) == [(0, 64)]
+    assert conv._batches(64, 10**6, np.ones(1), None) == [(i, i + 1) for i in range(64)]
+    assert conv._batches(5, 10, np.ones(1), 20) == [(0, 2), (2, 4), (4, 5)]

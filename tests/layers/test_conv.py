@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import anyml
+from anyml.functional import conv
 from anyml.layers.conv import Conv1D, Conv2D, Deconv2D
 from anyml.testing import assert_close, gradcheck
 
@@ -329,6 +330,38 @@ def test_gradients_accumulate_over_two_forwards(backend64):
     layer.forward(X1)
     layer.backward(dY1)
     assert_close(layer.gradients["W"], dW_both - dW2, backend=backend64)
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["strided", "flat"])
+@pytest.mark.parametrize("name", ["Conv2D", "Conv1D", "Deconv2D"])
+def test_workspaces_keep_interleaved_forwards_apart(backend64, monkeypatch, flat, name):
+    """Two retained forwards of the same shape (and an unretained one between them) each keep their
+    own scratch memory: the backward passes, newest first, match separate forward/backward pairs."""
+    monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    monkeypatch.setattr(conv, "CPU_CHUNK", 1)  # one example per chunk
+    build = {"Conv2D": lambda: Conv2D(3, (3, 3), pad=1, backend=backend64),
+             "Conv1D": lambda: Conv1D(3, 3, pad="same", backend=backend64),
+             "Deconv2D": lambda: Deconv2D(3, (3, 3), stride=2, backend=backend64)}[name]
+    shape = (3, 5, 4, 2) if name != "Conv1D" else (3, 7, 2)
+    rng = backend64.rng
+    layer = build()
+    X1, X2, X3 = (rng.normal(shape) for _ in range(3))
+    Y1 = layer.forward(X1)
+    Y2 = layer.forward(X2)
+    layer.forward(X3, retain_derived=False)
+    dY1, dY2 = rng.normal(tuple(Y1.shape)), rng.normal(tuple(Y2.shape))
+    dX2 = layer.backward(dY2)
+    dX1 = layer.backward(dY1)
+    both = {k: anyml.to_numpy(v).copy() for k, v in layer.gradients.items()}
+    expected = {}
+    for X, dY, dX, Y in ((X1, dY1, dX1, Y1), (X2, dY2, dX2, Y2)):
+        layer.flush_gradients()
+        assert_close(layer.forward(X), anyml.to_numpy(Y), backend=backend64)
+        assert_close(layer.backward(dY), anyml.to_numpy(dX), backend=backend64)
+        for k, v in layer.gradients.items():
+            expected[k] = expected.get(k, 0) + anyml.to_numpy(v)
+    for k, v in both.items():
+        assert_close(v, expected[k], err_msg=k)
 
 
 # ----------------------------------------------------------------------------------- errors
