@@ -20,12 +20,13 @@ def median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] =
 
 
 def compare(fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 15, rounds: int = 3,
-            syncs: Sequence[Callable[[], None]] | None = None, pause: float = 0.05) -> list[float]:
+            syncs: Sequence[Callable[[], None]] | None = None, pause: float = 0.3) -> list[float]:
     """Median milliseconds of each function, measured in alternating blocks over several rounds.
 
     Each round runs every function's block (warm-up, then ``repeats`` timed calls) in turn; the result is
-    the median of the per-round medians. Blocks, rather than interleaving single calls, keep one
-    library's idle worker threads from competing with the other's.
+    the median of the per-round medians. Blocks, rather than interleaving single calls, and a pause
+    before each block keep one library's spinning worker threads (OpenMP, OpenBLAS) from competing
+    with the other's: with a short pause, timings on a 2-core machine doubled at random.
     """
     syncs = list(syncs) if syncs is not None else [lambda: None] * len(fns)
     per_round: list[list[float]] = [[] for _ in fns]
