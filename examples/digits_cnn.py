@@ -71,7 +71,7 @@ def build_model(be: anyml.Backend, lr: float) -> Sequential:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, evaluate, save; return the results (used by the tests)."""
-    p = _common.parser(__doc__.splitlines()[0], epochs=10, batch_size=32, lr=0.003)
+    p = _common.parser(__doc__.splitlines()[0], epochs=15, batch_size=32, lr=0.003)
     p.add_argument("--limit", type=int, default=None,
                    help="use at most this many training (and test) images, for a quick run")
     args = p.parse_args(argv)

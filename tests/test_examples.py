@@ -47,6 +47,13 @@ def test_digits_cnn(examples, backend, tmp_path):
         assert result["plot"].is_file()
 
 
+def test_digits_cnn_defaults_reach_97_percent(examples, tmp_path):
+    """The README's main job, as a user runs it: default settings on NumPy (a few seconds)."""
+    pytest.importorskip("sklearn", reason="examples/digits_cnn.py needs scikit-learn")
+    result = examples("digits_cnn").main(["--out", str(tmp_path), "--no-progress"])
+    assert result["accuracy"] >= 0.97
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_char_lstm(examples, backend, tmp_path, capsys):
     _needs(backend)
