@@ -136,30 +136,36 @@ class _TorchGenerator(RandomGenerator):
 
 
 class _CupyGenerator(RandomGenerator):
-    """Draws on the GPU with a seeded ``cupy.random.RandomState``."""
+    """Draws on the backend's GPU with a seeded ``cupy.random.RandomState``.
+
+    Every call runs under ``with device:``, since CuPy allocates on the *current* device.
+    """
 
     def seed(self, seed: int | None) -> None:
-        self._gen = self._backend.module.random.RandomState(seed)
+        with self._backend.device:
+            self._gen = self._backend.module.random.RandomState(seed)
 
-    def _cast(self, a: Array, dtype: Any) -> Array:
-        return a.astype(self._backend.dtype if dtype is None else dtype, copy=False)
+    def _draw(self, method: str, *args: Any, dtype: Any = None, **kwargs: Any) -> Array:
+        with self._backend.device:
+            out = getattr(self._gen, method)(*args, **kwargs)
+            return out.astype(self._backend.dtype if dtype is None else dtype, copy=False)
 
     def uniform(self, shape, low=0.0, high=1.0, dtype=None):
-        return self._cast(self._gen.uniform(low, high, size=tuple(shape)), dtype)
+        return self._draw("uniform", low, high, size=tuple(shape), dtype=dtype)
 
     def normal(self, shape, mean=0.0, std=1.0, dtype=None):
-        return self._cast(self._gen.normal(mean, std, size=tuple(shape)), dtype)
+        return self._draw("normal", mean, std, size=tuple(shape), dtype=dtype)
 
     def bernoulli(self, shape, p, dtype=None):
-        return self._cast(self._gen.random_sample(size=tuple(shape)) < p, dtype)
+        with self._backend.device:
+            out = self._gen.random_sample(size=tuple(shape)) < p
+            return out.astype(self._backend.dtype if dtype is None else dtype)
 
     def integers(self, low, high, shape):
-        cp = self._backend.module
-        return self._gen.randint(low, high, size=tuple(shape)).astype(cp.int64)
+        return self._draw("randint", low, high, size=tuple(shape), dtype=self._backend.module.int64)
 
     def permutation(self, n):
-        cp = self._backend.module
-        return self._gen.permutation(n).astype(cp.int64)
+        return self._draw("permutation", n, dtype=self._backend.module.int64)
 
 
 # --------------------------------------------------------------------------- backends
@@ -170,7 +176,8 @@ class Backend:
     ----------
     device : object, optional
         The library's device (``"cpu"``, ``"cuda:1"``, an array-api-strict ``Device`` or its name).
-        Default: the library's default device.
+        Default: the library's default device, except that the torch backend takes a CUDA device
+        when PyTorch sees one (``"cpu"`` otherwise).
     dtype : {"float32", "float64"} or dtype, optional
         The float dtype of parameters and of arrays made from host data. Default ``"float32"``.
     seed : int, optional
@@ -262,12 +269,15 @@ class Backend:
     def asarray(self, x: Any, dtype: Any = None) -> Array:
         """Convert ``x`` (host data, a list, or an array of any backend) to an array of this backend.
 
-        Floats become the backend's default dtype unless ``dtype`` is given; integers become ``int64``.
-        This is the explicit conversion: layers refuse arrays of another backend instead of copying.
+        Floats become the backend's default dtype unless ``dtype`` (a dtype or its name, such as
+        ``"int64"``) is given; host integers become ``int64``. This is the explicit conversion: layers
+        refuse arrays of another backend instead of copying them.
         """
         if self.owns(x):
-            want = dtype if dtype is not None else (
-                self.dtype if self.xp.isdtype(x.dtype, "real floating") else None)
+            if dtype is None:
+                want = self.dtype if self.xp.isdtype(x.dtype, "real floating") else None
+            else:
+                want = getattr(self.xp, dtype) if isinstance(dtype, str) else dtype
             return x if want is None or x.dtype == want else self.xp.astype(x, want)
         return self.from_host(to_numpy(x), dtype=dtype)
 
@@ -658,7 +668,11 @@ def namespace_of(x: Array) -> Any:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Copy an array of any backend (or host data) to a NumPy array on the host."""
+    """An array of any backend (or host data) as a NumPy array on the host.
+
+    Device arrays are copied; a NumPy array is returned as it is, and a torch CPU tensor shares its
+    memory (copy the result before changing it in place).
+    """
     if isinstance(x, np.ndarray):
         return x
     module = type(x).__module__.split(".")[0]

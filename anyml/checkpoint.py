@@ -8,9 +8,10 @@ A checkpoint is a NumPy ``.npz`` archive (a zip of ``.npy`` files) holding
   state such as batch-norm running statistics) and every optimizer state array;
 - ``__anyml__``: a JSON text (stored as a 0-d unicode array) with the format name and version, what
   the file holds (one layer or a ``Sequential``), the loss, and for each layer its class name, its
-  :meth:`~anyml.layers.base.LayerBase.summary` with every array replaced by the name of its entry,
-  its optimizer step count, and its ``training``/``trainable`` flags; plus each array's dtype and
-  shape;
+  :meth:`~anyml.layers.base.LayerBase.summary` with every array replaced by the name of its entry
+  (the summary carries the optimizer's state: its arrays, its step count and its learning-rate
+  scheduler's state, such as a ``KingScheduler``'s decayed rate and loss history), and its
+  ``training``/``trainable`` flags; plus each array's dtype and shape;
 - ``__sha256__``: the SHA-256 digest of the JSON text and of every array's name, dtype, shape and
   bytes, in hex.
 
@@ -19,14 +20,19 @@ header lists, with the dtypes and shapes it lists, and that the digest matches, 
 anything. A layer is rebuilt from its class *name* looked up in an explicit registry of anyml's layer
 and wrapper classes (:func:`register_layer` adds your own); nothing read from the file is ever
 imported, evaluated or executed. The constructor receives the hyperparameters it names, then
-``set_params`` loads the rest, the parameters and the optimizer state, onto the chosen backend.
+``set_params`` loads the rest, the parameters and the optimizer state, onto the chosen backend, so
+training resumed from a checkpoint continues exactly as the saved model would have.
 
 The digest detects corruption and accidental edits; it is not a signature (whoever can write the
 file can also rewrite the digest), so load checkpoints only from sources you trust to give you a
 *correct* model. Parsing one from anywhere is safe.
 
 Not saved: retained forward passes and accumulated gradients (a loaded model starts with zero
-gradients), and the loss history of a ``KingScheduler``.
+gradients).
+
+Versions: version 2 keeps the optimizer's step count and scheduler state in the summary. Version 1
+files (step count in a separate ``optimizer_step`` entry, no scheduler state) still load; their
+schedulers start afresh.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ __all__ = ["FORMAT_VERSION", "layer_classes", "load", "register_layer", "save"]
 
 FORMAT_NAME = "anyml-checkpoint"
 #: The version written; files of a newer version are refused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = "__anyml__"
 _DIGEST = "__sha256__"
 _ARRAY, _TUPLE = "__array__", "__tuple__"
@@ -124,7 +130,6 @@ def save(obj: Any, path: str | PathLike[str]) -> None:
         entries.append({
             "class": type(_innermost(layer)).__name__,
             "summary": _encode(summary, arrays, f"layer {i}"),
-            "optimizer_step": int(layer.optimizer.cur_step),
             "training": bool(layer.training),
             "trainable": bool(layer.trainable),
         })
@@ -359,9 +364,9 @@ def _build_layer(path: str, i: int, entry: Mapping[str, Any], arrays: Mapping[st
                 msg = f"unknown wrapper class {wname!r}"
                 raise ValueError(msg)
             layer = wcls(layer, **_constructor_args(wcls, wrapper, skip=2))
-        layer.set_params(summary)
-        step = entry.get("optimizer_step", 0)
-        layer.optimizer.cur_step = int(step)
+        layer.set_params(summary)  # restores the optimizer's step count and scheduler state
+        if "optimizer_step" in entry:  # a version 1 file kept the step count beside the summary
+            layer.optimizer.cur_step = int(entry["optimizer_step"])
         layer.train(bool(entry.get("training", True)))
         if not entry.get("trainable", True):
             layer.freeze()

@@ -379,6 +379,7 @@ class Sequential:
             for start in range(0, data.n, batch_size):
                 Xb, yb = data.batch(order, start, batch_size)
                 out = self._train_forward(Xb)
+                data.check_labels(out, "fit")
                 value = loss.loss(yb, out)
                 self._train_backward(loss.grad(yb, out))
                 self.update(float(value) if pass_loss else None)
@@ -415,6 +416,7 @@ class Sequential:
             for start in range(0, data.n, step):
                 Xb, yb = data.batch(None, start, step)
                 out = self.forward(Xb, retain_derived=False)
+                data.check_labels(out, "evaluate")
                 totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
                            int(Xb.shape[0]))
         return totals.logs()
@@ -491,6 +493,25 @@ class _Data:
             msg = f"Sequential.{owner}: X holds no examples"
             raise ValueError(msg)
         self._device_order: tuple[np.ndarray, Array] | None = None
+        self._labels_checked = False
+
+    def check_labels(self, out: Array, owner: str) -> None:
+        """Once per pass: integer class labels must index the output's last axis.
+
+        A label out of range would otherwise train silently as an all-zero target.
+        """
+        if self._labels_checked or self.y is None or out.ndim < 1:
+            return
+        self._labels_checked = True
+        y = self.backend.to_host(self.y) if self.on_device else self.y
+        if y.dtype.kind not in "iu" or y.size == 0:
+            return
+        n_classes = int(out.shape[-1])
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= n_classes:
+            msg = (f"Sequential.{owner}: class labels must lie in [0, {n_classes}) for an output of "
+                   f"{n_classes} classes, got labels from {low} to {high}")
+            raise ValueError(msg)
 
     def batch(self, order: np.ndarray | None, start: int, size: int) -> tuple[Array, Array | None]:
         stop = min(start + size, self.n)

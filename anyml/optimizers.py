@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy as _copy
 import math
 from collections.abc import Callable, Mapping
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 from anyml._spec import Registry, Spec, parse_spec
@@ -72,9 +72,13 @@ class Optimizer(Spec):
     cur_step : int
         Optimization steps taken so far (advanced by :meth:`step`).
     lr_scheduler : Scheduler
-    pending_cache : dict or None
-        Saved state read from a numpy-ml summary by :func:`get_optimizer`, waiting for
-        :meth:`load_cache` to move it onto a backend.
+
+    Notes
+    -----
+    The whole state is :attr:`cache` (arrays, restored by :meth:`load_cache`) plus what
+    :meth:`state` returns (the step count and the scheduler's own state, as JSON data, restored by
+    :meth:`load_state`). A layer's summary carries both, next to the hyperparameters, so a layer
+    rebuilt from it (or from a checkpoint) continues training exactly where the saved one stopped.
     """
 
     # The state each parameter keeps; the first name is where numpy-ml keeps a single array.
@@ -88,7 +92,6 @@ class Optimizer(Spec):
         self.lr_scheduler: Scheduler = get_scheduler(lr_scheduler, lr=self.lr)
         self.cache: dict[str, dict[str, Any]] = {}
         self.cur_step = 0
-        self.pending_cache: dict[str, Any] | None = None
         self._lr_at: tuple[int, float] | None = None
 
     # --- the public protocol ------------------------------------------------------------
@@ -156,24 +159,55 @@ class Optimizer(Spec):
                 if not isinstance(value, int | float):
                     state[key] = fn(value)
 
-    def load_cache(self, cache: Mapping[str, Any] | None = None,
+    def state(self) -> dict[str, Any]:
+        """The step count and the scheduler's state, as JSON data (plain ints, floats and lists).
+
+        Returns
+        -------
+        dict
+            ``{"cur_step": int, "lr_scheduler": dict}``, the latter from
+            :meth:`anyml.schedulers.Scheduler.state` (empty for the stateless schedulers). The
+            per-parameter arrays are not part of it: they are in :attr:`cache`.
+        """
+        return {"cur_step": int(self.cur_step), "lr_scheduler": self.lr_scheduler.state()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the step count and the scheduler's state saved by :meth:`state`.
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is not such a dict (the message names the optimizer and what is wrong).
+        """
+        name = type(self).__name__
+        if not isinstance(state, Mapping) or set(state) != {"cur_step", "lr_scheduler"}:
+            found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            msg = (f"{name}: expected a saved state with the entries ['cur_step', "
+                   f"'lr_scheduler'], got {found}")
+            raise ValueError(msg)
+        step = state["cur_step"]
+        if isinstance(step, bool) or not isinstance(step, Integral) or step < 0:
+            msg = f"{name}: the saved cur_step must be an integer >= 0, got {step!r}"
+            raise ValueError(msg)
+        self.lr_scheduler.load_state(state["lr_scheduler"])
+        self.cur_step = int(step)
+        self._lr_at = None
+
+    def load_cache(self, cache: Mapping[str, Any],
                    to_array: Callable[[Any], Array] | None = None) -> None:
         """Restore saved per-parameter state, converting each saved array with ``to_array``.
 
         Parameters
         ----------
-        cache : mapping, optional
+        cache : mapping
             ``param_name -> {state name -> array}``, or numpy-ml's layout where optimizers with one
-            state array store it directly (``param_name -> array``). Default: :attr:`pending_cache`,
-            which is then cleared.
+            state array store it directly (``param_name -> array``).
         to_array : callable, optional
             Turns a saved (host) array into an array of the layer's backend, e.g.
             ``backend.asarray``. Default: keep the arrays as they are.
 
         An optimizer without state (SGD without momentum) ignores the saved cache.
         """
-        if cache is None:
-            cache, self.pending_cache = self.pending_cache or {}, None
         if not self._state_names:
             return  # plain SGD needs nothing (numpy-ml saves its last update even so)
         convert = (lambda a: a) if to_array is None else to_array
@@ -417,10 +451,12 @@ def get_optimizer(spec: Any = None) -> Optimizer:
     spec : None, str, dict or Optimizer
         ``None`` gives ``SGD()``. A string is a name (``"adam"``, ``"rmsprop"``, case and ``_``
         ignored) or a spec such as ``"Adam(lr=0.01, lr_scheduler=NoamScheduler())"``. A dict is
-        ``{"id": name, **hyperparameters}`` or numpy-ml's summary ``{"hyperparameters": {...},
-        "cache": {...}}``; a non-empty saved cache is kept in :attr:`Optimizer.pending_cache` for
-        the layer to restore with :meth:`Optimizer.load_cache`. An Optimizer is **copied** (same
-        hyperparameters, fresh state), since every layer needs its own state.
+        ``{"id": name, **hyperparameters}`` or a summary ``{"hyperparameters": {...}, "cache":
+        {...}, "state": {...}}`` (numpy-ml's has no ``"state"``), of which only the hyperparameters
+        are read: the saved state is restored by the layer (``set_params``), which alone knows the
+        backend the cache's arrays belong on (see :meth:`Optimizer.load_cache` and
+        :meth:`Optimizer.load_state`). An Optimizer is **copied** (same hyperparameters, fresh
+        state), since every layer needs its own state.
 
     Returns
     -------
@@ -438,9 +474,5 @@ def get_optimizer(spec: Any = None) -> Optimizer:
         name, params = parse_spec(spec, OPTIMIZERS.kind)
         return OPTIMIZERS.build(name, params)
     if isinstance(spec, Mapping) and "hyperparameters" in spec:
-        opt = OPTIMIZERS.get({"hyperparameters": spec["hyperparameters"]})
-        saved = spec.get("cache")
-        if saved:
-            opt.pending_cache = dict(saved)
-        return opt
+        return OPTIMIZERS.get({"hyperparameters": spec["hyperparameters"]})
     return OPTIMIZERS.get(spec, default=SGD)

@@ -76,6 +76,32 @@ class Scheduler(Spec):
     def reset(self) -> None:
         """Forget any state gathered from past steps (nothing, for stateless schedulers)."""
 
+    def state(self) -> dict[str, Any]:
+        """What the scheduler has gathered from past steps, as JSON data (empty when stateless).
+
+        Together with :attr:`hyperparameters` it rebuilds the scheduler exactly, through
+        :meth:`load_state`; optimizers save it in their own :meth:`~anyml.optimizers.Optimizer.state`.
+        """
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state` returned (a stateless scheduler accepts only an empty dict).
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is not a dict, lacks an entry or holds one this scheduler does not keep.
+        """
+        _check_state(type(self).__name__, state, ())
+
+
+def _check_state(owner: str, state: Any, keys: tuple[str, ...]) -> None:
+    """Raise a ValueError unless ``state`` is a mapping with exactly the entries ``keys``."""
+    if not isinstance(state, Mapping) or set(state) != set(keys):
+        found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+        msg = f"{owner}: expected a saved state with the entries {sorted(keys)}, got {found}"
+        raise ValueError(msg)
+
 
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler", Scheduler)
 
@@ -299,6 +325,9 @@ class KingScheduler(Scheduler):
     A perfectly flat history (zero residuals) counts as not decreasing. The history grows by one
     loss per distinct ``step``: asking twice for the same step returns the same rate without
     recording the loss again (numpy-ml records a loss for every parameter of a layer).
+
+    :meth:`state` and :meth:`load_state` carry ``current_lr``, the history and the last recorded step
+    through a layer's summary and a checkpoint, so a resumed run goes on at the decayed rate.
     """
 
     _spec_fields = ("initial_lr", "patience", "decay")
@@ -317,6 +346,36 @@ class KingScheduler(Scheduler):
         self.current_lr = self.initial_lr
         self.history: deque[float] = deque(maxlen=self.max_history)
         self._last_step: int | None = None
+
+    def state(self) -> dict[str, Any]:
+        """``{"current_lr": float, "history": [float, ...], "last_step": int or None}``.
+
+        The history is oldest first; ``last_step`` is the last step whose loss was recorded, so a
+        restored scheduler asked again for that step does not record its loss twice.
+        """
+        return {"current_lr": float(self.current_lr), "history": [float(x) for x in self.history],
+                "last_step": self._last_step}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the rate in force and the loss history saved by :meth:`state`.
+
+        A history longer than this scheduler keeps is cut to its newest losses.
+        """
+        _check_state("KingScheduler", state, ("current_lr", "history", "last_step"))
+        current_lr = _number("KingScheduler", "the saved current_lr", state["current_lr"])
+        history = state["history"]
+        if not isinstance(history, list | tuple) or not all(
+                isinstance(x, Real) and not isinstance(x, bool) for x in history):
+            msg = f"KingScheduler: the saved history must be a list of numbers, got {history!r}"
+            raise ValueError(msg)
+        last_step = state["last_step"]
+        if last_step is not None and (isinstance(last_step, bool)
+                                      or not isinstance(last_step, Integral) or last_step < 0):
+            msg = f"KingScheduler: the saved last_step must be None or an integer >= 0, got {last_step!r}"
+            raise ValueError(msg)
+        self.current_lr = current_lr
+        self.history = deque((float(x) for x in history), maxlen=self.max_history)
+        self._last_step = None if last_step is None else int(last_step)
 
     def steps_without_decrease(self, robust: bool = False) -> int:
         """The current count of steps without decrease (plain or robust) over :attr:`history`."""

@@ -198,3 +198,12 @@ def test_reseeding_repeats_the_stream(backend):
     backend.seed(3)
     np.testing.assert_array_equal(anyml.to_numpy(backend.rng.normal((5,))), first)
     np.testing.assert_array_equal(backend.host_rng.standard_normal(3), host_first)
+
+
+@pytest.mark.parametrize("target", ["int64", "float64"])
+def test_asarray_casts_arrays_of_the_backend_by_dtype_name(backend, target):
+    x = backend.asarray(np.array([1.0, 2.0]))
+    out = backend.asarray(x, dtype=target)
+    assert backend.owns(out)
+    assert out.dtype == getattr(backend.xp, target)
+    np.testing.assert_array_equal(anyml.to_numpy(out), [1, 2])

@@ -19,6 +19,8 @@ from anyml.layers.pool import Pool2D
 from anyml.layers.shape import Flatten
 from anyml.layers.softmax import Softmax
 from anyml.model import Sequential
+from anyml.optimizers import SGD, Adam
+from anyml.schedulers import ExponentialScheduler, KingScheduler
 from anyml.testing import assert_close
 from anyml.wrappers import Dropout
 
@@ -330,7 +332,8 @@ def test_newer_format_version(saved):
         header["version"] = checkpoint.FORMAT_VERSION + 1
 
     _forge(path, edit)
-    with pytest.raises(ValueError, match="checkpoint format version 2 is not supported"):
+    newer = checkpoint.FORMAT_VERSION + 1
+    with pytest.raises(ValueError, match=f"checkpoint format version {newer} is not supported"):
         load(path)
 
 
@@ -359,3 +362,77 @@ def test_files_that_are_not_checkpoints(tmp_path, content):
         _write(path, {"W": np.zeros(3)})
     with pytest.raises(ValueError, match=rf"{path.name}: "):
         load(path)
+
+
+# ---------------------------------------------------------------------------- schedules resume
+def _king_adam():
+    return Adam(lr=0.1, lr_scheduler=KingScheduler(initial_lr=0.1, patience=3, decay=0.5))
+
+
+def _exp_sgd():
+    return SGD(lr=0.1, momentum=0.5,
+               lr_scheduler=ExponentialScheduler(initial_lr=0.1, stage_length=1, decay=0.5))
+
+
+def _steps(layer, be, start, stop):
+    """Updates ``start .. stop - 1`` of a small regression, a flat loss after step 4."""
+    rng = np.random.default_rng(7)
+    X, T = rng.standard_normal((stop, 5, 3)), rng.standard_normal((stop, 5, 2))
+    for t in range(start, stop):
+        Y = layer.forward(be.from_host(X[t]))
+        layer.backward(Y - be.from_host(T[t]))
+        layer.update(cur_loss=1.0 if t >= 4 else 2.0 - 0.1 * t)
+
+
+@pytest.mark.parametrize(("make", "lr"), [(_king_adam, 0.05), (_exp_sgd, 0.1 * 0.5**8)],
+                         ids=["king", "exponential"])
+def test_schedule_state_survives_save_and_load(backend, tmp_path, make, lr):
+    layer = FullyConnected(2, optimizer=make(), backend=backend)
+    _steps(layer, backend, 0, 8)
+    assert layer.optimizer.learning_rate(1.0) == pytest.approx(lr, rel=1e-15)
+    path = tmp_path / "sched.npz"
+    save(layer, path)
+    loaded = load(path, backend=backend)
+    assert loaded.optimizer.cur_step == 8
+    assert loaded.optimizer.state() == layer.optimizer.state()
+    assert loaded.optimizer.learning_rate(1.0) == pytest.approx(lr, rel=1e-15)
+
+
+@pytest.mark.parametrize("make", [_king_adam, _exp_sgd], ids=["king", "exponential"])
+def test_training_resumed_from_a_checkpoint_matches_uninterrupted_training(backend64, tmp_path,
+                                                                          make):
+    layer = FullyConnected(2, optimizer=make(), backend=backend64)
+    _steps(layer, backend64, 0, 9)  # a KingScheduler decays at step 7, then at 11 and 15
+    assert layer.optimizer.learning_rate(1.0) < 0.1
+    path = tmp_path / "mid.npz"
+    save(layer, path)
+    resumed = load(path, backend=backend64)
+    _steps(layer, backend64, 9, 17)
+    _steps(resumed, backend64, 9, 17)
+    assert resumed.optimizer.state() == layer.optimizer.state()
+    expected = 0.0125 if isinstance(layer.optimizer.lr_scheduler, KingScheduler) else 0.1 * 0.5**17
+    assert resumed.optimizer.learning_rate(1.0) == pytest.approx(expected, rel=1e-15)
+    for name, value in layer.parameters.items():
+        assert_close(resumed.parameters[name], anyml.to_numpy(value), backend=backend64,
+                     rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_version_1_checkpoint_still_loads(tmp_path):
+    be = anyml.make_backend("numpy", dtype="float64", seed=0)
+    layer = FullyConnected(2, optimizer=_king_adam(), backend=be)
+    _steps(layer, be, 0, 6)
+    path = tmp_path / "v1.npz"
+    save(layer, path)
+
+    def as_version_1(header):  # the step count beside the summary, no optimizer state in it
+        header["version"] = 1
+        for entry in header["layers"]:
+            state = entry["summary"]["hyperparameters"]["optimizer"].pop("state")
+            entry["optimizer_step"] = state["cur_step"]
+
+    _forge(path, as_version_1)
+    loaded = load(path, backend=be)
+    assert loaded.optimizer.cur_step == 6
+    assert loaded.optimizer.lr_scheduler.current_lr == 0.1  # version 1 kept no scheduler state
+    for name, value in layer.parameters.items():
+        np.testing.assert_array_equal(loaded.parameters[name], value)

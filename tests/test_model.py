@@ -338,3 +338,19 @@ def test_set_params_with_the_wrong_number_of_layers(backend):
     model = _classifier(backend)
     with pytest.raises(ValueError, match="Sequential.set_params: the summary has 1 layers"):
         model.set_params({"layers": [model.layers[0].summary()]})
+
+
+@pytest.mark.parametrize("bad", [-1, 3])
+@pytest.mark.parametrize("on_device", [False, True])
+def test_out_of_range_labels_are_refused(backend64, bad, on_device):
+    model = _classifier(backend64)
+    X, y = _data()
+    y = y.copy()
+    y[5] = bad
+    if on_device:
+        X, y = backend64.asarray(X), backend64.asarray(y)
+    msg = r"Sequential.fit: class labels must lie in \[0, 3\) for an output of 3 classes"
+    with pytest.raises(ValueError, match=msg):
+        model.fit(X, y, epochs=1, batch_size=16, verbose=False)
+    with pytest.raises(ValueError, match="Sequential.evaluate: class labels"):
+        model.evaluate(X, y)

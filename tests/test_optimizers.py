@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
 
 import anyml
+from anyml.layers.dense import FullyConnected
 from anyml.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -291,9 +293,8 @@ def test_restore_from_a_numpy_ml_summary(backend64: anyml.Backend, proto: Optimi
     summary = {"cache": saved, "hyperparameters": a.hyperparameters}
     b = get_optimizer(summary)
     assert b == a
-    assert b.pending_cache is not None
-    b.load_cache(to_array=backend64.asarray)
-    assert b.pending_cache is None
+    assert b.cache == {} and _host_arrays(vars(b)) == []  # no copy of the saved cache is kept
+    b.load_cache(summary["cache"], to_array=backend64.asarray)
     grad = backend64.from_host(rng.normal(size=4))
     assert_close(b(param, grad, "W"), backend64.to_host(a(param, grad, "W")), backend=backend64)
 
@@ -301,9 +302,9 @@ def test_restore_from_a_numpy_ml_summary(backend64: anyml.Backend, proto: Optimi
 def test_stateless_sgd_ignores_a_saved_cache() -> None:
     summary = {"cache": {"W": np.ones(3)}, "hyperparameters": SGD().hyperparameters}
     opt = get_optimizer(summary)
-    opt.load_cache()
+    opt.load_cache(summary["cache"])
     assert opt.cache == {}
-    assert opt.pending_cache is None
+    assert _host_arrays(vars(opt)) == []
 
 
 @pytest.mark.parametrize(("bad", "word"), [
@@ -337,3 +338,114 @@ def test_scheduler_objects_are_accepted() -> None:
     opt = SGD(lr_scheduler=sched)
     assert opt.lr_scheduler is sched
     assert isinstance(opt.lr_scheduler, Scheduler)
+
+
+def _host_arrays(obj, where="") -> list[str]:
+    """Where ``obj`` (dicts, lists, attributes of optimizers and schedulers) holds NumPy arrays."""
+    if isinstance(obj, np.ndarray):
+        return [where]
+    if isinstance(obj, dict):
+        return [w for k, v in obj.items() for w in _host_arrays(v, f"{where}.{k}")]
+    if isinstance(obj, list | tuple):
+        return [w for i, v in enumerate(obj) for w in _host_arrays(v, f"{where}[{i}]")]
+    if isinstance(obj, Optimizer | Scheduler):
+        return _host_arrays(vars(obj), where)
+    return []
+
+
+# ------------------------------------------------------------------ saved state: step and schedule
+STATEFUL = [
+    SGD(lr=0.1, lr_scheduler=ExponentialScheduler(initial_lr=0.1, stage_length=1, decay=0.5)),
+    SGD(lr=0.1, momentum=0.5, lr_scheduler=KingScheduler(initial_lr=0.1, patience=3, decay=0.5)),
+    Adam(lr=0.1, lr_scheduler=NoamScheduler(model_dim=4, warmup_steps=2)),
+]
+
+
+def _train(opt: Optimizer, backend: anyml.Backend, n_steps: int, seed: int = 0):
+    """``n_steps`` updates of one parameter on a flat loss (which makes a KingScheduler decay)."""
+    rng = np.random.default_rng(seed)
+    param = backend.from_host(rng.normal(size=(3,)))
+    for _ in range(n_steps):
+        param = opt(param, backend.from_host(rng.normal(size=(3,))), "W", cur_loss=1.0)
+        opt.step()
+    return param
+
+
+@pytest.mark.parametrize("proto", STATEFUL, ids=str)
+def test_state_is_json_and_round_trips(backend64: anyml.Backend, proto: Optimizer) -> None:
+    a = get_optimizer(proto)
+    _train(a, backend64, 5)
+    state = a.state()
+    assert state["cur_step"] == 5
+    assert json.loads(json.dumps(state)) == state  # plain ints, floats and lists
+    b = get_optimizer(proto)
+    b.load_state(json.loads(json.dumps(state)))
+    assert b.cur_step == 5
+    assert b.state() == state
+    assert b.learning_rate(1.0) == a.learning_rate(1.0)
+
+
+def test_king_state_is_the_decayed_rate_and_history(backend64: anyml.Backend) -> None:
+    opt = get_optimizer(STATEFUL[1])
+    _train(opt, backend64, 6)  # four flat losses make it decay once, then two more are recorded
+    assert opt.state() == {"cur_step": 6, "lr_scheduler": {"current_lr": 0.05,
+                                                           "history": [1.0, 1.0], "last_step": 5}}
+    assert SGD().state() == {"cur_step": 0, "lr_scheduler": {}}
+
+
+@pytest.mark.parametrize(("state", "match"), [
+    ([1, 2], "SGD: expected a saved state"),
+    ({"cur_step": 3}, r"SGD: expected a saved state with the entries \['cur_step', 'lr_scheduler'\]"),
+    ({"cur_step": -1, "lr_scheduler": {}}, "SGD: the saved cur_step"),
+    ({"cur_step": 2.5, "lr_scheduler": {}}, "SGD: the saved cur_step"),
+    ({"cur_step": True, "lr_scheduler": {}}, "SGD: the saved cur_step"),
+    ({"cur_step": 2, "lr_scheduler": {"current_lr": 0.1, "history": [], "last_step": 1}},
+     "ConstantScheduler"),
+])
+def test_load_state_refuses_bad_states(state, match: str) -> None:
+    opt = SGD()
+    with pytest.raises(ValueError, match=match):
+        opt.load_state(state)
+    assert opt.cur_step == 0
+
+
+def _layer(backend: anyml.Backend, optimizer: Optimizer) -> FullyConnected:
+    layer = FullyConnected(2, optimizer=optimizer, backend=backend)
+    X = backend.from_host(np.linspace(-1.0, 1.0, 6).reshape(2, 3))
+    for _ in range(5):
+        layer.forward(X)
+        layer.backward(backend.from_host(np.ones((2, 2))))
+        layer.update(cur_loss=1.0)
+    return layer
+
+
+@pytest.mark.parametrize(("proto", "lr"), [(STATEFUL[0], 0.003125), (STATEFUL[1], 0.05)], ids=str)
+def test_set_params_keeps_the_step_and_the_schedule(backend: anyml.Backend, proto: Optimizer,
+                                                     lr: float) -> None:
+    layer = _layer(backend, proto)
+    assert layer.optimizer.learning_rate(1.0) == pytest.approx(lr, rel=1e-15)
+    fresh = FullyConnected(2, backend=backend).set_params(layer.summary())
+    assert fresh.optimizer.cur_step == 5
+    assert fresh.optimizer.state() == layer.optimizer.state()
+    assert fresh.optimizer.learning_rate(1.0) == pytest.approx(lr, rel=1e-15)
+    assert fresh.hyperparameters["optimizer"]["state"] == layer.hyperparameters["optimizer"]["state"]
+
+
+def test_set_params_keeps_no_host_copy_of_the_cache(backend: anyml.Backend) -> None:
+    layer = _layer(backend, Adam(lr=0.01))
+    fresh = FullyConnected(2, backend=backend).set_params(layer.summary())
+    assert set(fresh.optimizer.cache) == {"W", "b"}
+    for state in fresh.optimizer.cache.values():
+        assert all(backend.owns(state[k]) for k in ("mean", "var"))
+    # the optimizer holds the state once, on the layer's backend
+    held = _host_arrays({k: v for k, v in vars(fresh.optimizer).items() if k != "cache"})
+    assert held == []
+
+
+def test_numpy_ml_summary_without_state_loads(backend64: anyml.Backend) -> None:
+    layer = _layer(backend64, Adam(lr=0.01))
+    summary = layer.summary()
+    del summary["hyperparameters"]["optimizer"]["state"]
+    fresh = FullyConnected(2, backend=backend64).set_params(summary)
+    assert fresh.optimizer.cur_step == 0  # numpy-ml's summaries do not keep the step count
+    assert set(fresh.optimizer.cache) == {"W", "b"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -190,3 +191,59 @@ def test_rates_are_host_floats() -> None:
         rate = sched(3, cur_loss=1.0)
         assert type(rate) is float
         assert math.isfinite(rate)
+
+
+# ---------------------------------------------------------------------------- saved state
+@pytest.mark.parametrize("sched", [s for s in SCHEDS if not isinstance(s, KingScheduler)], ids=str)
+def test_stateless_schedulers_have_an_empty_state(sched: Scheduler) -> None:
+    sched(3, cur_loss=1.0)
+    assert sched.state() == {}
+    sched.load_state({})
+    with pytest.raises(ValueError, match=type(sched).__name__):
+        sched.load_state({"current_lr": 0.1})
+
+
+def test_king_state_round_trips_and_continues_identically() -> None:
+    rng = np.random.default_rng(5)
+    losses = list(1.0 + 0.01 * rng.standard_normal(120))
+    kw = {"initial_lr": 0.1, "patience": 10, "decay": 0.5}
+    original = KingScheduler(**kw)
+    rates = [original(step, loss) for step, loss in enumerate(losses[:70])]
+    assert original.current_lr < 0.1  # it has decayed by now
+    state = original.state()
+    assert json.loads(json.dumps(state)) == state
+    assert state == {"current_lr": original.current_lr, "history": list(original.history),
+                     "last_step": 69}
+    resumed = KingScheduler(**kw)
+    resumed.load_state(json.loads(json.dumps(state)))
+    assert resumed(69, 123.0) == rates[-1]  # the step already recorded is not recorded twice
+    tail = list(enumerate(losses))[70:]
+    assert [resumed(t, loss) for t, loss in tail] == [original(t, loss) for t, loss in tail]
+    assert list(resumed.history) == list(original.history)
+
+
+def test_king_load_state_keeps_the_newest_losses() -> None:
+    sched = KingScheduler(patience=2)  # keeps ceil(1.1 * 3) = 4 losses
+    sched.load_state({"current_lr": 0.5, "history": [1, 2, 3, 4, 5, 6], "last_step": None})
+    assert list(sched.history) == [3.0, 4.0, 5.0, 6.0]
+    assert sched.current_lr == 0.5
+    sched.reset()
+    assert sched.current_lr == 0.01 and len(sched.history) == 0
+
+
+@pytest.mark.parametrize(("state", "word"), [
+    ({"current_lr": 0.1, "history": []}, "entries"),
+    ({"current_lr": 0.1, "history": [], "last_step": 1, "extra": 0}, "entries"),
+    ([0.1, []], "entries"),
+    ({"current_lr": -0.1, "history": [], "last_step": None}, "current_lr"),
+    ({"current_lr": "fast", "history": [], "last_step": None}, "current_lr"),
+    ({"current_lr": 0.1, "history": "1, 2", "last_step": None}, "history"),
+    ({"current_lr": 0.1, "history": [1.0, None], "last_step": None}, "history"),
+    ({"current_lr": 0.1, "history": [], "last_step": -1}, "last_step"),
+    ({"current_lr": 0.1, "history": [], "last_step": 1.5}, "last_step"),
+])
+def test_king_load_state_refuses_bad_states(state, word: str) -> None:
+    sched = KingScheduler()
+    with pytest.raises(ValueError, match=f"KingScheduler: .*{word}"):
+        sched.load_state(state)
+    assert sched.current_lr == 0.01 and len(sched.history) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,10 @@ class LayerBase:
 
     #: Names of the parameters that the optimizer updates; the others in ``parameters`` are state.
     _trainable_names: tuple[str, ...] = ()
+    #: Other names numpy-ml gives this layer in a summary's ``"layer"`` entry (e.g. ``"Sum"``).
+    _summary_names: tuple[str, ...] = ()
+    #: Keys numpy-ml writes in this layer's summary that mean nothing here; ``set_params`` skips them.
+    _ignored_summary_keys: frozenset[str] = frozenset()
 
     def __init__(self, optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         self.backend = resolve_backend(backend)
@@ -64,13 +69,16 @@ class LayerBase:
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """The layer's configuration: ``layer`` (its class name), its settings and its optimizer."""
+        """The layer's configuration: ``layer`` (its class name), its settings and its optimizer
+        (``{"cache", "hyperparameters", "state"}``: host copies of the state arrays, the optimizer's
+        hyperparameters, and its step count and scheduler state from ``Optimizer.state()``)."""
         return {
             "layer": type(self).__name__,
             **self._config(),
             "optimizer": {
                 "cache": self.optimizer_cache_host(),
                 "hyperparameters": self.optimizer.hyperparameters,
+                "state": self.optimizer.state(),
             },
         }
 
@@ -164,15 +172,16 @@ class LayerBase:
     def set_params(self, summary_dict: Mapping[str, Any]) -> LayerBase:
         """Set parameters and hyperparameters from a :meth:`summary`-style dict; return the layer.
 
-        Accepts the nested form ``{"parameters": {...}, "hyperparameters": {...}}`` or a flat dict.
-        Parameter values may be arrays of any backend, host arrays or nested lists; they are reshaped
-        to the layer's layout when only singleton axes differ (numpy-ml keeps biases as ``(1, n)``).
-        Keys the summary does not mention keep their current values.
+        Accepts the nested form ``{"parameters": {...}, "hyperparameters": {...}}`` or a flat dict,
+        numpy-ml's summaries included. Parameter values may be arrays of any backend, host arrays or
+        nested lists; they are reshaped to the layer's layout when only singleton axes differ
+        (numpy-ml keeps biases as ``(1, n)``). Keys the summary does not mention keep their values.
 
         Raises
         ------
         ValueError
-            On an unknown key, a summary of another layer class, or a parameter of the wrong size.
+            On an unknown key, a summary of another layer class, or a parameter of another layout
+            (a transposed matrix is refused, not silently reshaped).
         """
         flat: dict[str, Any] = {}
         for key, value in summary_dict.items():
@@ -181,13 +190,13 @@ class LayerBase:
             else:
                 flat[key] = value
         name = type(self).__name__
-        if flat.get("layer", name) != name:
+        if flat.get("layer", name) not in (name, *self._summary_names):
             msg = f"{name}.set_params: the summary describes a {flat['layer']!r} layer"
             raise ValueError(msg)
-        known_hp = set(self._config()) | {"optimizer"}
+        known_hp = set(self._config()) | {"optimizer", "act_fn"}
         params = {}
         for key, value in flat.items():
-            if key in _DESCRIPTIVE_KEYS:
+            if key in _DESCRIPTIVE_KEYS or key in self._ignored_summary_keys:
                 continue
             if key in self._param_shapes() or key in self.parameters:
                 params[key] = value
@@ -205,14 +214,23 @@ class LayerBase:
     def _set_hyperparameter(self, key: str, value: Any) -> None:
         """Set one hyperparameter from a summary value; layers with derived state override this."""
         if key == "act_fn":
+            if getattr(self, "act_fn", None) is None:  # numpy-ml writes act_fn=None where there is none
+                if value not in (None, "None", "Identity"):
+                    msg = f"{type(self).__name__} has no activation, got act_fn={value!r}"
+                    raise ValueError(msg)
+                return
             value = get_activation(value)
         setattr(self, key, value)
 
     def _set_optimizer(self, value: Any) -> None:
+        """Build the optimizer from a spec or a summary, restoring a summary's saved state: the
+        cache onto this backend and the ``"state"`` entry (absent from numpy-ml's summaries)."""
         self.optimizer = get_optimizer(value)
-        cache = value.get("cache") if isinstance(value, Mapping) else None
-        if cache:
-            self.optimizer.load_cache(cache, self.backend.asarray)
+        if isinstance(value, Mapping):
+            if value.get("cache"):
+                self.optimizer.load_cache(value["cache"], self.backend.asarray)
+            if value.get("state") is not None:
+                self.optimizer.load_state(value["state"])
 
     def _load_param(self, key: str, value: Any) -> None:
         host = to_numpy(value)
@@ -222,7 +240,7 @@ class LayerBase:
             declared = self._param_shapes().get(key)
         expected = host.shape if declared is None or None in declared else tuple(
             int(dim) for dim in declared if dim is not None)
-        if host.size != _prod(expected):
+        if _squeezed(host.shape) != _squeezed(expected):
             msg = (f"{type(self).__name__}.set_params: parameter {key!r} should have shape "
                    f"{expected}, got {host.shape}")
             raise ValueError(msg)
@@ -311,8 +329,11 @@ class LayerBase:
         return f"{type(self).__name__}({args})"
 
 
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for dim in shape:
-        out *= int(dim)
-    return out
+def _is_integer(value: object) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy), not a float that happens to be whole."""
+    return isinstance(value, numbers.Integral)
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape without its singleton axes: two layouts match when these agree."""
+    return tuple(int(dim) for dim in shape if dim != 1)

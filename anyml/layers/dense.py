@@ -8,7 +8,7 @@ from anyml.activations import get_activation
 from anyml.backend import Backend
 from anyml.functional.linear import linear_backward, linear_forward
 from anyml.initializers import get_initializer
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, _is_integer
 
 __all__ = ["FullyConnected"]
 
@@ -61,7 +61,7 @@ class FullyConnected(LayerBase):
     def __init__(self, n_out: int, act_fn: Any = None, init: Any = "glorot_uniform",
                  optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        if int(n_out) != n_out or n_out < 1:
+        if isinstance(n_out, bool) or not _is_integer(n_out) or n_out < 1:
             msg = f"FullyConnected: n_out must be a positive integer, got {n_out!r}"
             raise ValueError(msg)
         self.n_out = int(n_out)

@@ -128,7 +128,7 @@ class Embedding(LayerBase):
                    f"convert it with backend.asarray({name}, dtype='int64') if it holds whole "
                    f"numbers")
             raise TypeError(msg)
-        if _size(ids) > 0:
+        if _size(ids) > 0 and bool(xp.any((ids < 0) | (ids >= self.vocab_size))):  # one host sync
             low, high = int(xp.min(ids)), int(xp.max(ids))
             if low < 0 or high >= self.vocab_size:
                 bad = low if low < 0 else high

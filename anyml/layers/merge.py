@@ -77,8 +77,12 @@ class Add(_Merge):
     -----
     With :math:`Z = \sum_i X_i`, every input receives the same gradient:
     :math:`\partial L / \partial X_i = \partial L / \partial Y \odot f'(Z)`.
-    ``forward`` takes a list of arrays of one shape; ``backward`` returns a list of gradients.
+    ``forward`` takes a list of arrays of one shape; ``backward`` returns a list of gradients, each
+    its own array (the first may be ``dLdY`` itself when the activation is the identity).
+    numpy-ml calls this layer ``Sum`` in its summaries; those load too.
     """
+
+    _summary_names = ("Sum",)
 
     def _merge(self, arrays: list[Array]) -> tuple[Array, Any]:
         Z = arrays[0]
@@ -87,7 +91,8 @@ class Add(_Merge):
         return Z, None
 
     def _input_grads(self, dZ: Array, arrays: list[Array], saved: Any) -> list[Array]:
-        return [dZ] * len(arrays)
+        # distinct arrays, so that a caller adding into one gradient does not change the others
+        return [dZ] + [self.xp.asarray(dZ, copy=True) for _ in arrays[1:]]
 
 
 class Multiply(_Merge):

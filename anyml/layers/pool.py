@@ -101,6 +101,9 @@ class Pool2D(LayerBase):
                 "mode": _mode, "in_ch": channels, "out_ch": channels}
 
     def _set_hyperparameter(self, key: str, value: Any) -> None:
+        if key == "act_fn":  # numpy-ml writes act_fn=None: the base class checks it is None
+            super()._set_hyperparameter(key, value)
+            return
         setattr(self, key, self._normalizers()[key](value))
 
     def forward(self, X: Array, retain_derived: bool = True) -> Array:

@@ -6,7 +6,7 @@ from typing import Any
 
 from anyml.backend import Backend
 from anyml.functional.softmax import softmax_backward, softmax_forward
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, _is_integer
 
 __all__ = ["Softmax"]
 
@@ -30,7 +30,8 @@ class Softmax(LayerBase):
     Notes
     -----
     The input may have any number of axes (the seed documents ``(n_ex, n_in)``); ``dim`` must name one
-    of them. Backward:
+    of them. The backward pass reuses the returned output :math:`y` (numpy-ml recomputes it from
+    :math:`x`), so change a copy of it, not the output itself, before ``backward``. Backward:
 
     .. math:: \frac{\partial L}{\partial x} = y \odot \Big(\frac{\partial L}{\partial y}
               - \sum_k \frac{\partial L}{\partial y_k} y_k\Big)
@@ -44,10 +45,13 @@ class Softmax(LayerBase):
     array([[0.5, 0.5]])
     """
 
+    _summary_names = ("SoftmaxLayer",)  # numpy-ml's name in summaries
+    _ignored_summary_keys = frozenset({"n_in", "n_out"})  # numpy-ml records them; any shape works here
+
     def __init__(self, dim: int = -1, optimizer: Any = None, *,
                  backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        if isinstance(dim, bool) or int(dim) != dim:
+        if isinstance(dim, bool) or not _is_integer(dim):
             msg = f"Softmax: dim must be an integer, got {dim!r}"
             raise ValueError(msg)
         self.dim = int(dim)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 from anyml.activations import get_activation
@@ -66,6 +67,10 @@ class SparseEvolution(LayerBase):
     the Glorot range, so that new connections start small). The number of active connections never
     changes. When fewer inactive positions than removed ones exist (dense layers), removed positions
     are reactivated with new weights. Optimizer state (momentum) is not reset for rewired positions.
+    Counts and ranks are int64, exact at any layer size (a float32 rank is exact only up to
+    :math:`2^{24}`), and :math:`\zeta` enters the counts as the nearest fraction with a denominator of
+    at most :math:`2^{31}`, so that :math:`\lfloor 0.7 \cdot 90 \rfloor` is 63 as written, not the 62
+    of float64 arithmetic.
 
     Examples
     --------
@@ -184,15 +189,16 @@ class SparseEvolution(LayerBase):
         active = m > 0
         big = xp.full_like(w, xp.inf)
         drop = xp.zeros_like(active)
-        n_drop = xp.zeros((), dtype=dtype, device=w.device)
+        # counts and ranks are int64: a float32 count or rank is exact only up to 2**24
+        n_drop = xp.zeros((), dtype=xp.int64, device=w.device)
         for subset, magnitude in ((active & (w >= 0), w), (active & (w < 0), -w)):
-            k = xp.floor(self.zeta * xp.sum(xp.astype(subset, dtype)))
-            drop = drop | (_ranks(xp.where(subset, magnitude, big), dtype, xp) < k)
+            k = _floor_fraction(xp.sum(xp.astype(subset, xp.int64)), self.zeta)
+            drop = drop | (_ranks(xp.where(subset, magnitude, big), xp) < k)
             n_drop = n_drop + k
         # candidates: inactive positions first (keys in [0, 1)), then the removed ones ([1, 2))
         keys = self.backend.rng.uniform(w.shape, dtype=dtype)
         keys = xp.where(active, xp.where(drop, keys + 1.0, big), keys)
-        grow = _ranks(keys, dtype, xp) < n_drop
+        grow = _ranks(keys, xp) < n_drop
         limit = 0.1 * math.sqrt(6.0 / (int(shape[0]) + self.n_out))
         new_w = self.backend.rng.uniform(w.shape, -limit, limit, dtype=dtype)
         zero = xp.zeros_like(w)
@@ -202,6 +208,24 @@ class SparseEvolution(LayerBase):
         P["W"], P["W_mask"] = xp.reshape(w, shape), xp.reshape(m, shape)
 
 
-def _ranks(keys: Array, dtype: Any, xp: Any) -> Array:
-    """The rank of each key in ascending order (ties by position), as floats of ``dtype``."""
-    return xp.astype(xp.argsort(xp.argsort(keys, stable=True), stable=True), dtype)
+def _ranks(keys: Array, xp: Any) -> Array:
+    """The rank of each key in ascending order (ties by position), as int64 (exact at any size)."""
+    return xp.astype(xp.argsort(xp.argsort(keys, stable=True), stable=True), xp.int64)
+
+
+#: The largest denominator of the fraction that stands for ``zeta`` in the rewiring counts.
+_ZETA_DENOMINATOR = 2**31
+
+
+def _floor_fraction(n: Array, zeta: float) -> Array:
+    r""":math:`\lfloor \zeta n \rfloor` for an int64 count ``n >= 0``, exactly, in int64.
+
+    ``zeta`` in [0, 1] is taken as the nearest fraction :math:`p / q` with
+    :math:`q \le 2^{31}` (``3/10`` for ``0.3``: a decimal with up to six digits is exact, so
+    :math:`\lfloor 0.7 \cdot 90 \rfloor` is 63, where float64 arithmetic gives 62). With
+    :math:`n = a q + r`, :math:`\lfloor n p / q \rfloor = a p + \lfloor r p / q \rfloor`, where
+    :math:`a p \le n` and :math:`r p < q^2 \le 2^{62}`, so nothing overflows for any int64 ``n``.
+    """
+    frac = Fraction(zeta).limit_denominator(_ZETA_DENOMINATOR)
+    p, q = frac.numerator, frac.denominator
+    return (n // q) * p + ((n % q) * p) // q

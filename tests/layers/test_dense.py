@@ -206,3 +206,23 @@ def test_property_forward_backward_shapes_and_values(n_ex, n_in, n_out, data):
     assert_close(dX, dY @ W.T, backend=backend)
     assert_close(layer.gradients["W"], X.T @ dY, backend=backend)
     assert_close(layer.gradients["b"], dY.sum(axis=0), backend=backend)
+
+
+def test_set_params_refuses_a_transposed_weight(backend):
+    layer = FullyConnected(6, backend=backend)
+    layer.forward(backend.rng.normal((2, 4)))
+    msg = r"FullyConnected.set_params: parameter 'W' should have shape \(4, 6\), got \(6, 4\)"
+    with pytest.raises(ValueError, match=msg):
+        layer.set_params({"W": np.zeros((6, 4))})
+    with pytest.raises(ValueError, match=r"parameter 'b' should have shape \(6,\), got \(2, 3\)"):
+        layer.set_params({"b": np.zeros((2, 3))})
+
+
+@pytest.mark.parametrize("n_out", [True, 2.0, "3"])
+def test_n_out_must_be_an_integer(n_out):
+    with pytest.raises(ValueError, match="FullyConnected: n_out must be a positive integer"):
+        FullyConnected(n_out)
+
+
+def test_numpy_integers_are_accepted():
+    assert FullyConnected(np.int64(3)).n_out == 3

@@ -153,3 +153,23 @@ def test_property_shapes_and_values(shape, n_inputs, name):
         others = [h for j, h in enumerate(hosts) if j != i]
         want = np.ones(shape) if name == "Add" else np.prod(others, axis=0) if others else np.ones(shape)
         assert_close(grad, want, backend=backend)
+
+
+def test_add_returns_distinct_gradient_arrays(backend):
+    layer = Add(backend=backend)
+    x = backend.rng.normal((2, 3))
+    layer.forward([x, x, x])
+    dY = backend.rng.normal((2, 3))
+    expected = anyml.to_numpy(dY).copy()
+    grads = layer.backward(dY)
+    grads[1] += 1.0  # a residual connection adding into one branch must not change the others
+    assert_close(grads[2], expected, backend=backend)
+    assert_close(dY, expected, backend=backend)
+
+
+def test_numpy_ml_sum_summary_loads(backend):
+    summary = {"layer": "Sum", "parameters": {},
+               "hyperparameters": {"layer": "Sum", "act_fn": "ReLU",
+                                   "optimizer": {"cache": {}, "hyperparameters": {"id": "SGD", "lr": 0.01}}}}
+    layer = Add(backend=backend).set_params(summary)
+    assert str(layer.act_fn) == "ReLU"

@@ -172,3 +172,15 @@ def test_channel_count_is_fixed_and_arrays_checked(backend):
                                dtype="float64" if backend.dtype_name == "float32" else "float32")
     with pytest.raises(TypeError, match=r"Pool2D: expected X of dtype"):
         layer.forward(other.rng.normal((1, 4, 4, 3)))
+
+
+def test_numpy_ml_summary_with_act_fn_none_loads(backend):
+    from anyml.layers.pool import Pool2D as _Pool2D
+
+    summary = {"layer": "Pool2D", "parameters": {},
+               "hyperparameters": {"layer": "Pool2D", "act_fn": None, "pad": 0, "mode": "average",
+                                   "in_ch": None, "out_ch": None, "stride": 2, "kernel_shape": (2, 2)}}
+    layer = _Pool2D((3, 3), backend=backend).set_params(summary)
+    assert layer.mode == "average"
+    with pytest.raises(ValueError, match="Pool2D has no activation"):
+        _Pool2D((2, 2), backend=backend).set_params({"act_fn": "ReLU"})

@@ -51,3 +51,15 @@ def test_errors(backend):
         layer.forward(backend.rng.normal((2, 3)))
     with pytest.raises(RuntimeError, match="Softmax: backward called with no retained forward"):
         layer.backward(backend.rng.normal((2, 3)))
+
+
+def test_numpy_ml_summary_loads(backend):
+    summary = {"layer": "SoftmaxLayer", "parameters": {},
+               "hyperparameters": {"layer": "SoftmaxLayer", "n_in": 10, "n_out": 10, "dim": 0}}
+    assert Softmax(backend=backend).set_params(summary).dim == 0
+
+
+@pytest.mark.parametrize("dim", ["a", 1.0, True])
+def test_dim_must_be_an_integer(dim):
+    with pytest.raises(ValueError, match="Softmax: dim must be an integer"):
+        Softmax(dim=dim)

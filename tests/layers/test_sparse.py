@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 import anyml
 from anyml.layers.dense import FullyConnected
-from anyml.layers.sparse import SparseEvolution
+from anyml.layers.sparse import SparseEvolution, _floor_fraction, _ranks
 from anyml.testing import assert_close, gradcheck
 
 
@@ -84,7 +86,7 @@ def _expected_survivors(W, mask, zeta):
     keep = flat_m > 0
     for subset, magnitude in ((keep & (flat_w >= 0), flat_w), (keep & (flat_w < 0), -flat_w)):
         idx = np.flatnonzero(subset)
-        k = int(np.floor(zeta * idx.size))
+        k = idx.size * Fraction(str(zeta)).numerator // Fraction(str(zeta)).denominator
         drop = idx[np.argsort(magnitude[idx], kind="stable")[:k]]
         keep = keep.copy()
         keep[drop] = False
@@ -205,3 +207,40 @@ def test_bad_input_errors(backend):
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SparseEvolution(**kwargs)
+
+
+# ---------------------------------------------------------------------------- exact integer counts
+def test_ranks_are_int64(backend):
+    xp = backend.xp
+    keys = backend.from_host(np.array([0.5, -1.0, 0.5, 2.0, np.inf, -3.0]))
+    ranks = _ranks(keys, xp)
+    assert ranks.dtype == xp.int64  # a float32 rank is exact only up to 2**24
+    np.testing.assert_array_equal(backend.to_host(ranks), [2, 1, 3, 4, 5, 0])
+
+
+BIG = [0, 1, 9, 10, 90, 2**24 - 1, 2**24 + 1, 2**24 + 3, 3 * 2**40 + 7, 2**62 + 5]
+
+
+@pytest.mark.parametrize(("zeta", "exact"), [
+    (0.3, Fraction(3, 10)), (0.7, Fraction(7, 10)), (1.0, Fraction(1)), (0.0, Fraction(0)),
+    (1 / 3, Fraction(1, 3)), (0.123457, Fraction(123457, 1_000_000)),
+])
+def test_floor_fraction_is_exact_in_int64(backend, zeta, exact):
+    xp = backend.xp
+    n = xp.asarray(BIG, dtype=xp.int64, device=backend.device)
+    k = _floor_fraction(n, zeta)
+    assert k.dtype == xp.int64
+    assert backend.to_host(k).tolist() == [int(v * exact.numerator // exact.denominator)
+                                           for v in BIG]
+
+
+def test_rewiring_drops_exactly_the_fraction_of_a_count(backend):
+    # 90 positive weights and zeta = 0.7: 63 are dropped (float64 arithmetic says 0.7 * 90 < 63)
+    layer = _built(backend, n_in=10, n_out=9, epsilon=50, zeta=0.7)
+    assert layer.n_active == 90
+    W = np.arange(1.0, 91.0).reshape(10, 9) / 100.0
+    layer.parameters["W"] = backend.from_host(W)
+    layer.evolve_connections()
+    kept = _host(layer, "W") == W.astype(backend.dtype_name)
+    assert kept.sum() == 27 and np.all(W[kept] > 0.63)  # the 27 largest survive
+    assert _host(layer, "W_mask").sum() == 90
