@@ -23,10 +23,12 @@ import contextlib
 import contextvars
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from anyml._random import CupyGenerator, RandomGenerator, TorchGenerator
 
 __all__ = [
     "Backend",
@@ -50,122 +52,6 @@ _FLOAT_DTYPES = ("float32", "float64")
 
 class BackendUnavailableError(RuntimeError):
     """Raised when a backend is chosen that cannot work on this machine; the message says why."""
-
-
-# --------------------------------------------------------------------------- random numbers
-class RandomGenerator:
-    """A seeded random generator that returns arrays on its backend's device.
-
-    Every method takes the shape first and returns an array in the backend's default float dtype
-    (integers and permutations in ``int64``).
-    """
-
-    _gen: Any
-
-    def __init__(self, backend: Backend, seed: int | None) -> None:
-        self._backend = backend
-        self.seed(seed)
-
-    def seed(self, seed: int | None) -> None:
-        """Reset the generator to ``seed`` (``None`` draws fresh entropy)."""
-        self._gen = np.random.default_rng(seed)
-
-    def _out(self, host: np.ndarray, dtype: Any) -> Array:
-        return self._backend.from_host(host, dtype=dtype)
-
-    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0,
-                dtype: Any = None) -> Array:
-        """Samples from :math:`U[low, high)`."""
-        return self._out(self._gen.uniform(low, high, size=tuple(shape)), dtype)
-
-    def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0,
-               dtype: Any = None) -> Array:
-        """Samples from :math:`\\mathcal{N}(mean, std^2)`."""
-        return self._out(self._gen.normal(mean, std, size=tuple(shape)), dtype)
-
-    def bernoulli(self, shape: Sequence[int], p: float, dtype: Any = None) -> Array:
-        """Ones with probability ``p`` and zeros otherwise, as floats."""
-        return self._out((self._gen.random(size=tuple(shape)) < p).astype(np.float64), dtype)
-
-    def integers(self, low: int, high: int, shape: Sequence[int]) -> Array:
-        """Integers drawn uniformly from ``[low, high)``, as ``int64``."""
-        return self._backend.from_host(self._gen.integers(low, high, size=tuple(shape)))
-
-    def permutation(self, n: int) -> Array:
-        """A random permutation of ``0 .. n-1``, as ``int64``."""
-        return self._backend.from_host(self._gen.permutation(n))
-
-
-class _TorchGenerator(RandomGenerator):
-    """Draws on the tensor's own device with a seeded ``torch.Generator``."""
-
-    def seed(self, seed: int | None) -> None:
-        torch = self._backend.module
-        self._gen = torch.Generator(device=self._backend.device)
-        if seed is None:
-            self._gen.seed()
-        else:
-            self._gen.manual_seed(int(seed))
-
-    def _dtype(self, dtype: Any) -> Any:
-        return self._backend.dtype if dtype is None else dtype
-
-    def uniform(self, shape, low=0.0, high=1.0, dtype=None):
-        torch = self._backend.module
-        out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
-        return out.uniform_(low, high, generator=self._gen)
-
-    def normal(self, shape, mean=0.0, std=1.0, dtype=None):
-        torch = self._backend.module
-        out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
-        return out.normal_(mean, std, generator=self._gen)
-
-    def bernoulli(self, shape, p, dtype=None):
-        torch = self._backend.module
-        out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
-        return out.bernoulli_(p, generator=self._gen)
-
-    def integers(self, low, high, shape):
-        torch = self._backend.module
-        return torch.randint(low, high, tuple(shape), generator=self._gen,
-                             device=self._backend.device, dtype=torch.int64)
-
-    def permutation(self, n):
-        torch = self._backend.module
-        return torch.randperm(n, generator=self._gen, device=self._backend.device)
-
-
-class _CupyGenerator(RandomGenerator):
-    """Draws on the backend's GPU with a seeded ``cupy.random.RandomState``.
-
-    Every call runs under ``with device:``, since CuPy allocates on the *current* device.
-    """
-
-    def seed(self, seed: int | None) -> None:
-        with self._backend.device:
-            self._gen = self._backend.module.random.RandomState(seed)
-
-    def _draw(self, method: str, *args: Any, dtype: Any = None, **kwargs: Any) -> Array:
-        with self._backend.device:
-            out = getattr(self._gen, method)(*args, **kwargs)
-            return out.astype(self._backend.dtype if dtype is None else dtype, copy=False)
-
-    def uniform(self, shape, low=0.0, high=1.0, dtype=None):
-        return self._draw("uniform", low, high, size=tuple(shape), dtype=dtype)
-
-    def normal(self, shape, mean=0.0, std=1.0, dtype=None):
-        return self._draw("normal", mean, std, size=tuple(shape), dtype=dtype)
-
-    def bernoulli(self, shape, p, dtype=None):
-        with self._backend.device:
-            out = self._gen.random_sample(size=tuple(shape)) < p
-            return out.astype(self._backend.dtype if dtype is None else dtype)
-
-    def integers(self, low, high, shape):
-        return self._draw("randint", low, high, size=tuple(shape), dtype=self._backend.module.int64)
-
-    def permutation(self, n):
-        return self._draw("permutation", n, dtype=self._backend.module.int64)
 
 
 # --------------------------------------------------------------------------- backends
@@ -412,7 +298,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     _install_hint = "pip install 'anyml[torch]'"
-    _generator_class = _TorchGenerator
+    _generator_class = TorchGenerator
 
     def _load(self):
         try:
@@ -458,7 +344,7 @@ class CupyBackend(Backend):
 
     name = "cupy"
     _install_hint = ("pip install 'anyml[cupy]' (CUDA 12), or pip install cupy-cuda13x for CUDA 13")
-    _generator_class = _CupyGenerator
+    _generator_class = CupyGenerator
 
     def _load(self):
         try:

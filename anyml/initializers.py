@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
 from anyml._spec import Registry, Spec, parse_spec
+from anyml._validate import is_integer, real
 from anyml.activations import calc_glorot_gain
 
 __all__ = [
@@ -33,13 +33,6 @@ __all__ = [
     "get_initializer",
     "truncated_normal",
 ]
-
-
-def _positive(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
-        msg = f"{owner}: {name} must be a positive number, got {value!r}"
-        raise ValueError(msg)
-    return float(value)
 
 
 def calc_fan(shape: Sequence[int]) -> tuple[int, int]:
@@ -65,7 +58,7 @@ def calc_fan(shape: Sequence[int]) -> tuple[int, int]:
         For an empty shape or a dimension that is not a positive integer.
     """
     dims = tuple(shape)
-    if not dims or any(isinstance(d, bool) or not isinstance(d, Integral) or d < 1 for d in dims):
+    if not dims or not all(is_integer(d) and d >= 1 for d in dims):
         msg = f"calc_fan: shape must be a non-empty tuple of positive integers, got {shape!r}"
         raise ValueError(msg)
     if len(dims) == 1:
@@ -167,7 +160,7 @@ class GlorotUniform(Initializer):
     _spec_fields = ("gain",)
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain = _positive("GlorotUniform", "gain", gain)
+        self.gain = real("GlorotUniform", "gain", gain, low=0.0, low_open=True)
 
     def _draw(self, shape, fan_in, fan_out, rng):
         bound = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
@@ -197,7 +190,7 @@ class GlorotNormal(Initializer):
     _spec_fields = ("gain",)
 
     def __init__(self, gain: float = 1.0) -> None:
-        self.gain = _positive("GlorotNormal", "gain", gain)
+        self.gain = real("GlorotNormal", "gain", gain, low=0.0, low_open=True)
 
     def _draw(self, shape, fan_in, fan_out, rng):
         std = self.gain * math.sqrt(2.0 / (fan_in + fan_out))
@@ -257,11 +250,8 @@ class TruncatedNormal(Initializer):
     _spec_fields = ("mean", "std")
 
     def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
-        if isinstance(mean, bool) or not isinstance(mean, Real):
-            msg = f"TruncatedNormal: mean must be a real number, got {mean!r}"
-            raise ValueError(msg)
-        self.mean = float(mean)
-        self.std = _positive("TruncatedNormal", "std", std)
+        self.mean = real("TruncatedNormal", "mean", mean)
+        self.std = real("TruncatedNormal", "std", std, low=0.0, low_open=True)
 
     def _draw(self, shape, fan_in, fan_out, rng):
         return truncated_normal(self.mean, self.std, shape, rng)

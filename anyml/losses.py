@@ -39,6 +39,7 @@ from typing import Any
 from anyml._spec import Registry, Spec
 from anyml.activations import get_activation
 from anyml.backend import namespace_of
+from anyml.functional.softmax import log_softmax, softmax_forward
 
 __all__ = [
     "LOSSES",
@@ -256,8 +257,7 @@ class CrossEntropy(Loss):
         """:math:`\\log p` along the last axis: log-softmax of logits, or clipped log of probabilities."""
         xp = namespace_of(y_pred)
         if self.from_logits:
-            shifted = y_pred - xp.max(y_pred, axis=-1, keepdims=True)
-            return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+            return log_softmax(y_pred, axis=-1, xp=xp)
         eps = float(xp.finfo(y_pred.dtype).eps)
         return xp.log(xp.clip(y_pred, eps, 1.0))
 
@@ -265,9 +265,7 @@ class CrossEntropy(Loss):
         """The class probabilities: the softmax of logits, or ``y_pred`` itself."""
         if not self.from_logits:
             return y_pred
-        xp = namespace_of(y_pred)
-        e = xp.exp(y_pred - xp.max(y_pred, axis=-1, keepdims=True))
-        return e / xp.sum(e, axis=-1, keepdims=True)
+        return softmax_forward(y_pred, axis=-1, xp=namespace_of(y_pred))[0]
 
     def loss(self, y: Array, y_pred: Array) -> Array:
         """:math:`-\\sum y \\log p` (divided by ``n_ex`` for ``"mean"``), a 0-d array."""

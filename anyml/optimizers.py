@@ -14,12 +14,11 @@ gradient clipping is computed on the device without copying the norm to the host
 from __future__ import annotations
 
 import copy as _copy
-import math
 from collections.abc import Callable, Mapping
-from numbers import Integral, Real
 from typing import Any
 
 from anyml._spec import Registry, Spec, parse_spec
+from anyml._validate import non_negative_int, real
 from anyml.backend import namespace_of
 from anyml.schedulers import Scheduler, get_scheduler
 
@@ -34,21 +33,6 @@ __all__ = [
 ]
 
 Array = Any
-
-
-def _number(owner: str, name: str, value: Any, *, low: float = 0.0, low_open: bool = False,
-            high: float = math.inf, high_open: bool = False) -> float:
-    """``value`` as a float within the given bounds, else a ValueError naming it."""
-    ok = not isinstance(value, bool) and isinstance(value, Real)
-    if ok:
-        v = float(value)
-        ok = ((v > low) if low_open else (v >= low)) and ((v < high) if high_open else (v <= high))
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open or high == math.inf else "]"
-        msg = f"{owner}: {name} must be a number in {lo}{low}, {high}{hi}, got {value!r}"
-        raise ValueError(msg)
-    return float(value)
 
 
 class Optimizer(Spec):
@@ -86,9 +70,9 @@ class Optimizer(Spec):
 
     def __init__(self, lr: float, clip_norm: float | None, lr_scheduler: Any) -> None:
         name = type(self).__name__
-        self.lr = _number(name, "lr", lr)
-        self.clip_norm = None if clip_norm is None else _number(
-            name, "clip_norm", clip_norm, low_open=True)
+        self.lr = real(name, "lr", lr, low=0.0)
+        self.clip_norm = None if clip_norm is None else real(
+            name, "clip_norm", clip_norm, low=0.0, low_open=True)
         self.lr_scheduler: Scheduler = get_scheduler(lr_scheduler, lr=self.lr)
         self.cache: dict[str, dict[str, Any]] = {}
         self.cur_step = 0
@@ -185,12 +169,9 @@ class Optimizer(Spec):
             msg = (f"{name}: expected a saved state with the entries ['cur_step', "
                    f"'lr_scheduler'], got {found}")
             raise ValueError(msg)
-        step = state["cur_step"]
-        if isinstance(step, bool) or not isinstance(step, Integral) or step < 0:
-            msg = f"{name}: the saved cur_step must be an integer >= 0, got {step!r}"
-            raise ValueError(msg)
+        step = non_negative_int(name, "the saved cur_step", state["cur_step"])
         self.lr_scheduler.load_state(state["lr_scheduler"])
-        self.cur_step = int(step)
+        self.cur_step = step
         self._lr_at = None
 
     def load_cache(self, cache: Mapping[str, Any],
@@ -281,7 +262,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, clip_norm: float | None = None,
                  lr_scheduler: Any = None) -> None:
         super().__init__(lr, clip_norm, lr_scheduler)
-        self.momentum = _number("SGD", "momentum", momentum, high=1.0, high_open=True)
+        self.momentum = real("SGD", "momentum", momentum, low=0.0, high=1.0, high_open=True)
         self._state_names = ("update",) if self.momentum else ()
 
     def _update(self, param, grad, state, lr, xp):
@@ -326,7 +307,7 @@ class AdaGrad(Optimizer):
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, clip_norm: float | None = None,
                  lr_scheduler: Any = None) -> None:
         super().__init__(lr, clip_norm, lr_scheduler)
-        self.eps = _number("AdaGrad", "eps", eps, low_open=True)
+        self.eps = real("AdaGrad", "eps", eps, low=0.0, low_open=True)
 
     def _update(self, param, grad, state, lr, xp):
         sum_sq = state["sum_sq"] + grad * grad
@@ -370,8 +351,8 @@ class RMSProp(Optimizer):
     def __init__(self, lr: float = 0.001, decay: float = 0.9, eps: float = 1e-7,
                  clip_norm: float | None = None, lr_scheduler: Any = None) -> None:
         super().__init__(lr, clip_norm, lr_scheduler)
-        self.decay = _number("RMSProp", "decay", decay, high=1.0, high_open=True)
-        self.eps = _number("RMSProp", "eps", eps, low_open=True)
+        self.decay = real("RMSProp", "decay", decay, low=0.0, high=1.0, high_open=True)
+        self.eps = real("RMSProp", "eps", eps, low=0.0, low_open=True)
 
     def _update(self, param, grad, state, lr, xp):
         mean_sq = self.decay * state["mean_sq"] + (1.0 - self.decay) * (grad * grad)
@@ -425,9 +406,9 @@ class Adam(Optimizer):
                  eps: float = 1e-7, clip_norm: float | None = None,
                  lr_scheduler: Any = None) -> None:
         super().__init__(lr, clip_norm, lr_scheduler)
-        self.decay1 = _number("Adam", "decay1", decay1, high=1.0, high_open=True)
-        self.decay2 = _number("Adam", "decay2", decay2, high=1.0, high_open=True)
-        self.eps = _number("Adam", "eps", eps, low_open=True)
+        self.decay1 = real("Adam", "decay1", decay1, low=0.0, high=1.0, high_open=True)
+        self.decay2 = real("Adam", "decay2", decay2, low=0.0, high=1.0, high_open=True)
+        self.eps = real("Adam", "eps", eps, low=0.0, low_open=True)
 
     def _new_state(self, param, xp):
         return {"t": 0, **super()._new_state(param, xp)}

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 from anyml._spec import Registry, Spec, parse_spec
+from anyml._validate import non_negative_int, positive_int, real
 
 __all__ = [
     "SCHEDULERS",
@@ -25,30 +26,6 @@ __all__ = [
     "Scheduler",
     "get_scheduler",
 ]
-
-
-def _number(owner: str, name: str, value: Any, *, low: float = 0.0, strict: bool = False,
-            high: float = math.inf) -> float:
-    """``value`` as a float in ``[low, high]`` (``(low, high]`` when ``strict``), else ValueError."""
-    ok = not isinstance(value, bool) and isinstance(value, Real)
-    if ok:
-        v = float(value)
-        ok = (v > low if strict else v >= low) and v <= high
-    if not ok:
-        bound = f"> {low}" if strict else f">= {low}"
-        if high < math.inf:
-            bound += f" and <= {high}"
-        msg = f"{owner}: {name} must be a number {bound}, got {value!r}"
-        raise ValueError(msg)
-    return float(value)
-
-
-def _count(owner: str, name: str, value: Any, *, low: int = 1) -> int:
-    """``value`` as an int ``>= low``, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        msg = f"{owner}: {name} must be an integer >= {low}, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
 
 
 class Scheduler(Spec):
@@ -127,7 +104,7 @@ class ConstantScheduler(Scheduler):
     _lr_field = "lr"
 
     def __init__(self, lr: float = 0.01) -> None:
-        self.lr = _number("ConstantScheduler", "lr", lr)
+        self.lr = real("ConstantScheduler", "lr", lr, low=0.0)
 
     def learning_rate(self, step: int, cur_loss: float | None = None) -> float:
         return self.lr
@@ -161,13 +138,13 @@ class ExponentialScheduler(Scheduler):
 
     def __init__(self, initial_lr: float = 0.01, stage_length: int = 500, staircase: bool = False,
                  decay: float = 0.1) -> None:
-        self.initial_lr = _number("ExponentialScheduler", "initial_lr", initial_lr)
-        self.stage_length = _count("ExponentialScheduler", "stage_length", stage_length)
+        self.initial_lr = real("ExponentialScheduler", "initial_lr", initial_lr, low=0.0)
+        self.stage_length = positive_int("ExponentialScheduler", "stage_length", stage_length)
         if not isinstance(staircase, bool):
             msg = f"ExponentialScheduler: staircase must be True or False, got {staircase!r}"
             raise ValueError(msg)
         self.staircase = staircase
-        self.decay = _number("ExponentialScheduler", "decay", decay, strict=True)
+        self.decay = real("ExponentialScheduler", "decay", decay, low=0.0, low_open=True)
 
     def learning_rate(self, step: int, cur_loss: float | None = None) -> float:
         stage = step / self.stage_length
@@ -207,9 +184,9 @@ class NoamScheduler(Scheduler):
 
     def __init__(self, model_dim: int = 512, scale_factor: float = 1.0,
                  warmup_steps: int = 4000) -> None:
-        self.model_dim = _count("NoamScheduler", "model_dim", model_dim)
-        self.scale_factor = _number("NoamScheduler", "scale_factor", scale_factor, strict=True)
-        self.warmup_steps = _count("NoamScheduler", "warmup_steps", warmup_steps)
+        self.model_dim = positive_int("NoamScheduler", "model_dim", model_dim)
+        self.scale_factor = real("NoamScheduler", "scale_factor", scale_factor, low=0.0, low_open=True)
+        self.warmup_steps = positive_int("NoamScheduler", "warmup_steps", warmup_steps)
 
     def learning_rate(self, step: int, cur_loss: float | None = None) -> float:
         s = step + 1
@@ -335,9 +312,9 @@ class KingScheduler(Scheduler):
 
     def __init__(self, initial_lr: float = 0.01, patience: int = 1000,
                  decay: float = 0.99) -> None:
-        self.initial_lr = _number("KingScheduler", "initial_lr", initial_lr)
-        self.patience = _count("KingScheduler", "patience", patience)
-        self.decay = _number("KingScheduler", "decay", decay, strict=True, high=1.0)
+        self.initial_lr = real("KingScheduler", "initial_lr", initial_lr, low=0.0)
+        self.patience = positive_int("KingScheduler", "patience", patience)
+        self.decay = real("KingScheduler", "decay", decay, low=0.0, low_open=True, high=1.0)
         self.max_history = math.ceil(1.1 * (self.patience + 1))
         self.reset()
 
@@ -362,20 +339,18 @@ class KingScheduler(Scheduler):
         A history longer than this scheduler keeps is cut to its newest losses.
         """
         _check_state("KingScheduler", state, ("current_lr", "history", "last_step"))
-        current_lr = _number("KingScheduler", "the saved current_lr", state["current_lr"])
+        current_lr = real("KingScheduler", "the saved current_lr", state["current_lr"], low=0.0)
         history = state["history"]
         if not isinstance(history, list | tuple) or not all(
                 isinstance(x, Real) and not isinstance(x, bool) for x in history):
             msg = f"KingScheduler: the saved history must be a list of numbers, got {history!r}"
             raise ValueError(msg)
         last_step = state["last_step"]
-        if last_step is not None and (isinstance(last_step, bool)
-                                      or not isinstance(last_step, Integral) or last_step < 0):
-            msg = f"KingScheduler: the saved last_step must be None or an integer >= 0, got {last_step!r}"
-            raise ValueError(msg)
+        if last_step is not None:
+            last_step = non_negative_int("KingScheduler", "the saved last_step", last_step)
         self.current_lr = current_lr
         self.history = deque((float(x) for x in history), maxlen=self.max_history)
-        self._last_step = None if last_step is None else int(last_step)
+        self._last_step = last_step
 
     def steps_without_decrease(self, robust: bool = False) -> int:
         """The current count of steps without decrease (plain or robust) over :attr:`history`."""

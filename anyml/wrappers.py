@@ -113,7 +113,10 @@ class WrapperBase:
     @property
     def hyperparameters(self) -> dict[str, Any]:
         """The wrapped layer's hyperparameters, with this wrapper appended to ``"wrappers"``."""
-        hp = dict(self._base_layer.hyperparameters)
+        return self._with_this_wrapper(self._base_layer.hyperparameters)
+
+    def _with_this_wrapper(self, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        hp = dict(hyperparameters)
         hp["wrappers"] = [*hp.get("wrappers", []),
                           {"wrapper": type(self).__name__, **self._wrapper_config()}]
         return hp
@@ -141,10 +144,16 @@ class WrapperBase:
         self._wrapper_caches.clear()
         self._base_layer.flush_gradients()
 
-    def update(self, cur_loss: float | None = None) -> None:
+    def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
         """Update the wrapped layer's parameters (then drop every retained forward pass)."""
         self._wrapper_caches.clear()
-        self._base_layer.update(cur_loss)
+        self._base_layer.update(cur_loss, check_finite=check_finite)
+
+    def _finite_flag(self) -> Array | None:
+        return self._base_layer._finite_flag()
+
+    def _raise_if_not_finite(self) -> None:
+        self._base_layer._raise_if_not_finite()
 
     def to(self, backend: str | Backend) -> WrapperBase:
         """Move the wrapped layer to another backend; return the wrapper."""
@@ -158,12 +167,9 @@ class WrapperBase:
         It loads into a wrapper of the same structure or into the bare layer (which ignores
         ``"wrappers"``).
         """
-        hp = self.hyperparameters
-        return {
-            "layer": hp["layer"],
-            "parameters": self._base_layer.summary()["parameters"],
-            "hyperparameters": hp,
-        }
+        summary = self._base_layer.summary()  # one host copy of the parameters and optimizer state
+        summary["hyperparameters"] = self._with_this_wrapper(summary["hyperparameters"])
+        return summary
 
     def set_params(self, summary_dict: Mapping[str, Any]) -> WrapperBase:
         """Set the wrapper's settings and the wrapped layer's from a :meth:`summary`; return self.

@@ -354,3 +354,12 @@ def test_out_of_range_labels_are_refused(backend64, bad, on_device):
         model.fit(X, y, epochs=1, batch_size=16, verbose=False)
     with pytest.raises(ValueError, match="Sequential.evaluate: class labels"):
         model.evaluate(X, y)
+
+
+def test_nan_after_an_update_names_the_layer(backend64):
+    model = _classifier(backend64, softmax=False)
+    X, _ = _data()
+    out = model.forward(backend64.asarray(X))
+    model.backward(backend64.asarray(np.full(tuple(out.shape), np.nan)))
+    with pytest.raises(FloatingPointError, match=r"FullyConnected: parameter\(s\) \['W', 'b'\] hold NaN"):
+        model.update()

@@ -1,4 +1,4 @@
-"""Padding and output-size arithmetic shared by the convolution and pooling kernels.
+"""Padding and output-size arithmetic shared by the convolution and pooling kernels and layers.
 
 Everything here works on plain Python integers except :func:`pad2d`, which builds a padded copy of an
 array with the Array API. Conventions (channels last):
@@ -8,6 +8,9 @@ array with the Array API. Conventions (channels last):
   ``k * (dilation + 1) - dilation`` input positions (its *effective* size);
 * a strided window ``i`` starts at ``i * stride`` in the padded input, and the output has
   ``floor((n + pad_total - k_eff) / stride) + 1`` positions.
+
+The validators (:func:`as_pair`, :func:`as_count`, :func:`pair_or_int`, :func:`check_pad_spec`) raise
+a ValueError whose message starts with the name of the layer or function that called them.
 """
 
 from __future__ import annotations
@@ -15,21 +18,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from anyml._validate import is_integer, non_negative_int, positive_int
+
 Array = Any
 Pad4 = tuple[int, int, int, int]
 
 __all__ = [
+    "as_count",
     "as_pair",
     "check_pad_spec",
     "conv_out_size",
     "effective_kernel",
     "pad2d",
+    "pair_or_int",
     "resolve_pad2d",
 ]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and int(value) == value
 
 
 def as_pair(value: Any, name: str, owner: str, *, minimum: int = 1) -> tuple[int, int]:
@@ -41,11 +46,31 @@ def as_pair(value: Any, name: str, owner: str, *, minimum: int = 1) -> tuple[int
         Naming ``owner`` and ``name``, if a value is not an integer or is below ``minimum``.
     """
     items = tuple(value) if isinstance(value, tuple | list) else (value, value)
-    if len(items) != 2 or not all(_is_int(v) and int(v) >= minimum for v in items):
+    if len(items) != 2 or not all(is_integer(v) and int(v) >= minimum for v in items):
         kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
         msg = f"{owner}: {name} must be a {kind} integer or a pair of them, got {value!r}"
         raise ValueError(msg)
     return int(items[0]), int(items[1])
+
+
+def pair_or_int(value: Any, name: str, owner: str) -> int | tuple[int, int]:
+    """:func:`as_pair`, but an int stays an int: a pair is kept as a tuple (JSON lists come back as
+    tuples), so a hyperparameter keeps the form it was given in."""
+    pair = as_pair(value, name, owner)
+    return pair if isinstance(value, tuple | list) else pair[0]
+
+
+def as_count(value: Any, name: str, owner: str, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum`` (1 or 0).
+
+    Raises
+    ------
+    ValueError
+        Naming ``owner`` and ``name``, if ``value`` is not an integer (a bool is not) or is below
+        ``minimum``.
+    """
+    check = positive_int if minimum == 1 else non_negative_int
+    return check(owner, name, value)
 
 
 def effective_kernel(k: int, dilation: int) -> int:
@@ -72,7 +97,7 @@ def check_pad_spec(pad: Any, owner: str, *, ndim: int = 2,
             raise ValueError(msg)
         return pad
     sizes = (2,) if ndim == 1 else (2, 4)
-    if _is_int(pad):
+    if is_integer(pad):
         items: tuple[Any, ...] = (pad,)
     elif isinstance(pad, tuple | list) and len(pad) in sizes:
         items = tuple(pad)
@@ -80,7 +105,7 @@ def check_pad_spec(pad: Any, owner: str, *, ndim: int = 2,
         shape = "(left, right)" if ndim == 1 else "(rows, cols) or (top, bottom, left, right)"
         msg = f"{owner}: pad must be a non-negative int, a tuple {shape} or one of {strings}, got {pad!r}"
         raise ValueError(msg)
-    if not all(_is_int(v) and int(v) >= 0 for v in items):
+    if not all(is_integer(v) and int(v) >= 0 for v in items):
         msg = f"{owner}: pad values must be non-negative integers, got {pad!r}"
         raise ValueError(msg)
     return int(items[0]) if len(items) == 1 else tuple(int(v) for v in items)

@@ -1,22 +1,21 @@
-r"""Convolutions as one matrix product: ``im2col``/``col2im`` and the conv/deconv forward-backward pairs.
+r"""Convolutions as one matrix product: the conv/deconv forward-backward pairs.
 
 All arrays are channels last: a 2-D input is ``(n_ex, in_rows, in_cols, in_ch)``, a 1-D input
 ``(n_ex, l_in, in_ch)``; 2-D weights are ``(kernel_rows, kernel_cols, in_ch, out_ch)`` and 1-D weights
 ``(kernel_width, in_ch, out_ch)``. Kernels are applied as a cross-correlation (no flip).
 
-:func:`im2col` gathers, for every output position, the receptive field of the padded input into one row
-of a matrix ``(n_ex * out_rows * out_cols, kernel_rows * kernel_cols * in_ch)``; it takes one strided
-slice of the input per kernel offset and stacks them, so the only Python loop runs over the
-``kernel_rows * kernel_cols`` offsets. A convolution is then ``cols @ W.reshape(-1, out_ch)``.
-:func:`col2im` is its adjoint: it adds each offset's slice of a column matrix back into a zero buffer
-with one strided ``+=`` per offset (overlapping windows accumulate).
+The input is laid out as zero-padded planes and its receptive fields gathered into a column matrix
+by :func:`im2col`, whose adjoint is :func:`col2im` (both, with :func:`to_planes` and
+:func:`from_planes`, live in :mod:`anyml.functional._im2col` and are re-exported here); a convolution
+is then ``colsT.T @ W.reshape(-1, out_ch)``.
 
 On a CPU the kernels below run over the batch in chunks of a few examples, so that each chunk's
 column matrix (about 2 MB) stays in the cache between being gathered and being multiplied, and no
 full-size column matrix is ever allocated: the forward pass keeps only the padded input, and the
 backward pass gathers each chunk's columns again. On a GPU (a ``cuda`` device) the whole batch is one
 chunk. ``max_chunk`` overrides the choice; every chunking gives the same result up to the rounding of
-the sums over chunks.
+the sums over chunks. Scratch memory can live in a caller-kept workspace (see
+:mod:`anyml.functional._workspace`).
 """
 
 from __future__ import annotations
@@ -25,6 +24,19 @@ import math
 from typing import Any
 
 from anyml.backend import namespace_of
+from anyml.functional._im2col import (
+    col2im,
+    flat_shifts,
+    from_planes,
+    gather,
+    gather_flat,
+    im2col,
+    padded_planes,
+    scatter_add,
+    to_planes,
+    window_offsets,
+    windows_disjoint,
+)
 from anyml.functional._padding import (
     Pad4,
     as_pair,
@@ -33,6 +45,7 @@ from anyml.functional._padding import (
     effective_kernel,
     resolve_pad2d,
 )
+from anyml.functional._workspace import buffer
 
 __all__ = [
     "col2im",
@@ -49,17 +62,6 @@ __all__ = [
 ]
 
 Array = Any
-
-
-def _offsets(kernel: tuple[int, int], stride: tuple[int, int], dilation: int,
-             out_shape: tuple[int, int]) -> list[tuple[slice, slice]]:
-    """The row and column slices of the padded input seen by each kernel offset, row-major."""
-    (kr, kc), (sr, sc), (orows, ocols) = kernel, stride, out_shape
-    step = dilation + 1
-    return [(slice(i * step, i * step + sr * (orows - 1) + 1, sr),
-             slice(j * step, j * step + sc * (ocols - 1) + 1, sc))
-            for i in range(kr) for j in range(kc)]
-
 
 #: Column-matrix elements per chunk on a CPU: 2 MB of float32, which stays in the cache.
 CPU_CHUNK = 1 << 19
@@ -85,162 +87,11 @@ def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> li
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def _buffer(ws: dict | None, key: Any, shape: tuple[int, ...], like: Array, xp: Any,
-            zero: bool = False) -> Array:
-    """Scratch memory: the workspace array ``key``, made anew (zeroed if ``zero``) only when missing or
-    of another shape, dtype or device; a fresh array when there is no workspace.
-
-    Reusing memory from call to call spares the allocator from asking the system for (and zeroing)
-    megabytes of new pages every time. A ``zero`` buffer's key must fix which of its parts the
-    caller never writes, since those keep their zeros from one call to the next.
-    """
-    buf = None if ws is None else ws.get(key)
-    if (buf is None or type(buf) is not type(like) or tuple(buf.shape) != shape
-            or buf.dtype != like.dtype or buf.device != like.device):
-        make = xp.zeros if zero else xp.empty
-        buf = make(shape, dtype=like.dtype, device=like.device)
-        if ws is not None:
-            ws[key] = buf
-    return buf
-
-
-def _planes(X: Array, pads: Pad4, xp: Any, ws: dict | None, spare: int = 0) -> Array:
-    """:func:`to_planes` into the workspace (whose borders and spare examples stay zero)."""
-    top, bottom, left, right = pads
-    n, rows, cols, ch = (int(v) for v in X.shape)
-    out = _buffer(ws, ("planes", pads, spare),
-                  (ch, n + spare, rows + top + bottom, cols + left + right), X, xp, zero=True)
-    out[:, :n, top:top + rows, left:left + cols] = xp.permute_dims(X, (3, 0, 1, 2))
-    return out
-
-
-def _gather(P: Array, start: int, stop: int, offsets: list[tuple[slice, slice]],
-            out_shape: tuple[int, int], xp: Any, ws: dict | None = None) -> Array:
-    """:func:`im2col` of the examples ``start:stop`` of the planes ``P``: one strided copy per offset."""
-    ch = int(P.shape[0])
-    n = stop - start
-    shape = (len(offsets), ch, n, out_shape[0], out_shape[1])
-    buf = _buffer(ws, ("cols", shape), shape, P, xp)
-    for idx, (rs, cs) in enumerate(offsets):
-        buf[idx, ...] = P[:, start:stop, rs, cs]
-    return xp.reshape(buf, (len(offsets) * ch, n * out_shape[0] * out_shape[1]))
-
-
-def _scatter_add(out: Array, colsT: Array, start: int, stop: int,
-                 offsets: list[tuple[slice, slice]], out_shape: tuple[int, int],
-                 disjoint: bool, xp: Any) -> None:
-    """Add the column matrix of examples ``start:stop`` back into the planes ``out``, in place."""
-    ch = out.shape[0]
-    blocks = xp.reshape(colsT, (len(offsets), ch, stop - start, out_shape[0], out_shape[1]))
-    for idx, (rs, cs) in enumerate(offsets):
-        if disjoint:
-            out[:, start:stop, rs, cs] = blocks[idx, ...]
-        else:
-            out[:, start:stop, rs, cs] += blocks[idx, ...]
-
-
-def _flat_shifts(kernel: tuple[int, int], dilation: int, cols: int) -> list[int]:
-    """How far each kernel offset reads from a window's origin in a flattened plane of ``cols``."""
-    step = dilation + 1
-    return [i * step * cols + j * step for i in range(kernel[0]) for j in range(kernel[1])]
-
-
-def _gather_flat(Pf: Array, start: int, stop: int, shifts: list[int], xp: Any,
-                 ws: dict | None = None) -> Array:
-    """The column matrix of the grid positions ``start:stop`` of flattened planes ``Pf`` (ch, L).
-
-    With stride 1 the window at flat position ``q`` reads ``Pf[:, q + shift]`` for each offset, so
-    each offset's rows are one contiguous slice (a window near a row end reads into the next row;
-    those positions are no output and are cropped).
-    """
-    ch = int(Pf.shape[0])
-    shape = (len(shifts), ch, stop - start)
-    buf = _buffer(ws, ("cols", shape), shape, Pf, xp)
-    for idx, shift in enumerate(shifts):
-        buf[idx, ...] = Pf[:, start + shift:stop + shift]
-    return xp.reshape(buf, (len(shifts) * ch, stop - start))
-
-
 def _column_sums(G: Array, xp: Any) -> Array:
     """``xp.sum(G, axis=0)`` as a product with a vector of ones: several times faster on a CPU for
     a tall ``G`` (a reduction across rows runs row by row), and no less accurate."""
     ones = xp.ones((G.shape[0],), dtype=G.dtype, device=G.device)
     return xp.matmul(ones, G)
-
-
-def _disjoint(kernel: tuple[int, int], stride: tuple[int, int], dilation: int) -> bool:
-    """Whether windows never overlap, so that a scatter can assign instead of add."""
-    return all(effective_kernel(k, dilation) <= s for k, s in zip(kernel, stride, strict=True))
-
-
-def to_planes(X: Array, pads: Pad4, xp: Any, spare: int = 0) -> Array:
-    """Channels-last ``X`` ``(n_ex, rows, cols, ch)`` as zero-padded planes ``(ch, n_ex, rows', cols')``.
-
-    The kernels below work on this layout: each kernel offset's strided slice then copies whole
-    runs of ``out_cols`` values, and the column matrix comes out transposed, ``(k * ch, n_ex * out)``,
-    which a matrix product reads without a copy. ``spare`` all-zero examples are appended (the
-    flat stride-1 kernels read past the last example).
-    """
-    return _planes(X, pads, xp, None, spare)
-
-
-def from_planes(P: Array, pads: Pad4, xp: Any) -> Array:
-    """The inverse of :func:`to_planes`: crop ``pads`` and return a channels-last view."""
-    top, bottom, left, right = pads
-    _, _, rows, cols = P.shape
-    if any(pads):
-        P = P[:, :, top:rows - bottom, left:cols - right]
-    return xp.permute_dims(P, (1, 2, 3, 0))
-
-
-def im2col(P: Array, kernel: tuple[int, int], stride: tuple[int, int], dilation: int,
-           out_shape: tuple[int, int], xp: Any = None) -> Array:
-    """Gather the receptive fields of padded planes into a (transposed) column matrix.
-
-    Parameters
-    ----------
-    P : array of shape (ch, n_ex, rows, cols)
-        The padded input as planes (see :func:`to_planes`).
-    kernel, stride : pairs of int
-        ``(rows, cols)`` of the kernel and of the stride.
-    dilation : int
-        Zeros between kernel taps.
-    out_shape : pair of int
-        ``(out_rows, out_cols)``, the number of windows along each axis.
-
-    Returns
-    -------
-    colsT : array of shape (kernel_rows * kernel_cols * ch, n_ex * out_rows * out_cols)
-        Entry ``[(i * kernel_cols + j) * ch + k, (n * out_rows + r) * out_cols + c]`` is
-        ``P[k, n, r*s_r + i*(d+1), c*s_c + j*(d+1)]``; the row order is that of a row-major
-        ``W.reshape(-1, out_ch)``, so a convolution is ``colsT.T @ W.reshape(-1, out_ch)``.
-    """
-    xp = namespace_of(P) if xp is None else xp
-    offsets = _offsets(kernel, stride, dilation, out_shape)
-    return _gather(P, 0, P.shape[1], offsets, out_shape, xp)
-
-
-def col2im(colsT: Array, padded_shape: tuple[int, int, int, int], kernel: tuple[int, int],
-           stride: tuple[int, int], dilation: int, out_shape: tuple[int, int],
-           xp: Any = None) -> Array:
-    """The adjoint of :func:`im2col`: add every column entry back to the position it was read from.
-
-    Parameters
-    ----------
-    colsT : array of shape (kernel_rows * kernel_cols * ch, n_ex * out_rows * out_cols)
-    padded_shape : tuple
-        ``(ch, n_ex, rows, cols)`` of the padded planes that :func:`im2col` read.
-
-    Returns
-    -------
-    array of shape ``padded_shape``
-        Zero where no window reaches; positions covered by several windows get the sum.
-    """
-    xp = namespace_of(colsT) if xp is None else xp
-    out = xp.zeros(padded_shape, dtype=colsT.dtype, device=colsT.device)
-    _scatter_add(out, colsT, 0, padded_shape[1], _offsets(kernel, stride, dilation, out_shape),
-                 out_shape, _disjoint(kernel, stride, dilation), xp)
-    return out
 
 
 def _check_x(X: Array, ndim: int, owner: str, shape: str) -> None:
@@ -322,11 +173,11 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     colsT = None
     if flat:
         grid = rows * cols
-        Pf = xp.reshape(_planes(X, pads, xp, workspace, spare=1), (ch, (n + 1) * grid))
-        shifts = _flat_shifts(kernel, dilation, cols)
+        Pf = xp.reshape(padded_planes(X, pads, xp, workspace, spare=1), (ch, (n + 1) * grid))
+        shifts = flat_shifts(kernel, dilation, cols)
         Z = xp.empty((n, out_shape[0], out_shape[1], out_ch), dtype=X.dtype, device=X.device)
         for start, stop in batches:
-            chunk = _gather_flat(Pf, start * grid, stop * grid, shifts, xp, workspace)
+            chunk = gather_flat(Pf, start * grid, stop * grid, shifts, xp, workspace)
             part = xp.matmul(xp.matrix_transpose(chunk), W2)
             if b1 is not None:
                 part += b1
@@ -334,17 +185,17 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
             Z[start:stop, ...] = part[:, :out_shape[0], :out_shape[1], :]
         colsT = chunk if len(batches) == 1 else None
         return Z, (Pf, colsT, W, batches, pads, kernel, strides, dilation, out_shape, (rows, cols))
-    P = _planes(X, pads, xp, workspace)
-    offsets = _offsets(kernel, strides, dilation, out_shape)
+    P = padded_planes(X, pads, xp, workspace)
+    offsets = window_offsets(kernel, strides, dilation, out_shape)
     if len(batches) == 1:
-        colsT = _gather(P, 0, n, offsets, out_shape, xp, workspace)
+        colsT = gather(P, 0, n, offsets, out_shape, xp, workspace)
         Z = xp.matmul(xp.matrix_transpose(colsT), W2)
         if b1 is not None:
             Z += b1
     else:
         Z = xp.empty((n * per, out_ch), dtype=X.dtype, device=X.device)
         for start, stop in batches:
-            chunk = _gather(P, start, stop, offsets, out_shape, xp, workspace)
+            chunk = gather(P, start, stop, offsets, out_shape, xp, workspace)
             part = xp.matmul(xp.matrix_transpose(chunk), W2)
             if b1 is not None:
                 part += b1  # while the chunk is in the cache
@@ -391,15 +242,15 @@ def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
         rows, cols = flat
         ch, grid = int(P.shape[0]), rows * cols
         n = int(P.shape[1]) // grid - 1
-        Gg = _buffer(workspace, ("grad_grid", out_shape), (n, rows, cols, out_ch), dZ, xp, zero=True)
+        Gg = buffer(workspace, ("grad_grid", out_shape), (n, rows, cols, out_ch), dZ, xp, zero=True)
         Gg[:, :out_shape[0], :out_shape[1], :] = dZ
         G = xp.reshape(Gg, (n * grid, out_ch))  # zero at the grid positions that are no output
-        shifts = _flat_shifts(kernel, dilation, cols)
+        shifts = flat_shifts(kernel, dilation, cols)
         dPf = xp.zeros(P.shape, dtype=dZ.dtype, device=dZ.device)
         for start, stop in batches:
             q0, q1 = start * grid, stop * grid
             Gc = G[q0:q1, :]
-            chunk = colsT if colsT is not None else _gather_flat(P, q0, q1, shifts, xp, workspace)
+            chunk = colsT if colsT is not None else gather_flat(P, q0, q1, shifts, xp, workspace)
             part = xp.matmul(chunk, Gc)
             if dW is None:
                 dW = part
@@ -411,21 +262,21 @@ def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
         dP = xp.reshape(dPf, (ch, n + 1, rows, cols))[:, :n, ...]
         return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp)
     per = out_shape[0] * out_shape[1]
-    offsets = _offsets(kernel, strides, dilation, out_shape)
-    disjoint = _disjoint(kernel, strides, dilation)
+    offsets = window_offsets(kernel, strides, dilation, out_shape)
+    disjoint = windows_disjoint(kernel, strides, dilation)
     G = xp.reshape(dZ, (-1, out_ch))
     dP = xp.zeros(P.shape, dtype=dZ.dtype, device=dZ.device)
     for start, stop in batches:
         Gc = G if len(batches) == 1 else G[start * per:stop * per, :]
-        chunk = colsT if colsT is not None else _gather(P, start, stop, offsets, out_shape, xp,
-                                                        workspace)
+        chunk = colsT if colsT is not None else gather(P, start, stop, offsets, out_shape, xp,
+                                                       workspace)
         part = xp.matmul(chunk, Gc)
         if dW is None:
             dW = part
         else:
             dW += part
-        _scatter_add(dP, xp.matmul(W2, xp.matrix_transpose(Gc)), start, stop, offsets, out_shape,
-                     disjoint, xp)
+        scatter_add(dP, xp.matmul(W2, xp.matrix_transpose(Gc)), start, stop, offsets, out_shape,
+                    disjoint, xp)
     return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp)
 
 
@@ -575,13 +426,13 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     X2 = xp.reshape(X, (n * rows * cols_, in_ch))
     per = rows * cols_
     batches = _batches(n, per * kr * kc * out_ch, X, max_chunk)
-    offsets = _offsets((kr, kc), strides, 0, (rows, cols_))
-    disjoint = _disjoint((kr, kc), strides, 0)
+    offsets = window_offsets((kr, kc), strides, 0, (rows, cols_))
+    disjoint = windows_disjoint((kr, kc), strides, 0)
     full = xp.zeros(full_shape, dtype=X.dtype, device=X.device)
     for start, stop in batches:
         Xc = X2 if len(batches) == 1 else X2[start * per:stop * per, :]
-        _scatter_add(full, xp.matmul(Wt, xp.matrix_transpose(Xc)), start, stop, offsets,
-                     (rows, cols_), disjoint, xp)
+        scatter_add(full, xp.matmul(Wt, xp.matrix_transpose(Xc)), start, stop, offsets,
+                    (rows, cols_), disjoint, xp)
     Z = from_planes(full, pads, xp)
     if b is not None:
         Z = Z + xp.reshape(b, (out_ch,))
@@ -623,13 +474,13 @@ def deconv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
     X2, Wt, x_shape, w_shape, pads, strides, batches = cache
     kr, kc, in_ch, out_ch = w_shape
     per = x_shape[1] * x_shape[2]
-    P = _planes(dZ, pads, xp, workspace)
-    offsets = _offsets((kr, kc), strides, 0, (x_shape[1], x_shape[2]))
+    P = padded_planes(dZ, pads, xp, workspace)
+    offsets = window_offsets((kr, kc), strides, 0, (x_shape[1], x_shape[2]))
     dX = None if len(batches) == 1 else xp.empty((x_shape[0] * per, in_ch), dtype=dZ.dtype,
                                                  device=dZ.device)
     dWt = None
     for start, stop in batches:
-        colsT = _gather(P, start, stop, offsets, (x_shape[1], x_shape[2]), xp, workspace)
+        colsT = gather(P, start, stop, offsets, (x_shape[1], x_shape[2]), xp, workspace)
         Xc = X2 if len(batches) == 1 else X2[start * per:stop * per, :]
         dXc = xp.matmul(xp.matrix_transpose(colsT), Wt)
         if dX is None:

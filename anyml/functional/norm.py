@@ -21,6 +21,7 @@ is one the kernel made itself.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 from anyml.backend import namespace_of
@@ -47,10 +48,6 @@ class NormCache(NamedTuple):
         :math:`\\gamma`.
     inv_std : array
         :math:`1 / \\sqrt{\\sigma^2 + \\epsilon}`, with singleton axes where the statistics were reduced.
-    stat_axes : tuple of int
-        The axes the mean and variance were taken over.
-    param_axes : tuple of int
-        The axes :math:`\\gamma` and :math:`\\beta` are broadcast over (their gradients sum over them).
     mean, var : array
         The statistics used (with singleton axes when computed from the batch).
     batch_stats : bool
@@ -61,8 +58,6 @@ class NormCache(NamedTuple):
     centred: Array
     scaler: Array
     inv_std: Array
-    stat_axes: tuple[int, ...]
-    param_axes: tuple[int, ...]
     mean: Array
     var: Array
     batch_stats: bool
@@ -100,13 +95,6 @@ def _reciprocal(n: int) -> float:
     return 1.0 / n if n else float("nan")
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
-
-
 # --------------------------------------------------------------------------- batch normalization
 def _feature_sums(A: Array, k: int, n_ch: int, xp: Any) -> Array:
     """Per-feature sums of the folded ``(rows, k * n_ch)`` matrix ``A``, shape ``(n_ch,)``."""
@@ -119,14 +107,13 @@ def _feature_sums(A: Array, k: int, n_ch: int, xp: Any) -> Array:
 def _batch_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """``(n, k, n_ch)``: the number of values per feature, the fold factor and the feature count."""
     n_ch = int(shape[-1])
-    n = _size(shape[:-1])
+    n = math.prod(shape[:-1])
     return n, _fold(n, n_ch), n_ch
 
 
 def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: Array | None,
                var: Array | None, xp: Any) -> tuple[Array, NormCache]:
     n, k, n_ch = _batch_layout(tuple(X.shape))
-    axes = tuple(range(X.ndim - 1))
     stat_shape = (1,) * (X.ndim - 1) + (n_ch,)
     X2 = xp.reshape(X, (n // k, k * n_ch))
     batch_stats = mean is None or var is None
@@ -143,8 +130,8 @@ def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: 
     inv_std = 1.0 / xp.sqrt(sigma2 + epsilon)
     Y = centred * _tile(scaler * inv_std, k, xp)
     Y += _tile(intercept, k, xp)
-    cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape), axes,
-                      axes, mean, var, batch_stats)
+    cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape), mean,
+                      var, batch_stats)
     return xp.reshape(Y, X.shape), cache
 
 
@@ -170,7 +157,7 @@ def _batchnorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Ar
 # --------------------------------------------------------------------------- layer normalization
 def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
                xp: Any) -> tuple[Array, NormCache]:
-    n_ex, size = int(X.shape[0]), _size(tuple(X.shape[1:]))
+    n_ex, size = int(X.shape[0]), math.prod(X.shape[1:])
     k = _fold(n_ex, size)
     stat_shape = (n_ex,) + (1,) * (X.ndim - 1)
     X2 = xp.reshape(X, (n_ex, size))
@@ -188,13 +175,12 @@ def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
     Y *= _tile(xp.reshape(scaler, (size,)), k, xp)
     Y += _tile(xp.reshape(intercept, (size,)), k, xp)
     cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape),
-                      tuple(range(1, X.ndim)), (0,), xp.reshape(mu, stat_shape),
-                      xp.reshape(sigma2, stat_shape), True)
+                      xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape), True)
     return xp.reshape(Y, X.shape), cache
 
 
 def _layernorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Array, Array]:
-    n_ex, size = int(dY.shape[0]), _size(tuple(dY.shape[1:]))
+    n_ex, size = int(dY.shape[0]), math.prod(dY.shape[1:])
     dY2 = xp.reshape(dY, (n_ex, size))
     centred = xp.reshape(cache.centred, (n_ex, size))
     gamma = xp.reshape(cache.scaler, (size, 1))
@@ -256,8 +242,6 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     :math:`g / \sqrt{\sigma^2 + \epsilon}`.
     """
     xp = namespace_of(X) if xp is None else xp
-    if running_mean is None or running_var is None:
-        return _batchnorm(X, scaler, intercept, epsilon, None, None, xp)
     return _batchnorm(X, scaler, intercept, epsilon, running_mean, running_var, xp)
 
 

@@ -14,9 +14,10 @@ The whole-sequence functions take inputs of shape ``(n_ex, n_in, n_t)``. They la
 :math:`Z_t = [A_{t-1}, X_t]` of all timesteps out in one ``(n_t + 1, n_ex, n_out + n_in)`` buffer, run
 one ``Z_t @ W`` product per step, and in the backward pass gather the per-step gradients of the
 pre-activations so that the weight gradient and the input gradient come from one matrix product each
-over all timesteps. Their buffers can live in a caller-kept ``workspace`` dict, reused from call to call:
-the per-step values then go into memory already in hand instead of megabytes of fresh pages per call,
-which is most of the cost of a small recurrent layer otherwise.
+over all timesteps. Their buffers can live in a caller-kept ``workspace`` dict, reused from call to call
+(see :mod:`anyml.functional._workspace`): the per-step values then go into memory already in hand
+instead of megabytes of fresh pages per call, which is most of the cost of a small recurrent layer
+otherwise.
 
 Tanh, Sigmoid and Identity are differentiated from their outputs (:math:`1 - a^2`, :math:`s(1 - s)`),
 which saves recomputing them; any other activation is differentiated through its ``backward(z, dy)``.
@@ -28,6 +29,7 @@ from typing import Any
 
 from anyml.activations import Identity, Sigmoid, Tanh
 from anyml.backend import namespace_of
+from anyml.functional._workspace import buffer
 
 __all__ = [
     "LSTM_GATES",
@@ -79,20 +81,6 @@ def _act_backward(act: Any) -> Any:
 
 
 _FAST = (Tanh, Sigmoid, Identity)
-
-
-def _buffer(ws: dict, name: str, shape: tuple[int, ...], like: Array, xp: Any) -> Array:
-    """The workspace array ``name``, made anew only when missing or of another shape, dtype or device.
-
-    Writing each timestep into memory kept from earlier calls, rather than into fresh arrays, spares
-    the allocator from asking the system for (and zeroing) megabytes of new pages on every call.
-    """
-    buf = ws.get(name)
-    if (buf is None or type(buf) is not type(like) or tuple(buf.shape) != shape
-            or buf.dtype != like.dtype or buf.device != like.device):
-        buf = xp.empty(shape, dtype=like.dtype, device=like.device)
-        ws[name] = buf
-    return buf
 
 
 def _transposed(W: Array, xp: Any) -> Array:
@@ -215,11 +203,11 @@ def rnn_forward(X: Array, W: Array, b: Array, act_fn: Any, A0: Array | None = No
     n_ex, n_in, n_t = X.shape
     n = W.shape[1]
     ws = {} if workspace is None else workspace
-    Z = _buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
+    Z = buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
     Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
     Z[0, :, :n] = 0.0 if A0 is None else A0
     generic = type(act_fn) not in _FAST
-    pres = _buffer(ws, "P", (n_t, n_ex, n), X, xp) if generic else None
+    pres = buffer(ws, "P", (n_t, n_ex, n), X, xp) if generic else None
     Y = xp.empty((n_ex, n, n_t), dtype=X.dtype, device=X.device)
     f = _act_forward(act_fn, xp)
     matmul = xp.matmul
@@ -265,7 +253,7 @@ def rnn_backward(dY: Array, cache: tuple, dA_last: Array | None = None,
     W, act_fn, ws = cache
     n_ex, n, n_t = dY.shape
     Z, pres = ws["Z"], ws.get("P")
-    dP = _buffer(ws, "dP", (n_t, n_ex, n), dY, xp)
+    dP = buffer(ws, "dP", (n_t, n_ex, n), dY, xp)
     dYt = xp.permute_dims(dY, (2, 0, 1))
     WaT = _transposed(W[:n, :], xp)
     grad = _act_backward(act_fn)
@@ -408,13 +396,13 @@ def lstm_forward(X: Array, W: Array, b: Array, act_fn: Any, gate_fn: Any, A0: Ar
     n_ex, n_in, n_t = X.shape
     n = W.shape[1] // 4
     ws = {} if workspace is None else workspace
-    Z = _buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
-    gates = _buffer(ws, "S", (n_t, n_ex, 3 * n), X, xp)
-    cands = _buffer(ws, "Cc", (n_t, n_ex, n), X, xp)
-    tanh_cells = _buffer(ws, "TC", (n_t, n_ex, n), X, xp)
-    cells = _buffer(ws, "C", (n_t + 1, n_ex, n), X, xp)
+    Z = buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
+    gates = buffer(ws, "S", (n_t, n_ex, 3 * n), X, xp)
+    cands = buffer(ws, "Cc", (n_t, n_ex, n), X, xp)
+    tanh_cells = buffer(ws, "TC", (n_t, n_ex, n), X, xp)
+    cells = buffer(ws, "C", (n_t + 1, n_ex, n), X, xp)
     generic = type(act_fn) not in _FAST or type(gate_fn) not in _FAST
-    pres = _buffer(ws, "P", (n_t, n_ex, 4 * n), X, xp) if generic else None
+    pres = buffer(ws, "P", (n_t, n_ex, 4 * n), X, xp) if generic else None
     Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
     Z[0, :, :n] = 0.0 if A0 is None else A0
     cells[0, ...] = 0.0 if C0 is None else C0
@@ -476,7 +464,7 @@ def lstm_backward(dY: Array, cache: tuple, dA_last: Array | None = None, dC_last
     n_ex, n, n_t = dY.shape
     Z, gates, cands, tanh_cells, cells = ws["Z"], ws["S"], ws["Cc"], ws["TC"], ws["C"]
     pres = ws.get("P") if (type(act_fn) not in _FAST or type(gate_fn) not in _FAST) else None
-    dP = _buffer(ws, "dP", (n_t, n_ex, 4 * n), dY, xp)
+    dP = buffer(ws, "dP", (n_t, n_ex, 4 * n), dY, xp)
     dYt = xp.permute_dims(dY, (2, 0, 1))
     WaT = _transposed(W[:n, :], xp)
     act_grad, gate_grad = _act_backward(act_fn), _act_backward(gate_fn)

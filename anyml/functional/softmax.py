@@ -1,4 +1,4 @@
-"""The softmax function along one axis and its gradient."""
+"""The softmax function along one axis, its gradient, and the log-softmax."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from anyml.backend import namespace_of
 
-__all__ = ["softmax_backward", "softmax_forward"]
+__all__ = ["log_softmax", "softmax_backward", "softmax_forward"]
 
 Array = Any
 
@@ -25,6 +25,17 @@ def softmax_forward(X: Array, axis: int = -1, xp: Any = None) -> tuple[Array, tu
     xp = namespace_of(X) if xp is None else xp
     Y = _softmax(X - xp.max(X, axis=axis, keepdims=True), axis, xp)
     return Y, (Y, axis)
+
+
+def log_softmax(X: Array, axis: int = -1, xp: Any = None) -> Array:
+    r"""Compute :math:`\log y_i = (x_i - m) - \log \sum_j e^{x_j - m}` along ``axis``, :math:`m = \max_j x_j`.
+
+    The log-sum-exp form is exact and never takes the logarithm of an underflowed probability, so it
+    stays finite for any finite ``X`` (``log(softmax_forward(X)[0])`` does not).
+    """
+    xp = namespace_of(X) if xp is None else xp
+    shifted = X - xp.max(X, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def _is_last(axis: int, ndim: int) -> bool:

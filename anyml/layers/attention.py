@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyml._validate import real
 from anyml.backend import Backend
 from anyml.functional.attention import attention_backward, attention_forward
 from anyml.initializers import get_initializer
@@ -74,12 +75,9 @@ class DotProductAttention(LayerBase):
         if not isinstance(scale, bool):
             msg = f"DotProductAttention: scale must be True or False, got {scale!r}"
             raise TypeError(msg)
-        if isinstance(dropout_p, bool) or not isinstance(dropout_p, int | float) or not (
-                0.0 <= dropout_p < 1.0):
-            msg = f"DotProductAttention: dropout_p must be a number in [0, 1), got {dropout_p!r}"
-            raise ValueError(msg)
         self.scale = scale
-        self.dropout_p = float(dropout_p)
+        self.dropout_p = real("DotProductAttention", "dropout_p", dropout_p, low=0.0, high=1.0,
+                              high_open=True)
         self.init = init
         get_initializer(init)  # fail early on an unknown name
 

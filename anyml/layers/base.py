@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,30 +132,49 @@ class LayerBase:
         for name, grad in self.gradients.items():
             self.gradients[name] = self.xp.zeros_like(grad)
 
-    def update(self, cur_loss: float | None = None) -> None:
+    def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
         """Apply the optimizer to every trainable parameter, then :meth:`flush_gradients`.
+
+        Parameters
+        ----------
+        cur_loss : float, optional
+            The current loss, for schedulers that use it (``KingScheduler``).
+        check_finite : bool
+            Check the updated parameters for NaN and infinity (one device synchronization). A model
+            container passes ``False`` and checks all its layers with a single synchronization.
 
         Raises
         ------
         FloatingPointError
             If a parameter holds NaN or infinity after the update (the message names it).
         """
-        if self.trainable and self.gradients:
+        updated = self.trainable and bool(self.gradients)
+        if updated:
             for name, grad in self.gradients.items():
                 self.parameters[name] = self.optimizer(self.parameters[name], grad, name, cur_loss)
             self.optimizer.step()
-            self._check_finite(list(self.gradients))
         self.flush_gradients()
+        if updated and check_finite:
+            self._raise_if_not_finite()
 
-    def _check_finite(self, names: list[str]) -> None:
+    def _finite_flag(self) -> Array | None:
+        """A 0-d boolean array on the device: are all trainable parameters finite? ``None`` when the
+        layer has none to check (no gradients, or frozen)."""
+        if not (self.trainable and self.gradients):
+            return None
         xp = self.xp
-        flags = [xp.all(xp.isfinite(self.parameters[name])) for name in names]
-        ok = flags[0]
-        for flag in flags[1:]:
-            ok = ok & flag
-        if bool(ok):
+        flag = None
+        for name in self.gradients:
+            finite = xp.all(xp.isfinite(self.parameters[name]))
+            flag = finite if flag is None else flag & finite
+        return flag
+
+    def _raise_if_not_finite(self) -> None:
+        flag = self._finite_flag()
+        if flag is None or bool(flag):
             return
-        bad = [name for name, flag in zip(names, flags, strict=True) if not bool(flag)]
+        xp = self.xp
+        bad = [name for name in self.gradients if not bool(xp.all(xp.isfinite(self.parameters[name])))]
         msg = (f"{type(self).__name__}: parameter(s) {bad} hold NaN or inf after the update; lower "
                f"the learning rate, clip the gradients (clip_norm=...) or check the loss")
         raise FloatingPointError(msg)
@@ -327,11 +345,6 @@ class LayerBase:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({args})"
-
-
-def _is_integer(value: object) -> bool:
-    """Whether ``value`` is an integer (Python or NumPy), not a float that happens to be whole."""
-    return isinstance(value, numbers.Integral)
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:

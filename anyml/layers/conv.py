@@ -7,7 +7,13 @@ from typing import Any
 
 from anyml.activations import get_activation
 from anyml.backend import Backend
-from anyml.functional._padding import as_pair, check_pad_spec, resolve_pad2d
+from anyml.functional._padding import (
+    as_count,
+    as_pair,
+    check_pad_spec,
+    pair_or_int,
+    resolve_pad2d,
+)
 from anyml.functional.conv import (
     conv1d_backward,
     conv1d_forward,
@@ -18,46 +24,28 @@ from anyml.functional.conv import (
     resolve_deconv_pads,
 )
 from anyml.initializers import get_initializer
-from anyml.layers.base import LayerBase
+from anyml.layers._workspace import PooledWorkspaces
 
 __all__ = ["Conv1D", "Conv2D", "Deconv2D"]
 
 Array = Any
 
 
-def _count(value: Any, name: str, owner: str, minimum: int) -> int:
-    """``value`` as an int of at least ``minimum``, or a ValueError naming ``owner`` and ``name``."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and int(value) == value
-    if not ok or int(value) < minimum:
-        kind = "a positive" if minimum == 1 else "a non-negative"
-        msg = f"{owner}: {name} must be {kind} integer, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
-
-
-def _pair_or_int(value: Any, name: str, owner: str) -> int | tuple[int, int]:
-    """A positive int, or a pair of them kept as a tuple (JSON lists come back as tuples)."""
-    pair = as_pair(value, name, owner)
-    return pair if isinstance(value, tuple | list) else pair[0]
-
-
-class _ConvLayer(LayerBase):
+class _ConvLayer(PooledWorkspaces):
     """What the convolutional layers share: validation, lazy weights, the act_fn wrap, backward.
 
-    The scratch memory of a forward pass (padded input, column matrices) lives in a workspace (a dict
-    of arrays) that goes back to a small pool once its backward pass is done, so that training loops
-    reuse the same memory instead of allocating megabytes on every call.
+    The scratch memory of a forward pass (padded input, column matrices) lives in a workspace
+    borrowed from the layer's pool (:mod:`anyml.layers._workspace`) until its backward pass is done.
     """
 
     _trainable_names = ("W", "b")
     _rank = 4
     _x_shape = "(n_ex, in_rows, in_cols, in_ch)"
-    _POOL_SIZE = 2
 
     def __init__(self, out_ch: int, act_fn: Any, init: Any, optimizer: Any,
                  backend: str | Backend | None) -> None:
         super().__init__(optimizer, backend=backend)
-        self.out_ch = _count(out_ch, "out_ch", self._name, 1)
+        self.out_ch = as_count(out_ch, "out_ch", self._name, 1)
         self.in_ch: int | None = None
         try:
             self.act_fn = get_activation(act_fn)
@@ -66,7 +54,6 @@ class _ConvLayer(LayerBase):
             msg = f"{self._name}: {exc}"
             raise type(exc)(msg) from exc
         self.init = init
-        self._workspaces: list[dict[str, Array]] = []
 
     @property
     def _name(self) -> str:
@@ -74,8 +61,8 @@ class _ConvLayer(LayerBase):
 
     # --- hyperparameters -------------------------------------------------------------------
     def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
-        return {"out_ch": lambda v: _count(v, "out_ch", self._name, 1),
-                "in_ch": lambda v: None if v is None else _count(v, "in_ch", self._name, 1)}
+        return {"out_ch": lambda v: as_count(v, "out_ch", self._name, 1),
+                "in_ch": lambda v: None if v is None else as_count(v, "in_ch", self._name, 1)}
 
     def _set_hyperparameter(self, key: str, value: Any) -> None:
         normalize = self._normalizers().get(key)
@@ -114,30 +101,17 @@ class _ConvLayer(LayerBase):
         if not self.is_initialized:
             self._init_params(in_ch)
 
-    def _workspace(self) -> dict[str, Array]:
-        return self._workspaces.pop() if self._workspaces else {}
-
-    def _release(self, ws: dict[str, Array]) -> None:
-        if len(self._workspaces) < self._POOL_SIZE:
-            self._workspaces.append(ws)
-
     def _finish(self, Z: Array, cache: Any, X: Array, retain_derived: bool,
                 ws: dict[str, Array]) -> Array:
         Y = self.act_fn(Z)
         if retain_derived:
             self._push(True, X=X, Z=Z, _op=cache, _ws=ws, _shape=tuple(Y.shape))
         else:
-            self._release(ws)
+            self._workspaces.give_back(ws)
         return Y
 
     def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
         raise NotImplementedError
-
-    def to(self, backend: str | Backend) -> _ConvLayer:
-        """Move the layer to another backend (see :meth:`LayerBase.to`)."""
-        super().to(backend)
-        self._workspaces.clear()
-        return self
 
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Return :math:`\\partial L/\\partial X` and accumulate the gradients of ``W`` and ``b``.
@@ -152,7 +126,7 @@ class _ConvLayer(LayerBase):
         dZ = self.act_fn.backward(cache["Z"], dLdy)
         dX, dW, db = self._backward_op(dZ, cache["_op"], cache["_ws"])
         self._accumulate(retain_grads, W=dW, b=db)
-        self._release(cache["_ws"])
+        self._workspaces.give_back(cache["_ws"])
         return dX
 
 
@@ -228,16 +202,16 @@ class Conv2D(_ConvLayer):
         name = self._name
         self.kernel_shape = as_pair(kernel_shape, "kernel_shape", name)
         self.pad = check_pad_spec(pad, name)
-        self.stride = _pair_or_int(stride, "stride", name)
-        self.dilation = _count(dilation, "dilation", name, 0)
+        self.stride = pair_or_int(stride, "stride", name)
+        self.dilation = as_count(dilation, "dilation", name, 0)
 
     def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
         name = self._name
         return {**super()._normalizers(),
                 "kernel_shape": lambda v: as_pair(v, "kernel_shape", name),
                 "pad": lambda v: check_pad_spec(v, name),
-                "stride": lambda v: _pair_or_int(v, "stride", name),
-                "dilation": lambda v: _count(v, "dilation", name, 0)}
+                "stride": lambda v: pair_or_int(v, "stride", name),
+                "dilation": lambda v: as_count(v, "dilation", name, 0)}
 
     def _config(self) -> dict[str, Any]:
         return {"pad": self.pad, "init": str(self.init), "in_ch": self.in_ch, "out_ch": self.out_ch,
@@ -255,7 +229,7 @@ class Conv2D(_ConvLayer):
         pads = resolve_pad2d(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape, stride,
                              self.dilation, owner=self._name)
         P = self.parameters
-        ws = self._workspace()
+        ws = self._workspaces.take()
         Z, cache = conv2d_forward(X, P["W"], P["b"], pads, stride, self.dilation, xp=self.xp,
                                   workspace=ws)
         return self._finish(Z, cache, X, retain_derived, ws)
@@ -315,18 +289,18 @@ class Conv1D(_ConvLayer):
                  optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         super().__init__(out_ch, act_fn, init, optimizer, backend)
         name = self._name
-        self.kernel_width = _count(kernel_width, "kernel_width", name, 1)
+        self.kernel_width = as_count(kernel_width, "kernel_width", name, 1)
         self.pad = check_pad_spec(pad, name, ndim=1, strings=("same", "causal"))
-        self.stride = _count(stride, "stride", name, 1)
-        self.dilation = _count(dilation, "dilation", name, 0)
+        self.stride = as_count(stride, "stride", name, 1)
+        self.dilation = as_count(dilation, "dilation", name, 0)
 
     def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
         name = self._name
         return {**super()._normalizers(),
-                "kernel_width": lambda v: _count(v, "kernel_width", name, 1),
+                "kernel_width": lambda v: as_count(v, "kernel_width", name, 1),
                 "pad": lambda v: check_pad_spec(v, name, ndim=1, strings=("same", "causal")),
-                "stride": lambda v: _count(v, "stride", name, 1),
-                "dilation": lambda v: _count(v, "dilation", name, 0)}
+                "stride": lambda v: as_count(v, "stride", name, 1),
+                "dilation": lambda v: as_count(v, "dilation", name, 0)}
 
     def _config(self) -> dict[str, Any]:
         return {"pad": self.pad, "init": str(self.init), "in_ch": self.in_ch, "out_ch": self.out_ch,
@@ -346,7 +320,7 @@ class Conv1D(_ConvLayer):
         pads = resolve_pad2d(pad, (1, int(X.shape[1])), (1, self.kernel_width), (1, self.stride),
                              self.dilation, owner=self._name, strings=("same", "causal"))
         P = self.parameters
-        ws = self._workspace()
+        ws = self._workspaces.take()
         Z, cache = conv1d_forward(X, P["W"], P["b"], pads[2:], self.stride, self.dilation,
                                   xp=self.xp, workspace=ws)
         return self._finish(Z, cache, X, retain_derived, ws)
@@ -423,7 +397,7 @@ class Deconv2D(_ConvLayer):
         name = self._name
         self.kernel_shape = as_pair(kernel_shape, "kernel_shape", name)
         self.pad = check_pad_spec(pad, name)
-        self.stride = _pair_or_int(stride, "stride", name)
+        self.stride = pair_or_int(stride, "stride", name)
         self._check_config()
 
     def _check_config(self) -> None:
@@ -439,7 +413,7 @@ class Deconv2D(_ConvLayer):
         return {**super()._normalizers(),
                 "kernel_shape": lambda v: as_pair(v, "kernel_shape", name),
                 "pad": lambda v: check_pad_spec(v, name),
-                "stride": lambda v: _pair_or_int(v, "stride", name)}
+                "stride": lambda v: pair_or_int(v, "stride", name)}
 
     def _config(self) -> dict[str, Any]:
         return {"pad": self.pad, "init": str(self.init), "in_ch": self.in_ch, "out_ch": self.out_ch,
@@ -457,7 +431,7 @@ class Deconv2D(_ConvLayer):
                                    stride, owner=self._name)
         P = self.parameters
         Z, cache = deconv2d_forward(X, P["W"], P["b"], pads, stride, xp=self.xp)
-        return self._finish(Z, cache, X, retain_derived, self._workspace())
+        return self._finish(Z, cache, X, retain_derived, self._workspaces.take())
 
     def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
         return deconv2d_backward(dZ, cache, xp=self.xp, workspace=ws)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyml._validate import positive_int
 from anyml.activations import get_activation
 from anyml.backend import Backend
 from anyml.functional.linear import linear_backward, linear_forward
 from anyml.initializers import get_initializer
-from anyml.layers.base import LayerBase, _is_integer
+from anyml.layers.base import LayerBase
 
 __all__ = ["FullyConnected"]
 
@@ -61,10 +62,7 @@ class FullyConnected(LayerBase):
     def __init__(self, n_out: int, act_fn: Any = None, init: Any = "glorot_uniform",
                  optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        if isinstance(n_out, bool) or not _is_integer(n_out) or n_out < 1:
-            msg = f"FullyConnected: n_out must be a positive integer, got {n_out!r}"
-            raise ValueError(msg)
-        self.n_out = int(n_out)
+        self.n_out = positive_int("FullyConnected", "n_out", n_out)
         self.n_in: int | None = None
         self.act_fn = get_activation(act_fn)
         self.init = init

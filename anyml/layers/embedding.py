@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
 
+from anyml._validate import positive_int
 from anyml.backend import Backend
 from anyml.functional.embedding import (
     POOLS,
@@ -19,13 +21,6 @@ from anyml.layers.base import LayerBase
 __all__ = ["Embedding"]
 
 Array = Any
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
-        msg = f"{owner}: {name} must be a positive integer, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
 
 
 class Embedding(LayerBase):
@@ -80,8 +75,8 @@ class Embedding(LayerBase):
                  init: Any = "glorot_uniform", optimizer: Any = None, *,
                  backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        self.n_out = _positive_int("Embedding", "n_out", n_out)
-        self.vocab_size = _positive_int("Embedding", "vocab_size", vocab_size)
+        self.n_out = positive_int("Embedding", "n_out", n_out)
+        self.vocab_size = positive_int("Embedding", "vocab_size", vocab_size)
         if pool not in POOLS:
             msg = f"Embedding: pool must be one of {POOLS}, got {pool!r}"
             raise ValueError(msg)
@@ -128,7 +123,7 @@ class Embedding(LayerBase):
                    f"convert it with backend.asarray({name}, dtype='int64') if it holds whole "
                    f"numbers")
             raise TypeError(msg)
-        if _size(ids) > 0 and bool(xp.any((ids < 0) | (ids >= self.vocab_size))):  # one host sync
+        if math.prod(ids.shape) > 0 and bool(xp.any((ids < 0) | (ids >= self.vocab_size))):  # one host sync
             low, high = int(xp.min(ids)), int(xp.max(ids))
             if low < 0 or high >= self.vocab_size:
                 bad = low if low < 0 else high
@@ -207,13 +202,6 @@ class Embedding(LayerBase):
         if retain_grads and self.trainable:  # scatter straight into the accumulated gradient
             self.gradients["W"] = embedding_backward(dLdy, cache["_embedding"], self.backend.index_add,
                                                      xp=self.xp, accumulate_into=self.gradients["W"])
-
-
-def _size(x: Array) -> int:
-    out = 1
-    for dim in x.shape:
-        out *= int(dim)
-    return out
 
 
 def _is_rectangular(X: Sequence[Any]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyml._validate import real
 from anyml.activations import get_activation
 from anyml.backend import Backend
 from anyml.functional.norm import (
@@ -17,13 +18,6 @@ from anyml.layers.base import LayerBase
 __all__ = ["BatchNorm1D", "BatchNorm2D", "LayerNorm1D", "LayerNorm2D"]
 
 Array = Any
-
-
-def _check_epsilon(owner: str, epsilon: Any) -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not epsilon > 0:
-        msg = f"{owner}: epsilon must be a positive number, got {epsilon!r}"
-        raise ValueError(msg)
-    return float(epsilon)
 
 
 class _NormBase(LayerBase):
@@ -92,12 +86,8 @@ class _BatchNormBase(_NormBase):
                  backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
         name = type(self).__name__
-        if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not (
-                0.0 <= momentum <= 1.0):
-            msg = f"{name}: momentum must be a number in [0, 1], got {momentum!r}"
-            raise ValueError(msg)
-        self.momentum = float(momentum)
-        self.epsilon = _check_epsilon(name, epsilon)
+        self.momentum = real(name, "momentum", momentum, low=0.0, high=1.0)
+        self.epsilon = real(name, "epsilon", epsilon, low=0.0, low_open=True)
         self.n_in: int | None = None
 
     def _example_shape(self) -> tuple[int | None, ...]:
@@ -296,7 +286,7 @@ class LayerNorm1D(_NormBase):
     def __init__(self, epsilon: float = 1e-5, optimizer: Any = None, *,
                  backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        self.epsilon = _check_epsilon(type(self).__name__, epsilon)
+        self.epsilon = real(type(self).__name__, "epsilon", epsilon, low=0.0, low_open=True)
         self.n_in: int | None = None
 
     def _example_shape(self) -> tuple[int | None, ...]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from anyml.backend import Backend
-from anyml.functional._padding import as_pair, check_pad_spec
+from anyml.functional._padding import as_pair, check_pad_spec, pair_or_int
 from anyml.functional.pool import POOL_MODES, pool2d_backward, pool2d_forward, resolve_pool_pads
 from anyml.layers.base import LayerBase
 
@@ -20,11 +20,6 @@ def _mode(value: Any) -> str:
         msg = f"Pool2D: unknown mode {value!r}; expected one of {POOL_MODES}"
         raise ValueError(msg)
     return str(value)
-
-
-def _pair_or_int(value: Any, name: str) -> int | tuple[int, int]:
-    pair = as_pair(value, name, "Pool2D")
-    return pair if isinstance(value, tuple | list) else pair[0]
 
 
 class Pool2D(LayerBase):
@@ -79,7 +74,7 @@ class Pool2D(LayerBase):
                  optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
         self.kernel_shape = as_pair(kernel_shape, "kernel_shape", "Pool2D")
-        self.stride = _pair_or_int(stride, "stride")
+        self.stride = pair_or_int(stride, "stride", "Pool2D")
         self.pad = check_pad_spec(pad, "Pool2D")
         self.mode = _mode(mode)
         self.in_ch: int | None = None
@@ -96,7 +91,7 @@ class Pool2D(LayerBase):
             return as_pair(v, "in_ch", "Pool2D")[0]
 
         return {"kernel_shape": lambda v: as_pair(v, "kernel_shape", "Pool2D"),
-                "stride": lambda v: _pair_or_int(v, "stride"),
+                "stride": lambda v: pair_or_int(v, "stride", "Pool2D"),
                 "pad": lambda v: check_pad_spec(v, "Pool2D"),
                 "mode": _mode, "in_ch": channels, "out_ch": channels}
 

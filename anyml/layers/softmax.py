@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyml._validate import integer
 from anyml.backend import Backend
 from anyml.functional.softmax import softmax_backward, softmax_forward
-from anyml.layers.base import LayerBase, _is_integer
+from anyml.layers.base import LayerBase
 
 __all__ = ["Softmax"]
 
@@ -51,10 +52,7 @@ class Softmax(LayerBase):
     def __init__(self, dim: int = -1, optimizer: Any = None, *,
                  backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        if isinstance(dim, bool) or not _is_integer(dim):
-            msg = f"Softmax: dim must be an integer, got {dim!r}"
-            raise ValueError(msg)
-        self.dim = int(dim)
+        self.dim = integer("Softmax", "dim", dim)
 
     def _config(self) -> dict[str, Any]:
         return {"dim": self.dim}

@@ -6,6 +6,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from anyml._validate import positive_int, real
 from anyml.activations import get_activation
 from anyml.backend import Backend
 from anyml.functional.linear import linear_backward, linear_forward
@@ -90,19 +91,10 @@ class SparseEvolution(LayerBase):
                  init: Any = "glorot_uniform", optimizer: Any = None, *,
                  backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        if isinstance(n_out, bool) or not isinstance(n_out, int | float) or int(n_out) != n_out \
-                or n_out < 1:
-            msg = f"SparseEvolution: n_out must be a positive integer, got {n_out!r}"
-            raise ValueError(msg)
-        if isinstance(zeta, bool) or not isinstance(zeta, int | float) or not 0.0 <= zeta <= 1.0:
-            msg = f"SparseEvolution: zeta must be a number in [0, 1], got {zeta!r}"
-            raise ValueError(msg)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not epsilon > 0:
-            msg = f"SparseEvolution: epsilon must be a positive number, got {epsilon!r}"
-            raise ValueError(msg)
-        self.n_out = int(n_out)
-        self.zeta = float(zeta)
-        self.epsilon = epsilon
+        self.n_out = positive_int("SparseEvolution", "n_out", n_out)
+        self.zeta = real("SparseEvolution", "zeta", zeta, low=0.0, high=1.0)
+        real("SparseEvolution", "epsilon", epsilon, low=0.0, low_open=True)
+        self.epsilon = epsilon  # kept as given (an int stays an int in the summary)
         self.n_in: int | None = None
         self.act_fn = get_activation(act_fn)
         self.init = init
@@ -168,10 +160,10 @@ class SparseEvolution(LayerBase):
         self._accumulate(retain_grads, W=dW * self.parameters["W_mask"], b=db)
         return dX
 
-    def update(self, cur_loss: float | None = None) -> None:
+    def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
         """Apply the optimizer, then rewire with :meth:`evolve_connections` (trainable layers only)."""
         rewire = self.trainable and bool(self.gradients)
-        super().update(cur_loss)
+        super().update(cur_loss, check_finite=check_finite)
         if rewire:
             self.evolve_connections()
 

@@ -1,0 +1,136 @@
+"""Seeded random generators that return arrays on a backend's device.
+
+Every :class:`~anyml.backend.Backend` has one, as ``backend.rng``, for per-step randomness (dropout
+masks, RBM samples, SET rewiring). The NumPy and array-api-strict backends draw on the host with NumPy's
+PCG64 and copy to the device; PyTorch and CuPy draw on the device with their own seeded generators.
+Initial weights come from ``backend.host_rng`` instead, so one seed gives one model on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from anyml.backend import Backend
+
+__all__ = ["CupyGenerator", "RandomGenerator", "TorchGenerator"]
+
+Array = Any
+
+
+class RandomGenerator:
+    """A seeded random generator that returns arrays on its backend's device.
+
+    Every method takes the shape first and returns an array in the backend's default float dtype
+    (integers and permutations in ``int64``).
+    """
+
+    _gen: Any
+
+    def __init__(self, backend: Backend, seed: int | None) -> None:
+        self._backend = backend
+        self.seed(seed)
+
+    def seed(self, seed: int | None) -> None:
+        """Reset the generator to ``seed`` (``None`` draws fresh entropy)."""
+        self._gen = np.random.default_rng(seed)
+
+    def _out(self, host: np.ndarray, dtype: Any) -> Array:
+        return self._backend.from_host(host, dtype=dtype)
+
+    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0,
+                dtype: Any = None) -> Array:
+        """Samples from :math:`U[low, high)`."""
+        return self._out(self._gen.uniform(low, high, size=tuple(shape)), dtype)
+
+    def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0,
+               dtype: Any = None) -> Array:
+        """Samples from :math:`\\mathcal{N}(mean, std^2)`."""
+        return self._out(self._gen.normal(mean, std, size=tuple(shape)), dtype)
+
+    def bernoulli(self, shape: Sequence[int], p: float, dtype: Any = None) -> Array:
+        """Ones with probability ``p`` and zeros otherwise, as floats."""
+        return self._out((self._gen.random(size=tuple(shape)) < p).astype(np.float64), dtype)
+
+    def integers(self, low: int, high: int, shape: Sequence[int]) -> Array:
+        """Integers drawn uniformly from ``[low, high)``, as ``int64``."""
+        return self._backend.from_host(self._gen.integers(low, high, size=tuple(shape)))
+
+    def permutation(self, n: int) -> Array:
+        """A random permutation of ``0 .. n-1``, as ``int64``."""
+        return self._backend.from_host(self._gen.permutation(n))
+
+
+class TorchGenerator(RandomGenerator):
+    """Draws on the tensor's own device with a seeded ``torch.Generator``."""
+
+    def seed(self, seed: int | None) -> None:
+        torch = self._backend.module
+        self._gen = torch.Generator(device=self._backend.device)
+        if seed is None:
+            self._gen.seed()
+        else:
+            self._gen.manual_seed(int(seed))
+
+    def _dtype(self, dtype: Any) -> Any:
+        return self._backend.dtype if dtype is None else dtype
+
+    def uniform(self, shape, low=0.0, high=1.0, dtype=None):
+        torch = self._backend.module
+        out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
+        return out.uniform_(low, high, generator=self._gen)
+
+    def normal(self, shape, mean=0.0, std=1.0, dtype=None):
+        torch = self._backend.module
+        out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
+        return out.normal_(mean, std, generator=self._gen)
+
+    def bernoulli(self, shape, p, dtype=None):
+        torch = self._backend.module
+        out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
+        return out.bernoulli_(p, generator=self._gen)
+
+    def integers(self, low, high, shape):
+        torch = self._backend.module
+        return torch.randint(low, high, tuple(shape), generator=self._gen,
+                             device=self._backend.device, dtype=torch.int64)
+
+    def permutation(self, n):
+        torch = self._backend.module
+        return torch.randperm(n, generator=self._gen, device=self._backend.device)
+
+
+class CupyGenerator(RandomGenerator):
+    """Draws on the backend's GPU with a seeded ``cupy.random.RandomState``.
+
+    Every call runs under ``with device:``, since CuPy allocates on the *current* device.
+    """
+
+    def seed(self, seed: int | None) -> None:
+        with self._backend.device:
+            self._gen = self._backend.module.random.RandomState(seed)
+
+    def _draw(self, method: str, *args: Any, dtype: Any = None, **kwargs: Any) -> Array:
+        with self._backend.device:
+            out = getattr(self._gen, method)(*args, **kwargs)
+            return out.astype(self._backend.dtype if dtype is None else dtype, copy=False)
+
+    def uniform(self, shape, low=0.0, high=1.0, dtype=None):
+        return self._draw("uniform", low, high, size=tuple(shape), dtype=dtype)
+
+    def normal(self, shape, mean=0.0, std=1.0, dtype=None):
+        return self._draw("normal", mean, std, size=tuple(shape), dtype=dtype)
+
+    def bernoulli(self, shape, p, dtype=None):
+        with self._backend.device:
+            out = self._gen.random_sample(size=tuple(shape)) < p
+            return out.astype(self._backend.dtype if dtype is None else dtype)
+
+    def integers(self, low, high, shape):
+        return self._draw("randint", low, high, size=tuple(shape), dtype=self._backend.module.int64)
+
+    def permutation(self, n):
+        return self._draw("permutation", n, dtype=self._backend.module.int64)
