@@ -117,6 +117,16 @@ def _same_pads(n: int, k_eff: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def explicit_pads(pad: int | tuple[int, ...]) -> Pad4:
+    """A checked numeric pad as ``(top, bottom, left, right)``: an int pads every side, a pair
+    ``(rows, cols)`` pads both sides of each axis, a 4-tuple is taken as it is."""
+    if isinstance(pad, int):
+        return (pad, pad, pad, pad)
+    if len(pad) == 2:
+        return (pad[0], pad[0], pad[1], pad[1])
+    return (pad[0], pad[1], pad[2], pad[3])
+
+
 def resolve_pad2d(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                   stride: tuple[int, int], dilation: int = 0, owner: str = "conv2d",
                   strings: tuple[str, ...] = ("same",)) -> Pad4:
@@ -138,12 +148,8 @@ def resolve_pad2d(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                       *_same_pads(in_shape[1], keff[1], stride[1]))
     elif pad == "causal":
         pads = (0, 0, keff[1] - 1, 0)
-    elif isinstance(pad, int):
-        pads = (pad, pad, pad, pad)
-    elif len(pad) == 2:
-        pads = (pad[0], pad[0], pad[1], pad[1])
     else:
-        pads = tuple(pad)  # type: ignore[assignment]
+        pads = explicit_pads(pad)
     for axis, name in ((0, "rows"), (1, "cols")):
         padded = in_shape[axis] + pads[2 * axis] + pads[2 * axis + 1]
         if keff[axis] > padded:

@@ -43,6 +43,7 @@ from anyml.functional._padding import (
     check_pad_spec,
     conv_out_size,
     effective_kernel,
+    explicit_pads,
     resolve_pad2d,
 )
 from anyml.functional._workspace import buffer
@@ -364,12 +365,8 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
             raise ValueError(msg)
         pads: Pad4 = (totals[0] // 2, totals[0] - totals[0] // 2,
                       totals[1] // 2, totals[1] - totals[1] // 2)
-    elif isinstance(pad, int):
-        pads = (pad, pad, pad, pad)
-    elif len(pad) == 2:
-        pads = (pad[0], pad[0], pad[1], pad[1])
     else:
-        pads = tuple(pad)  # type: ignore[assignment]
+        pads = explicit_pads(pad)
     for axis, name in ((0, "rows"), (1, "cols")):
         full = (in_shape[axis] - 1) * stride[axis] + kernel[axis]
         if pads[2 * axis] + pads[2 * axis + 1] >= full:
