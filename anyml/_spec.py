@@ -168,7 +168,10 @@ class Registry(Generic[T]):
         if isinstance(spec, self.base):
             return spec
         if isinstance(spec, str):
-            name, params = parse_spec(spec, self.kind)
+            # names may be written with spaces or hyphens ("leaky relu", "cross-entropy(...)")
+            name, paren, rest = spec.partition("(")
+            tidy = name.strip().replace(" ", "_").replace("-", "_") + paren + rest
+            name, params = parse_spec(tidy, self.kind)
             return self.build(name, params)
         if isinstance(spec, Mapping):
             entry = dict(spec.get("hyperparameters", spec))

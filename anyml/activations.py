@@ -513,12 +513,6 @@ class SoftPlus(Activation):
         return s * (1.0 - s)
 
 
-def _tidy(text: str) -> str:
-    """Let names with spaces or hyphens (``"leaky relu"``, ``"hard-sigmoid(...)"``) parse."""
-    name, paren, rest = text.partition("(")
-    return name.strip().replace(" ", "_").replace("-", "_") + paren + rest
-
-
 def get_activation(spec: Any = None) -> Activation:
     """Build an activation from ``None``, a name or spec string, a dict or an :class:`Activation`.
 
@@ -548,8 +542,6 @@ def get_activation(spec: Any = None) -> Activation:
     >>> get_activation(str(get_activation("ELU(alpha=0.5)")))
     ELU(alpha=0.5)
     """
-    if isinstance(spec, str):
-        spec = _tidy(spec)
     return ACTIVATIONS.get(spec, default=Identity)
 
 

@@ -379,7 +379,4 @@ def get_loss(spec: Any) -> Loss:
     >>> get_loss("cross_entropy(from_logits=True)")
     CrossEntropy(from_logits=True, reduction='sum')
     """
-    if isinstance(spec, str):
-        name, paren, rest = spec.partition("(")
-        spec = name.strip().replace(" ", "_").replace("-", "_") + paren + rest
     return LOSSES.get(spec)

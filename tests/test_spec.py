@@ -39,3 +39,10 @@ def test_format_spec_round_trips():
     params = {"alpha": 0.1, "name": "x", "flag": None}
     assert parse_spec(format_spec("Thing", params)) == ("Thing", params)
     assert format_spec("Thing", {}) == "Thing"
+
+
+@pytest.mark.parametrize("text", ["rms prop(lr=0.01)", "RMS-Prop(lr=0.01)", "rms_prop(lr=0.01)"])
+def test_every_registry_reads_names_with_spaces_or_hyphens(text):
+    from anyml.optimizers import RMSProp, get_optimizer
+
+    assert get_optimizer(text) == RMSProp(lr=0.01)
