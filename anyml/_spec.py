@@ -154,12 +154,27 @@ class Registry(Generic[T]):
             msg = f"cannot build {self.kind} {name}({format_spec('', params)[1:-1] if params else ''}): {exc}"
             raise ValueError(msg) from exc
 
-    def get(self, spec: Any, default: Callable[[], T] | None = None) -> T:
-        """Resolve ``spec``: ``None`` (the default), an object, a name or spec string, or a dict.
+    def split(self, spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``(name, params)`` of a spec string or dict, without building anything.
 
-        A dict is ``{"id": name, **params}`` (what :attr:`Spec.hyperparameters` gives) or numpy-ml's
-        optimizer summary ``{"hyperparameters": {...}, "cache": {...}}``.
+        A string may write the name with spaces or hyphens (``"leaky relu"``); a dict is
+        ``{"id": name, **params}`` (what :attr:`Spec.hyperparameters` gives) or numpy-ml's optimizer
+        summary ``{"hyperparameters": {...}, "cache": {...}}``.
         """
+        if isinstance(spec, str):
+            name, paren, rest = spec.partition("(")
+            tidy = name.strip().replace(" ", "_").replace("-", "_") + paren + rest
+            return parse_spec(tidy, self.kind)
+        entry = dict(spec.get("hyperparameters", spec))
+        name = entry.pop("id", None)
+        if not isinstance(name, str):
+            msg = f"a {self.kind} dict needs an 'id' naming the {self.kind}, got {dict(spec)!r}"
+            raise ValueError(msg)
+        return name, entry
+
+    def get(self, spec: Any, default: Callable[[], T] | None = None) -> T:
+        """Resolve ``spec``: ``None`` (the default), an object, a name or spec string, or a dict
+        (see :meth:`split`)."""
         if spec is None:
             if default is None:
                 msg = f"expected a {self.kind}, got None"
@@ -167,19 +182,8 @@ class Registry(Generic[T]):
             return default()
         if isinstance(spec, self.base):
             return spec
-        if isinstance(spec, str):
-            # names may be written with spaces or hyphens ("leaky relu", "cross-entropy(...)")
-            name, paren, rest = spec.partition("(")
-            tidy = name.strip().replace(" ", "_").replace("-", "_") + paren + rest
-            name, params = parse_spec(tidy, self.kind)
-            return self.build(name, params)
-        if isinstance(spec, Mapping):
-            entry = dict(spec.get("hyperparameters", spec))
-            name = entry.pop("id", None)
-            if not isinstance(name, str):
-                msg = f"a {self.kind} dict needs an 'id' naming the {self.kind}, got {dict(spec)!r}"
-                raise ValueError(msg)
-            return self.build(name, entry)
+        if isinstance(spec, str | Mapping):
+            return self.build(*self.split(spec))
         msg = (f"expected a {self.kind} as None, a string, a dict or a {self.base.__name__}, "
                f"got {type(spec).__name__}")
         raise TypeError(msg)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from anyml._spec import Registry, Spec, parse_spec
+from anyml._spec import Registry, Spec
 from anyml._validate import is_integer, real
 from anyml.activations import calc_glorot_gain
 
@@ -297,15 +297,9 @@ def get_initializer(spec: Any = None, act_fn: Any = None) -> Initializer:
     """
     if spec is None:
         spec = "glorot_uniform"
-    if isinstance(spec, str):
-        name, params = parse_spec(spec, INITIALIZERS.kind)
-    elif isinstance(spec, Mapping):
-        params = dict(spec)
-        name = params.pop("id", None)
-        if not isinstance(name, str):
-            return INITIALIZERS.get(spec)  # raises the registry's error for a dict without an id
-    else:
+    if not isinstance(spec, str | Mapping):
         return INITIALIZERS.get(spec)
+    name, params = INITIALIZERS.split(spec)
     if INITIALIZERS.lookup(name) in _GLOROT and "gain" not in params:
         params["gain"] = calc_glorot_gain(act_fn)
     return INITIALIZERS.build(name, params)

@@ -17,7 +17,7 @@ import copy as _copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from anyml._spec import Registry, Spec, parse_spec
+from anyml._spec import Registry, Spec
 from anyml._validate import non_negative_int, real
 from anyml.backend import namespace_of
 from anyml.schedulers import Scheduler, get_scheduler
@@ -451,9 +451,4 @@ def get_optimizer(spec: Any = None) -> Optimizer:
     """  # noqa: E501
     if isinstance(spec, Optimizer):
         return spec.copy()
-    if isinstance(spec, str):
-        name, params = parse_spec(spec, OPTIMIZERS.kind)
-        return OPTIMIZERS.build(name, params)
-    if isinstance(spec, Mapping) and "hyperparameters" in spec:
-        return OPTIMIZERS.get({"hyperparameters": spec["hyperparameters"]})
     return OPTIMIZERS.get(spec, default=SGD)

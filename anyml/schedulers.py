@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-from anyml._spec import Registry, Spec, parse_spec
+from anyml._spec import Registry, Spec
 from anyml._validate import non_negative_int, positive_int, real
 
 __all__ = [
@@ -402,15 +402,9 @@ def get_scheduler(spec: Any = None, lr: float | None = None) -> Scheduler:
     """
     if spec is None:
         return ConstantScheduler(0.01 if lr is None else lr)
-    if isinstance(spec, str):
-        name, params = parse_spec(spec, SCHEDULERS.kind)
-    elif isinstance(spec, Mapping):
-        params = dict(spec)
-        name = params.pop("id", None)
-        if not isinstance(name, str):
-            return SCHEDULERS.get(spec)  # the registry's error for a dict without an id
-    else:
+    if not isinstance(spec, str | Mapping):
         return SCHEDULERS.get(spec)
+    name, params = SCHEDULERS.split(spec)
     field = getattr(SCHEDULERS.lookup(name), "_lr_field", None)
     if lr is not None and field is not None and field not in params:
         params[field] = lr
