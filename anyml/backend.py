@@ -118,6 +118,14 @@ class Backend:
         _numpy_index_add(host, self.to_host(index), self.to_host(source))
         return self.from_host(host, dtype=target.dtype)
 
+    def row_broadcasts(self, length: int) -> contextlib.AbstractContextManager[None]:
+        """A context for elementwise work that broadcasts per-row values along rows of ``length``.
+
+        It changes how fast such work runs, never its results. The default does nothing; see
+        :meth:`NumpyBackend.row_broadcasts` for the one library that needs it.
+        """
+        return contextlib.nullcontext()
+
     # --- shared API ----------------------------------------------------------------------
     def _resolve_dtype(self, dtype: Any) -> Any:
         if dtype is None:
@@ -204,7 +212,7 @@ def _numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) 
         return target
     source = np.broadcast_to(source, (n, *target.shape[1:]))
     order = np.argsort(index, kind="stable")
-    ordered = index[order]
+    ordered = index.take(order)
     first = np.empty(n, dtype=bool)
     first[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
@@ -215,10 +223,17 @@ def _numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) 
         starts = np.flatnonzero(first)
         target[ordered[starts]] += np.add.reduceat(source[order], starts, axis=0)
         return target
-    for r in range(n_ranks):
-        chosen = order[rank == r]
-        target[index[chosen]] += source[chosen]
+    for r in range(n_ranks):  # ``take`` gathers rows faster than fancy indexing
+        chosen = rank == r
+        rows = ordered[chosen]
+        updated = target.take(rows, axis=0)
+        updated += source.take(order[chosen], axis=0)
+        target[rows] = updated
     return target
+
+
+#: The smallest ufunc buffer :meth:`NumpyBackend.row_broadcasts` sets (values, a multiple of 16).
+_MIN_UFUNC_BUFFER = 16
 
 
 def _dtype_name(xp: Any, dtype: Any) -> str:
@@ -254,6 +269,22 @@ class NumpyBackend(Backend):
 
     def index_add(self, target, index, source):
         return _numpy_index_add(target, index, source)
+
+    @contextlib.contextmanager
+    def row_broadcasts(self, length: int) -> Iterator[None]:
+        """Shrink NumPy's ufunc buffer to at most ``length`` values inside the context.
+
+        With its default buffer of 8192 values, NumPy copies a value broadcast along rows shorter
+        than that into the buffer, to run several rows per inner loop; ``x * s`` with ``x`` of shape
+        ``(256, 1024)`` and ``s`` of shape ``(256, 1)`` then costs about 1.7 times ``x * x``. With a
+        buffer no longer than a row it runs row by row, as fast as a plain elementwise operation. The
+        buffer size only changes how NumPy iterates, so the results are the same; ``np.errstate``
+        restores it on leaving.
+        """
+        size = max(_MIN_UFUNC_BUFFER, min(int(length), np.getbufsize()) // 16 * 16)
+        with np.errstate():
+            np.setbufsize(size)
+            yield
 
 
 class ArrayApiStrictBackend(Backend):

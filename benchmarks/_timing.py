@@ -19,24 +19,40 @@ def median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] =
     return 1e3 * statistics.median(times)
 
 
-def compare(fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 15, rounds: int = 3,
-            syncs: Sequence[Callable[[], None]] | None = None, pause: float = 0.3) -> list[float]:
-    """Median milliseconds of each function, measured in alternating blocks over several rounds.
+def compare(fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 15, rounds: int = 5,
+            syncs: Sequence[Callable[[], None]] | None = None, pause: float = 0.3,
+            warmup_s: float = 0.05) -> list[list[float]]:
+    """Per-round median milliseconds of each function, measured in alternating blocks.
 
-    Each round runs every function's block (warm-up, then ``repeats`` timed calls) in turn; the result is
-    the median of the per-round medians. Blocks, rather than interleaving single calls, and a pause
-    before each block keep one library's spinning worker threads (OpenMP, OpenBLAS) from competing
-    with the other's: with a short pause, timings on a 2-core machine doubled at random.
+    Each round runs every function's block (warm-up, then ``repeats`` timed calls) in turn, so the
+    blocks of one round see the machine in the same state; compare them with :func:`paired_ratio`.
+    Blocks, rather than interleaving single calls, and a pause before each block keep one library's
+    spinning worker threads (OpenMP, OpenBLAS) from competing with the other's: with a short pause,
+    timings on a 2-core machine doubled at random. The warm-up runs at least ``warmup`` calls and
+    ``warmup_s`` seconds: after the pause the machine takes a few milliseconds to reach full speed
+    (the first ten calls of a 0.4 ms step ran up to 4x slower).
     """
     syncs = list(syncs) if syncs is not None else [lambda: None] * len(fns)
     per_round: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
         for fn, sync, out in zip(fns, syncs, per_round, strict=True):
             time.sleep(pause)
-            for _ in range(warmup):
+            calls, until = 0, time.perf_counter() + warmup_s
+            while calls < warmup or time.perf_counter() < until:
                 fn()
+                calls += 1
+            sync()
             out.append(median_ms(fn, repeats, sync))
-    return [statistics.median(ms) for ms in per_round]
+    return per_round
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """The median over rounds of ``numerator[i] / denominator[i]``.
+
+    Pairing the blocks of one round cancels the slow spells of a shared machine that a ratio of two
+    separate medians keeps.
+    """
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
 def geometric_mean(values: Sequence[float]) -> float:

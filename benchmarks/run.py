@@ -2,8 +2,9 @@
 
 For each of the 21 layers of the API (and one training step of the digits CNN) this times anyml on the
 chosen backend and PyTorch on the same device, float32, as the median of repeated runs after a warm-up,
-and prints a table of milliseconds and ratios (anyml / PyTorch; below 1 means anyml is faster). The
-table is also written as JSON. PyTorch runs in its native layouts (channels first for images).
+and prints a table of milliseconds and ratios (anyml / PyTorch, the median over rounds of the ratio of
+two blocks timed back to back; below 1 means anyml is faster). The table is also written as JSON.
+PyTorch runs in its native layouts (channels first for images).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--backend numpy]
     python benchmarks/run.py --backend cupy --gpu-sizes --json benchmarks/results-cupy.json
@@ -14,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _timing import compare, geometric_mean  # benchmarks/ is on the path when run as a script
+from _timing import compare, geometric_mean, paired_ratio  # benchmarks/ is on the path when run as a script
 
 import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
@@ -386,10 +388,12 @@ def run(backend: str, device: str | None, scale: int, names: list[str], warmup: 
     rows = []
     for name in names:
         ours, theirs = CASES[name](ctx)
-        ours_ms, torch_ms = compare([ours, theirs], warmup=warmup, repeats=repeats, rounds=rounds,
-                                    syncs=[be.synchronize, sync_torch])
-        rows.append({"layer": name, "anyml_ms": ours_ms, "torch_ms": torch_ms, "ratio": ours_ms / torch_ms})
-        print(f"{name:>26}  {ours_ms:9.3f}  {torch_ms:9.3f}  {ours_ms / torch_ms:6.2f}", flush=True)
+        ours_rounds, torch_rounds = compare([ours, theirs], warmup=warmup, repeats=repeats, rounds=rounds,
+                                            syncs=[be.synchronize, sync_torch])
+        ours_ms, torch_ms = statistics.median(ours_rounds), statistics.median(torch_rounds)
+        ratio = paired_ratio(ours_rounds, torch_rounds)
+        rows.append({"layer": name, "anyml_ms": ours_ms, "torch_ms": torch_ms, "ratio": ratio})
+        print(f"{name:>26}  {ours_ms:9.3f}  {torch_ms:9.3f}  {ratio:6.2f}", flush=True)
     return rows
 
 
@@ -401,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", nargs="*", default=None, help="layer names to run (default: all)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="where to write the table as JSON")
     args = parser.parse_args(argv)
     names = args.only or list(CASES)

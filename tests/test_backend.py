@@ -170,6 +170,23 @@ def test_index_add_matches_numpy_add_at(backend, n_rows, n_updates, row_shape):
     assert_close(out, expected, backend=backend)
 
 
+def test_row_broadcasts_keeps_results_and_restores_numpy_state(backend):
+    """The scope only changes how fast broadcasts run: same bits inside, NumPy's buffer restored."""
+    rng = np.random.default_rng(0)
+    X, s = backend.asarray(rng.standard_normal((64, 100))), backend.asarray(rng.standard_normal((64, 1)))
+    outside = anyml.to_numpy(X * s - s)
+    before = np.getbufsize()
+    with backend.row_broadcasts(100):
+        inside = anyml.to_numpy(X * s - s)
+        if backend.name == "numpy":
+            assert np.getbufsize() == 96
+    np.testing.assert_array_equal(inside, outside)
+    assert np.getbufsize() == before
+    with pytest.raises(ZeroDivisionError), backend.row_broadcasts(3):
+        raise ZeroDivisionError
+    assert np.getbufsize() == before
+
+
 def test_generator_is_seeded_and_typed(backend_id, make_backend_for, dtype):
     a, b = make_backend_for(dtype, seed=7), make_backend_for(dtype, seed=7)
     for draw in (lambda be: be.rng.uniform((3, 4), -2.0, 2.0),

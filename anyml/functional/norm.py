@@ -155,10 +155,11 @@ def _batchnorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Ar
 
 
 # --------------------------------------------------------------------------- layer normalization
+# Here the per-example statistics are broadcast along rows of one example's values, which NumPy runs
+# at full speed only inside its backend's ``row_broadcasts`` context (the layers enter it).
 def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
                xp: Any) -> tuple[Array, NormCache]:
     n_ex, size = int(X.shape[0]), math.prod(X.shape[1:])
-    k = _fold(n_ex, size)
     stat_shape = (n_ex,) + (1,) * (X.ndim - 1)
     X2 = xp.reshape(X, (n_ex, size))
     ones = _ones((size, 1), X, xp)
@@ -169,11 +170,9 @@ def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
     else:
         sigma2 = xp.matmul(centred * centred, ones) * _reciprocal(size)
     inv_std = 1.0 / xp.sqrt(sigma2 + epsilon)
-    Y = centred * inv_std
-    # the per-feature affine map on rows of k examples (see _ROW_TARGET)
-    Y = xp.reshape(Y, (n_ex // k, k * size))
-    Y *= _tile(xp.reshape(scaler, (size,)), k, xp)
-    Y += _tile(xp.reshape(intercept, (size,)), k, xp)
+    Y = inv_std * xp.reshape(scaler, (1, size))  # gamma / sigma, then in place (one array less)
+    Y *= centred
+    Y += xp.reshape(intercept, (1, size))
     cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape),
                       xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape), True)
     return xp.reshape(Y, X.shape), cache
@@ -183,25 +182,22 @@ def _layernorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Ar
     n_ex, size = int(dY.shape[0]), math.prod(dY.shape[1:])
     dY2 = xp.reshape(dY, (n_ex, size))
     centred = xp.reshape(cache.centred, (n_ex, size))
-    gamma = xp.reshape(cache.scaler, (size, 1))
     inv_std = xp.reshape(cache.inv_std, (n_ex, 1))
     t = dY2 * centred
     # parameter gradients: sums over the examples, X_hat = centred * inv_std
     d_scaler = xp.reshape(xp.matmul(xp.reshape(inv_std, (1, n_ex)), t), cache.scaler.shape)
     d_intercept = xp.reshape(xp.matmul(_ones((1, n_ex), dY, xp), dY2), cache.scaler.shape)
     # per example, with g = gamma * dY: mean(g) and mean(g * centred), as products with gamma
+    gamma = xp.reshape(cache.scaler, (size, 1))
     g_mean = xp.matmul(dY2, gamma) * _reciprocal(size)
     gc_mean = xp.matmul(t, gamma) * _reciprocal(size)
     del t
     # dX = inv_std * (g - mean(g) - X_hat * mean(g * X_hat))
-    #    = inv_std * g - inv_std * mean(g) - centred * inv_std^3 * mean(g * centred)
-    rest = centred * (gc_mean * (inv_std * inv_std * inv_std))
-    rest += g_mean * inv_std
-    k = _fold(n_ex, size)  # g on rows of k examples (see _ROW_TARGET)
-    g = xp.reshape(dY, (n_ex // k, k * size)) * _tile(xp.reshape(cache.scaler, (size,)), k, xp)
-    dX = xp.reshape(g, (n_ex, size))
-    dX *= inv_std
-    dX -= rest
+    #    = (gamma * inv_std) * dY - centred * inv_std^3 * mean(g * centred) - inv_std * mean(g)
+    dX = inv_std * xp.reshape(cache.scaler, (1, size))
+    dX *= dY2
+    dX -= centred * (gc_mean * (inv_std * inv_std * inv_std))
+    dX -= g_mean * inv_std
     return xp.reshape(dX, dY.shape), d_scaler, d_intercept
 
 

@@ -129,8 +129,8 @@ class LayerBase:
     def flush_gradients(self) -> None:
         """Zero the accumulated gradients and drop every retained forward pass."""
         self._caches.clear()
-        for name, grad in self.gradients.items():
-            self.gradients[name] = self.xp.zeros_like(grad)
+        for name, grad in self.gradients.items():  # zeros, not zeros_like: NumPy's calloc is cheaper
+            self.gradients[name] = self.xp.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
 
     def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
         """Apply the optimizer to every trainable parameter, then :meth:`flush_gradients`.

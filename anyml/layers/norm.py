@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anyml._validate import real
@@ -310,14 +311,16 @@ class LayerNorm1D(_NormBase):
         """Normalize each example of ``X``; returns an array shaped like ``X``."""
         self._prepare(X)
         P = self.parameters
-        Y, cache = layernorm_forward(X, P["scaler"], P["intercept"], self.epsilon, xp=self.xp)
+        with self.backend.row_broadcasts(math.prod(X.shape[1:])):
+            Y, cache = layernorm_forward(X, P["scaler"], P["intercept"], self.epsilon, xp=self.xp)
         self._push(retain_derived, X=X, _norm=cache, _shape=tuple(Y.shape))
         return Y
 
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Return :math:`\\partial L / \\partial X` and accumulate the gradients of scaler and intercept."""
         cache = self._pop(dLdy)
-        dX, d_scaler, d_intercept = layernorm_backward(dLdy, cache["_norm"], xp=self.xp)
+        with self.backend.row_broadcasts(math.prod(dLdy.shape[1:])):
+            dX, d_scaler, d_intercept = layernorm_backward(dLdy, cache["_norm"], xp=self.xp)
         self._accumulate(retain_grads, scaler=d_scaler, intercept=d_intercept)
         return dX
 
