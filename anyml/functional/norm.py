@@ -178,7 +178,8 @@ def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
     return xp.reshape(Y, X.shape), cache
 
 
-def _layernorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Array, Array]:
+def _layernorm_backward(dY: Array, cache: NormCache, xp: Any,
+                        consume_cache: bool) -> tuple[Array, Array, Array]:
     n_ex, size = int(dY.shape[0]), math.prod(dY.shape[1:])
     dY2 = xp.reshape(dY, (n_ex, size))
     centred = xp.reshape(cache.centred, (n_ex, size))
@@ -196,7 +197,12 @@ def _layernorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Ar
     #    = (gamma * inv_std) * dY - centred * inv_std^3 * mean(g * centred) - inv_std * mean(g)
     dX = inv_std * xp.reshape(cache.scaler, (1, size))
     dX *= dY2
-    dX -= centred * (gc_mean * (inv_std * inv_std * inv_std))
+    a = gc_mean * (inv_std * inv_std * inv_std)
+    if consume_cache:  # the cache is spent: scale its centred input in place
+        centred *= a
+        dX -= centred
+    else:
+        dX -= centred * a
     dX -= g_mean * inv_std
     return xp.reshape(dX, dY.shape), d_scaler, d_intercept
 
@@ -287,7 +293,8 @@ def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     return _layernorm(X, scaler, intercept, epsilon, xp)
 
 
-def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Array, Array, Array]:
+def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None, *,
+                       consume_cache: bool = False) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`layernorm_forward`.
 
     .. math::
@@ -295,9 +302,18 @@ def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Arr
         \frac{\partial L}{\partial \gamma} = \sum_i \frac{\partial L}{\partial Y_i} \odot \hat X_i,
         \qquad \frac{\partial L}{\partial \beta} = \sum_i \frac{\partial L}{\partial Y_i}
 
+    Parameters
+    ----------
+    dY : array shaped like the forward's ``Y``
+    cache : NormCache
+        From :func:`layernorm_forward`.
+    consume_cache : bool
+        Let the backward overwrite ``cache.centred`` as scratch, which saves a temporary the size of
+        ``X``; the cache must not be used again. Default ``False``.
+
     Returns
     -------
     dX, d_scaler, d_intercept : arrays shaped like X, scaler and intercept
     """
     xp = namespace_of(dY) if xp is None else xp
-    return _layernorm_backward(dY, cache, xp)
+    return _layernorm_backward(dY, cache, xp, consume_cache)

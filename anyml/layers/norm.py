@@ -320,7 +320,8 @@ class LayerNorm1D(_NormBase):
         """Return :math:`\\partial L / \\partial X` and accumulate the gradients of scaler and intercept."""
         cache = self._pop(dLdy)
         with self.backend.row_broadcasts(math.prod(dLdy.shape[1:])):
-            dX, d_scaler, d_intercept = layernorm_backward(dLdy, cache["_norm"], xp=self.xp)
+            dX, d_scaler, d_intercept = layernorm_backward(dLdy, cache["_norm"], xp=self.xp,
+                                                           consume_cache=True)  # popped: spent
         self._accumulate(retain_grads, scaler=d_scaler, intercept=d_intercept)
         return dX
 

@@ -116,3 +116,14 @@ def test_inputs_are_left_alone(backend):
             assert_close(got, want, backend=backend, rtol=0, atol=0)
         for got, want in zip((cache.centred, cache.inv_std), kept, strict=True):
             assert_close(got, want, backend=backend, rtol=0, atol=0)
+
+
+def test_layernorm_backward_consuming_the_cache_gives_the_same_gradients(backend):
+    X, dY, g, b = _data((6, 4, 5), (4, 5), backend.dtype_name)
+    arrays = [backend.asarray(a) for a in (X, g, b)]
+    _, cache = layernorm_forward(*arrays)
+    _, spent = layernorm_forward(*arrays)
+    kept = layernorm_backward(backend.asarray(dY), cache)
+    consumed = layernorm_backward(backend.asarray(dY), spent, consume_cache=True)
+    for got, want in zip(consumed, kept, strict=True):
+        assert_close(got, want, backend=backend, rtol=0, atol=0)
