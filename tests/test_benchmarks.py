@@ -1,0 +1,53 @@
+"""The benchmark command stays runnable: every case builds and steps, and the table comes out as JSON.
+
+Speed itself is never asserted here (see ``benchmarks/RESULTS.md``); these tests only keep the harness
+in step with the layers it times.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import anyml
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    pytest.importorskip("torch", reason="the benchmarks time PyTorch alongside anyml")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "examples"))
+    return importlib.import_module("run")
+
+
+def test_every_case_builds_and_steps(bench):
+    ctx = bench.Ctx(anyml.make_backend("numpy", seed=0), "cpu", 1)
+    assert len([name for name in bench.CASES if "step" not in name]) == 21
+    for make in bench.CASES.values():
+        ours, theirs = make(ctx)
+        ours()
+        theirs()
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios(bench):
+    timing = importlib.import_module("_timing")
+    assert timing.paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 3.0]) == 2.0
+
+
+def test_table_is_written_as_json(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    summary = bench.main(["--only", "Flatten", "Softmax", "--rounds", "1", "--repeats", "2",
+                          "--warmup", "1", "--json", str(out)])
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert [row["layer"] for row in written["rows"]] == ["Flatten", "Softmax"]
+    for row in written["rows"]:
+        assert row["anyml_ms"] > 0 and row["torch_ms"] > 0
+        assert math.isclose(row["ratio"], row["anyml_ms"] / row["torch_ms"])
+    assert written["worst"] in ("Flatten", "Softmax")
