@@ -372,11 +372,9 @@ def _digits_step(c: Ctx):
     return ours, theirs
 
 
-def run(backend: str, device: str | None, scale: int, names: list[str], warmup: int, repeats: int,
-        rounds: int) -> list[dict]:
+def run(be: Backend, scale: int, names: list[str], warmup: int, repeats: int, rounds: int) -> list[dict]:
     import torch
 
-    be = anyml.make_backend(backend, device=device, dtype="float32", seed=0)
     if be.name == "torch":
         torch_device = str(be.device)
     elif be.name == "cupy":
@@ -412,9 +410,12 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         parser.error(f"unknown layer(s) {unknown}; choose from {list(CASES)}")
+    try:
+        be = anyml.make_backend(args.backend, device=args.device, dtype="float32", seed=0)
+    except anyml.BackendUnavailableError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
     print(f"{'layer':>26}  {'anyml ms':>9}  {'torch ms':>9}  {'ratio':>6}")
-    rows = run(args.backend, args.device, 16 if args.gpu_sizes else 1, names, args.warmup, args.repeats,
-               args.rounds)
+    rows = run(be, 16 if args.gpu_sizes else 1, names, args.warmup, args.repeats, args.rounds)
     layer_rows = [r for r in rows if r["layer"] in CASES and "step" not in r["layer"]]
     summary = {
         "backend": args.backend,
