@@ -279,17 +279,19 @@ class NumpyBackend(Backend):
         than that into the buffer, to run several rows per inner loop; ``x * s`` with ``x`` of shape
         ``(256, 1024)`` and ``s`` of shape ``(256, 1)`` then costs about 1.7 times ``x * x``. With a
         buffer no longer than a row it runs row by row, as fast as a plain elementwise operation. The
-        buffer size only changes how NumPy iterates, so the results are the same; ``np.errstate``
-        restores it on leaving. Rows shorter than :data:`_MIN_UNBUFFERED_ROW` keep the buffer: one
-        inner loop per short row costs more than the copy (4x for layer normalization over 16 values).
+        buffer size only changes how NumPy iterates, so the results are the same; it is restored on
+        leaving. Rows shorter than :data:`_MIN_UNBUFFERED_ROW` keep the buffer: one inner loop per
+        short row costs more than the copy (4x for layer normalization over 16 values).
         """
         length = int(length)
         if length < _MIN_UNBUFFERED_ROW or length >= np.getbufsize():
             yield
             return
-        with np.errstate():
-            np.setbufsize(length // 16 * 16)
+        previous = np.setbufsize(length // 16 * 16)
+        try:
             yield
+        finally:
+            np.setbufsize(previous)
 
 
 class ArrayApiStrictBackend(Backend):
