@@ -203,8 +203,8 @@ def _numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) 
     """``np.add.at(target, index, source)`` along axis 0, several times faster for row updates.
 
     The indices are sorted once; repeats of an index are ranked, and each rank is added with one
-    fancy-indexed ``+=`` (unique indices within a rank, so nothing is lost). Heavily repeated indices
-    (many ranks) are summed per index with ``np.add.reduceat`` instead.
+    gather, add and scatter of whole rows (unique indices within a rank, so nothing is lost).
+    Heavily repeated indices (many ranks) are summed per index with ``np.add.reduceat`` instead.
     """
     index = np.asarray(index).reshape(-1)
     n = index.shape[0]
@@ -223,7 +223,7 @@ def _numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) 
         starts = np.flatnonzero(first)
         target[ordered[starts]] += np.add.reduceat(source[order], starts, axis=0)
         return target
-    for r in range(n_ranks):  # ``take`` gathers rows faster than fancy indexing
+    for r in range(n_ranks):  # ``take`` gathers rows faster than fancy indexing does
         chosen = rank == r
         rows = ordered[chosen]
         updated = target.take(rows, axis=0)
