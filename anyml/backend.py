@@ -323,7 +323,7 @@ class ArrayApiStrictBackend(Backend):
 
     def from_host(self, a, dtype=None):
         a = np.asarray(a)
-        a = np.ascontiguousarray(a, dtype=self._host_dtype(a, dtype))
+        a = np.asarray(a, dtype=self._host_dtype(a, dtype), order="C")  # keeps 0-d arrays 0-d
         return self.xp.asarray(a, device=self.device, copy=True)
 
     def to_host(self, x):
@@ -362,8 +362,9 @@ class TorchBackend(Backend):
         return dev
 
     def from_host(self, a, dtype=None):
-        a = np.ascontiguousarray(np.asarray(a))
-        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True))
+        a = np.asarray(a)  # not ascontiguousarray, which turns a 0-d array into shape (1,)
+        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True,
+                                                order="C"))
         return host.to(self.device)
 
     def to_host(self, x):
@@ -460,6 +461,10 @@ def make_backend(name: str = "numpy", *, device: Any = None, dtype: Any = None,
     BackendUnavailableError
         If the library is not installed or has no usable device here; the message says what to do.
     """
+    if not isinstance(name, str):
+        msg = (f"make_backend: expected a backend name ({', '.join(BACKEND_NAMES)} or 'auto'), "
+               f"got {type(name).__name__} {name!r}")
+        raise TypeError(msg)
     key = _canonical(name)
     if key == "auto":
         key = "cupy" if _cuda_visible_to_cupy() else "numpy"

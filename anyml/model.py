@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from anyml._training import Data, Inference, Progress, Totals
+from anyml._training import Data, Inference, Progress, Totals, batch_starts
 from anyml.backend import Backend, resolve_backend
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
@@ -321,12 +321,29 @@ class Sequential:
         it costs a device synchronization).
         """
         loss = self._need_loss("train_on_batch")
-        Xb, yb = self.backend.asarray(X), self.backend.asarray(y)
+        data = self._data(X, y, "train_on_batch")
+        Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
-        value = loss.loss(yb, out)
-        self._train_backward(loss.grad(yb, out))
+        data.check_labels(out, "train_on_batch")
+        value = loss.loss(yb, out, **self._checked)
+        self._train_backward(loss.grad(yb, out, **self._checked))
         self.update(float(value) if cur_loss else None)
         return value
+
+    @property
+    def _checked(self) -> dict[str, bool]:
+        """Keywords for the loss: the labels were checked where they entered (:class:`Data`)."""
+        return {"check_labels": False} if isinstance(self.loss, CrossEntropy) else {}
+
+    def _data(self, X: Any, y: Any, owner: str) -> Data:
+        """The entry point of data: checked and converted as :class:`~anyml._training.Data` says."""
+        from anyml.layers.embedding import Embedding
+
+        first = self.layers[0]
+        while isinstance(first, WrapperBase):
+            first = first.base_layer
+        return Data(self.backend, X, y, owner, float_inputs=not isinstance(first, Embedding),
+                    int_labels=isinstance(self.loss, CrossEntropy))
 
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
@@ -362,7 +379,9 @@ class Sequential:
         epochs : int
             Passes over the data.
         batch_size : int
-            Examples per step (the last batch of an epoch may be smaller).
+            Examples per step. The last batch of an epoch may be smaller, but never holds a single
+            example: when ``n_ex % batch_size == 1`` that example joins the batch before it (which
+            then holds ``batch_size + 1``), since a batch of one has no batch statistics.
         shuffle : bool
             Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order).
         validation_data : (X_val, y_val), optional
@@ -382,7 +401,15 @@ class Sequential:
         """
         loss = self._need_loss("fit")
         _check_positive("fit", epochs=epochs, batch_size=batch_size)
-        data = Data(self.backend, X, y, "fit")
+        if validation_data is not None and (not isinstance(validation_data, tuple | list)
+                                            or len(validation_data) != 2):
+            got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                   if isinstance(validation_data, tuple | list) else type(validation_data).__name__)
+            msg = f"Sequential.fit: validation_data must be a pair (X_val, y_val), got {got}"
+            raise ValueError(msg)
+        data = self._data(X, y, "fit")
+        if validation_data is not None:
+            self._data(*validation_data, "fit")  # checked now, not after the first epoch
         pass_loss = self._loss_needs_value()
         history: dict[str, list[float]] = {}
         self.stop_training = False
@@ -391,12 +418,12 @@ class Sequential:
             order = self.backend.host_rng.permutation(data.n) if shuffle else None
             bar = Progress(verbose, data.n, f"epoch {epoch + 1}/{epochs}")
             totals = Totals()
-            for start in range(0, data.n, batch_size):
-                Xb, yb = data.batch(order, start, batch_size)
+            for start, size in batch_starts(data.n, batch_size):
+                Xb, yb = data.batch(order, start, size)
                 out = self._train_forward(Xb)
                 data.check_labels(out, "fit")
-                value = loss.loss(yb, out)
-                self._train_backward(loss.grad(yb, out))
+                value = loss.loss(yb, out, **self._checked)
+                self._train_backward(loss.grad(yb, out, **self._checked))
                 self.update(float(value) if pass_loss else None)
                 totals.add(self._per_example_sum(value, out), self._correct(yb, out),
                            int(Xb.shape[0]))
@@ -423,7 +450,7 @@ class Sequential:
             ``{"loss": float}`` plus ``"accuracy"`` for a cross-entropy loss.
         """
         loss = self._need_loss("evaluate")
-        data = Data(self.backend, X, y, "evaluate")
+        data = self._data(X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
         totals = Totals()
@@ -432,7 +459,8 @@ class Sequential:
                 Xb, yb = data.batch(None, start, step)
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
-                totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
+                totals.add(self._per_example_sum(loss.loss(yb, out, **self._checked), out),
+                           self._correct(yb, out),
                            int(Xb.shape[0]))
         return totals.logs()
 
@@ -441,7 +469,7 @@ class Sequential:
 
         With ``CrossEntropy(from_logits=True)`` the output is the scores; see the class Notes.
         """
-        data = Data(self.backend, X, None, "predict")
+        data = self._data(X, None, "predict")
         step = data.n if batch_size is None else batch_size
         _check_positive("predict", batch_size=step)
         outs = []
