@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._dist import install_hint
 from anyml.backend._base import GPU_CHUNK_BYTES, Backend, BackendUnavailableError
 from anyml.backend._random import CupyGenerator
 
@@ -16,7 +17,7 @@ class CupyBackend(Backend):
     """CuPy on a CUDA device."""
 
     name = "cupy"
-    _install_hint = ("pip install 'anyml[cupy]' (CUDA 12), or pip install cupy-cuda13x for CUDA 13")
+    _install_hint = install_hint("cupy") + " for CUDA 12, or pip install cupy-cuda13x for CUDA 13"
     _generator_class = CupyGenerator
 
     def _load(self) -> tuple[Any, Any, type]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._dist import install_hint
 from anyml.backend._base import GPU_CHUNK_BYTES, Backend, BackendUnavailableError
 from anyml.backend._random import TorchGenerator
 
@@ -17,7 +18,7 @@ class TorchBackend(Backend):
     """PyTorch through array-api-compat, on the CPU or a CUDA device."""
 
     name = "torch"
-    _install_hint = "pip install 'anyml[torch]'"
+    _install_hint = install_hint("torch")
     _generator_class = TorchGenerator
 
     def _load(self) -> tuple[Any, Any, type]:
