@@ -308,9 +308,10 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     W : array of shape (kernel_width, in_ch, out_ch)
     b : array of out_ch values, optional
     pad : int, (left, right), "same" or "causal"
-        ``"same"``: output length ``ceil(l_in / stride)``, an odd pad pixel on the right.
-        ``"causal"``: ``k_eff - 1`` zeros on the left only, so ``Z[:, t]`` depends on
-        ``X[:, :t*stride + 1]``; the output length is also ``ceil(l_in / stride)``.
+        ``"same"``: output length ``l_in`` at every stride (numpy-ml's rule, see
+        :func:`anyml.functional._padding.same_pads`), an odd pad pixel on the right.
+        ``"causal"``: the same total of zeros, all on the left, so the output length is also
+        ``l_in`` and ``Z[:, t]`` depends on ``X[:, :t + 1]`` only.
     stride, dilation : int
     max_chunk, workspace
         As for :func:`conv2d_forward`.
@@ -330,10 +331,11 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     if W.ndim != 3:
         msg = f"conv1d: expected W of shape (kernel_width, in_ch, out_ch), got {tuple(W.shape)}"
         raise ValueError(msg)
-    pads = _pads_1d(pad, "conv1d")
-    if pads == "causal":
-        pads = (0, 0, effective_kernel(int(W.shape[0]), dilation) - 1, 0)
     n, length, ch = X.shape
+    pads = _pads_1d(pad, "conv1d")
+    if isinstance(pads, str):
+        pads = resolve_pad2d(pads, (1, int(length)), (1, int(W.shape[0])), (1, stride), dilation,
+                             owner="conv1d", strings=("same", "causal"))
     X4 = xp.reshape(X, (n, 1, length, ch))
     W4 = xp.reshape(W, (1, *W.shape))
     Z, cache = conv2d_forward(X4, W4, b, pads, (1, stride), dilation, xp, max_chunk=max_chunk,
@@ -358,18 +360,14 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
     """How many rows/columns a transposed convolution crops from each side of its full output.
 
     An int or tuple crops like ``torch.nn.functional.conv_transpose2d(padding=...)``: the output has
-    ``(n - 1) * stride + k - pad_total`` positions. ``"same"`` crops ``k - stride`` in all (odd pixel at
-    the bottom/right), giving ``n * stride`` positions; it needs ``k >= stride``.
+    ``(n - 1) * stride + k - pad_total`` positions. ``"same"`` is numpy-ml's: it crops ``k - 1`` in
+    all, ``k // 2`` before and ``(k - 1) // 2`` after (an odd pixel at the top/left), leaving
+    ``stride * (n - 1) + 1`` positions: the input's grid with ``stride - 1`` new positions between
+    neighbours, and ``n`` positions at stride 1. (Keras's ``"same"`` gives ``stride * n``.)
     """
     pad = check_pad_spec(pad, owner)
     if pad == "same":
-        totals = [k - s for k, s in zip(kernel, stride, strict=True)]
-        if min(totals) < 0:
-            msg = (f"{owner}: pad='same' needs a kernel at least as large as the stride, got kernel "
-                   f"{kernel} and stride {stride}")
-            raise ValueError(msg)
-        pads: Pad4 = (totals[0] // 2, totals[0] - totals[0] // 2,
-                      totals[1] // 2, totals[1] - totals[1] // 2)
+        pads: Pad4 = (kernel[0] // 2, (kernel[0] - 1) // 2, kernel[1] // 2, (kernel[1] - 1) // 2)
     else:
         pads = explicit_pads(pad)
     for axis, name in ((0, "rows"), (1, "cols")):

@@ -29,7 +29,7 @@ def resolve_pool_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, in
     Each side's pad must be smaller than the kernel along that axis (``"same"`` always is), so that
     no window lies wholly in the padding.
     """
-    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner)
+    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner, same_rule="ceil")
     for side, value in zip(("top", "bottom", "left", "right"), pads, strict=True):
         k = kernel[0] if side in ("top", "bottom") else kernel[1]
         if value >= k:
