@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._dist import install_hint
 from anyml._random import CupyGenerator, RandomGenerator, TorchGenerator
 
 __all__ = [
@@ -335,7 +336,7 @@ class TorchBackend(Backend):
     """PyTorch through array-api-compat, on the CPU or a CUDA device."""
 
     name = "torch"
-    _install_hint = "pip install 'anyml[torch]'"
+    _install_hint = install_hint("torch")
     _generator_class = TorchGenerator
 
     def _load(self):
@@ -381,7 +382,7 @@ class CupyBackend(Backend):
     """CuPy on a CUDA device."""
 
     name = "cupy"
-    _install_hint = ("pip install 'anyml[cupy]' (CUDA 12), or pip install cupy-cuda13x for CUDA 13")
+    _install_hint = install_hint("cupy") + " for CUDA 12, or pip install cupy-cuda13x for CUDA 13"
     _generator_class = CupyGenerator
 
     def _load(self):
