@@ -32,7 +32,17 @@ def test_every_case_builds_and_steps(bench):
     for make in bench.CASES.values():
         ours, theirs = make(ctx)
         ours()
-        theirs()
+        for step in theirs.values() if isinstance(theirs, dict) else [theirs]:
+            step()
+
+
+def test_pytorch_variants_are_timed_and_the_fastest_named(bench):
+    ctx = bench.Ctx(anyml.make_backend("numpy", seed=0), "cpu", 1)
+    _, variants = bench.CASES["Conv2D"](ctx)
+    assert set(variants) == {"channels_first", "channels_last"}
+    step, name, times = bench.pick_fastest(variants, lambda: None, repeats=1, rounds=1)
+    assert step is variants[name] and set(times) == set(variants)
+    assert times[name] == min(times.values())
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios(bench):
@@ -51,3 +61,33 @@ def test_table_is_written_as_json(bench, tmp_path):
         assert row["anyml_ms"] > 0 and row["torch_ms"] > 0
         assert math.isclose(row["ratio"], row["anyml_ms"] / row["torch_ms"])
     assert written["worst"] in ("Flatten", "Softmax")
+
+
+@pytest.fixture
+def overhead(monkeypatch):
+    pytest.importorskip("torch", reason="the benchmarks time PyTorch alongside anyml")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("overhead")
+
+
+def test_overhead_references_do_the_layers_work(overhead):
+    """The array-work reference of each batch-1 case computes what the layer computes."""
+    import numpy as np
+
+    be = anyml.make_backend("numpy", seed=0)
+    for name, make in overhead.CASES.items():
+        ours, ref, theirs = make(be, np.random.default_rng(0))
+        Y, dX = ours()
+        ref_out = ref()
+        dX0 = dX[0] if isinstance(dX, list) else dX
+        np.testing.assert_allclose(Y, ref_out[0], rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(dX0, ref_out[1], rtol=1e-4, atol=1e-5, err_msg=name)
+        theirs()
+
+
+def test_overhead_table_as_json(overhead, tmp_path):
+    out = tmp_path / "overhead.json"
+    summary = overhead.main(["--only", "Softmax 10", "--rounds", "1", "--repeats", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
+    row = summary["rows"][0]
+    assert math.isclose(row["overhead_us"], row["anyml_us"] - row["array_work_us"], rel_tol=1e-9)
