@@ -43,10 +43,14 @@ Array = Any
 
 
 def _real(owner: str, name: str, value: Any) -> float:
-    """``value`` as a float, or a ``TypeError`` naming the argument."""
+    """``value`` as a float: a ``TypeError`` naming the argument for a non-number, a ``ValueError``
+    for NaN or infinity."""
     if isinstance(value, bool) or not isinstance(value, Real):
         msg = f"{owner}: {name} must be a real number, got {value!r}"
         raise TypeError(msg)
+    if not math.isfinite(float(value)):
+        msg = f"{owner}: {name} must be a finite number, got {value!r}"
+        raise ValueError(msg)
     return float(value)
 
 

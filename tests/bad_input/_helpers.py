@@ -32,10 +32,11 @@ LIBRARY_PHRASES = (
 )
 
 
-def refused(owner: str, fn: Callable[..., Any], *args: Any,
+def refused(owner: str | tuple[str, ...], fn: Callable[..., Any], *args: Any,
             types: tuple[type[BaseException], ...] = (ValueError, TypeError),
             match: str | None = None, **kwargs: Any) -> BaseException:
-    """Call ``fn(*args, **kwargs)`` and assert it raises one of ``types`` naming ``owner``.
+    """Call ``fn(*args, **kwargs)`` and assert it raises one of ``types`` naming ``owner`` (or one
+    of the names, when a tuple).
 
     Returns the exception, for further checks. ``match`` is a regular expression the message must
     contain as well.
@@ -44,7 +45,8 @@ def refused(owner: str, fn: Callable[..., Any], *args: Any,
         fn(*args, **kwargs)
     except types as exc:
         text = str(exc)
-        assert owner in text, f"the message does not name {owner!r}: {text!r}"
+        owners = (owner,) if isinstance(owner, str) else owner
+        assert any(o in text for o in owners), f"the message does not name {owner!r}: {text!r}"
         for phrase in LIBRARY_PHRASES:
             assert phrase not in text, f"a library's own message leaked: {text!r}"
         if match is not None:
