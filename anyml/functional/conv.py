@@ -9,12 +9,13 @@ by :func:`im2col`, whose adjoint is :func:`col2im` (both, with :func:`to_planes`
 :func:`from_planes`, live in :mod:`anyml.functional._im2col` and are re-exported here); a convolution
 is then ``colsT.T @ W.reshape(-1, out_ch)``.
 
-On a CPU the kernels below run over the batch in chunks of a few examples, so that each chunk's
-column matrix (about 2 MB) stays in the cache between being gathered and being multiplied, and no
-full-size column matrix is ever allocated: the forward pass keeps only the padded input, and the
-backward pass gathers each chunk's columns again. On a GPU (a ``cuda`` device) the whole batch is one
-chunk. ``max_chunk`` overrides the choice; every chunking gives the same result up to the rounding of
-the sums over chunks. Scratch memory can live in a caller-kept workspace (see
+The kernels below run over the batch in chunks of a few examples, each chunk's column matrix within
+the byte budget that the array's backend sets for its device (:func:`anyml.backend.chunk_bytes`: about
+2 MB on a CPU, which stays in the cache between being gathered and being multiplied; more on a GPU,
+where fewer, larger products are faster). No full-size column matrix is allocated unless the whole
+batch fits the budget: the forward pass keeps only the padded input, and the backward pass gathers each
+chunk's columns again. ``max_chunk`` overrides the choice; every chunking gives the same result up to
+the rounding of the sums over chunks. Scratch memory can live in a caller-kept workspace (see
 :mod:`anyml.functional._workspace`).
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import chunk_bytes, namespace_of, replaceable
 from anyml.functional._im2col import (
     col2im,
     flat_shifts,
@@ -64,9 +65,6 @@ __all__ = [
 
 Array = Any
 
-#: Column-matrix elements per chunk on a CPU: 2 MB of float32, which stays in the cache.
-CPU_CHUNK = 1 << 19
-
 #: The flat stride-1 kernels compute every position of the padded grid; they are used while the
 #: grid has at most this many positions per output position (the rest is wasted work).
 FLAT_MAX_WASTE = 1.2
@@ -76,11 +74,14 @@ def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> li
     """Split ``range(n)`` into near-equal ``(start, stop)`` chunks of at most ``max_chunk`` elements.
 
     ``per_example`` is the column-matrix size of one example; a chunk holds at least one example.
-    The default ``max_chunk`` is :data:`CPU_CHUNK`, or no limit for an array on a ``cuda`` device
-    (where fewer, larger products are faster).
+    The default ``max_chunk`` is the backend's budget (:func:`anyml.backend.chunk_bytes`) in elements
+    of ``like``'s dtype.
     """
-    if max_chunk is None and "cuda" not in str(getattr(like, "device", "cpu")).lower():
-        max_chunk = CPU_CHUNK
+    if max_chunk is None:
+        budget = chunk_bytes(like)
+        if budget is not None:
+            itemsize = namespace_of(like).finfo(like.dtype).bits // 8
+            max_chunk = max(1, budget // itemsize)
     if max_chunk is None or n * per_example <= max_chunk:
         return [(0, n)]
     count = -(-n // max(1, max_chunk // max(per_example, 1)))
@@ -112,6 +113,7 @@ def _check_w(X: Array, W: Array, b: Array | None, owner: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Conv2D
+@replaceable
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
@@ -205,6 +207,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     return Z, (P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, None)
 
 
+@replaceable
 def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`conv2d_forward` wrt. ``X``, ``W`` and ``b``.
@@ -291,6 +294,7 @@ def _pads_1d(pad: Any, owner: str) -> Any:
     return pad
 
 
+@replaceable
 def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: int = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
@@ -339,6 +343,7 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     return xp.reshape(Z, (n, Z.shape[2], Z.shape[3])), (cache, tuple(W.shape))
 
 
+@replaceable
 def conv1d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv1d_forward` wrt. ``X``, ``W`` and ``b`` (see :func:`conv2d_backward`)."""
@@ -375,6 +380,7 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
     return pads
 
 
+@replaceable
 def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                      xp: Any = None, *, max_chunk: int | None = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Transposed 2-D convolution (the adjoint of :func:`conv2d_forward` wrt. its input), channels last.
@@ -435,6 +441,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     return Z, cache
 
 
+@replaceable
 def deconv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                       workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`deconv2d_forward` wrt. ``X``, ``W`` and ``b``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 from anyml.functional._padding import Pad4, as_pair, conv_out_size, pad2d, resolve_pad2d
 
 __all__ = ["POOL_MODES", "pool2d_backward", "pool2d_forward", "resolve_pool_pads"]
@@ -46,6 +46,7 @@ def _views(kernel: tuple[int, int], stride: tuple[int, int],
             for i in range(kr) for j in range(kc)]
 
 
+@replaceable
 def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
                    xp: Any = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Pool each channel of ``X`` over ``kernel_shape`` windows.
@@ -104,6 +105,7 @@ def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, m
     return Y, cache
 
 
+@replaceable
 def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
     r"""Gradient of :func:`pool2d_forward` wrt. ``X``.
 

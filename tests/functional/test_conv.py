@@ -329,10 +329,15 @@ def test_workspace_grid_buffer_follows_the_output_shape(backend64, monkeypatch):
             assert_close(got, anyml.to_numpy(want), backend=backend64)
 
 
-def test_default_chunking_keeps_a_gpu_batch_whole():
-    class _Cuda:
-        device = "cuda:0"
-
-    assert conv._batches(64, 10**6, _Cuda(), None) == [(0, 64)]
+def test_default_chunking_follows_the_backend_budget(monkeypatch):
+    """The chunk size comes from the backend's byte budget for the array's device: no budget keeps
+    the batch whole; the CPU budget (2 MB) splits large column matrices."""
+    with monkeypatch.context() as patched:
+        patched.setattr(conv, "chunk_bytes", lambda like: None)
+        assert conv._batches(64, 10**6, np.ones(1), None) == [(0, 64)]
     assert conv._batches(64, 10**6, np.ones(1), None) == [(i, i + 1) for i in range(64)]
+    assert conv._batches(64, 2**15, np.ones(1, dtype=np.float64), None) == [
+        (i, i + 8) for i in range(0, 64, 8)]
+    assert conv._batches(64, 2**15, np.ones(1, dtype=np.float32), None) == [
+        (i, i + 16) for i in range(0, 64, 16)]
     assert conv._batches(5, 10, np.ones(1), 20) == [(0, 2), (2, 4), (4, 5)]

@@ -401,7 +401,7 @@ def test_workspaces_keep_interleaved_forwards_apart(backend64, monkeypatch, flat
     """Two retained forwards of the same shape (and an unretained one between them) each keep their
     own scratch memory: the backward passes, newest first, match separate forward/backward pairs."""
     monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
-    monkeypatch.setattr(conv, "CPU_CHUNK", 1)  # one example per chunk
+    monkeypatch.setattr(conv, "chunk_bytes", lambda like: 1)  # one example per chunk
     build = {"Conv2D": lambda: Conv2D(3, (3, 3), pad=1, backend=backend64),
              "Conv1D": lambda: Conv1D(3, 3, pad="same", backend=backend64),
              "Deconv2D": lambda: Deconv2D(3, (3, 3), stride=2, backend=backend64)}[name]
