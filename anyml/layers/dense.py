@@ -45,8 +45,9 @@ class FullyConnected(LayerBase):
         \frac{\partial L}{\partial W} = X^\top \frac{\partial L}{\partial Z}, \quad
         \frac{\partial L}{\partial b} = \textstyle\sum_i \frac{\partial L}{\partial Z_i}
 
-    ``W`` has shape ``(n_in, n_out)`` and ``b`` shape ``(n_out,)``; ``n_in`` is learned from the first
-    input. (numpy-ml writes :math:`f(WX + b)`, but its arrays are laid out as here.)
+    ``W`` has shape ``(n_in, n_out)`` and ``b`` shape ``(n_out,)`` (numpy-ml's ``(1, n_out)`` loads
+    through ``set_params``); ``n_in`` is learned from the first input. (numpy-ml writes
+    :math:`f(WX + b)`, but its arrays are laid out as here.)
 
     Examples
     --------

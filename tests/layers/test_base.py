@@ -199,3 +199,19 @@ def test_unrelated_objects_are_a_type_error(name, bad):
     bad_optimizer = _NumpyMLReLU() if isinstance(bad, _Unrelated) else bad  # "ReLU": no optimizer
     with pytest.raises(TypeError, match="expected a(n)? optimizer as None, a string"):
         OBJECT_LAYERS[name](None, bad_optimizer)
+
+
+@pytest.mark.parametrize(("layer", "shape"), [
+    (lambda be: L.Deconv2D(2, (2, 2), backend=be), (1, 2, 2, 1)),
+    (lambda be: L.Pool2D((2, 2), backend=be), (1, 3, 3, 1)),
+    (lambda be: L.Add(backend=be), None),
+    (lambda be: L.FullyConnected(2, backend=be), (3, 2)),
+])
+def test_gradient_by_keyword_in_either_spelling(backend, layer, shape):
+    """The spec names the gradient ``dLdY`` (Deconv2D, Pool2D, Add) or ``dLdy`` (most others)."""
+    lay = layer(backend)
+    X = [backend.rng.normal((2, 3))] * 2 if shape is None else backend.rng.normal(shape)
+    for name in ("dLdy", "dLdY"):
+        Y = lay.forward(X)
+        dX = lay.backward(**{name: Y})
+        assert (len(dX) == 2) if shape is None else tuple(dX.shape) == shape
