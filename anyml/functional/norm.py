@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 
 __all__ = [
     "NormCache",
@@ -234,6 +234,7 @@ def _layernorm_backward(dY: Array, cache: NormCache, xp: Any,
     return xp.reshape(dX, dY.shape), d_scaler, d_intercept
 
 
+@replaceable
 def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
                       running_mean: Array | None = None, running_var: Array | None = None,
                       xp: Any = None, reduce: Reduce | None = None) -> tuple[Array, NormCache]:
@@ -281,6 +282,7 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     return _batchnorm(X, scaler, intercept, epsilon, running_mean, running_var, xp, reduce)
 
 
+@replaceable
 def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`batchnorm_forward`.
 
@@ -299,6 +301,7 @@ def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Arr
     return _batchnorm_backward(dY, cache, xp)
 
 
+@replaceable
 def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
                       xp: Any = None) -> tuple[Array, NormCache]:
     r"""Layer normalization of each example over all of its values.
@@ -327,6 +330,7 @@ def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     return _layernorm(X, scaler, intercept, epsilon, xp)
 
 
+@replaceable
 def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None, *,
                        consume_cache: bool = False) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`layernorm_forward`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 from anyml.functional._padding import Pad4, as_pair, conv_out_size, pad2d, resolve_pad2d
 
 __all__ = ["POOL_MODES", "pool2d_backward", "pool2d_forward", "resolve_pool_pads"]
@@ -29,7 +29,7 @@ def resolve_pool_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, in
     Each side's pad must be smaller than the kernel along that axis (``"same"`` always is), so that
     no window lies wholly in the padding.
     """
-    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner)
+    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner, same_rule="ceil")
     for side, value in zip(("top", "bottom", "left", "right"), pads, strict=True):
         k = kernel[0] if side in ("top", "bottom") else kernel[1]
         if value >= k:
@@ -46,6 +46,7 @@ def _views(kernel: tuple[int, int], stride: tuple[int, int],
             for i in range(kr) for j in range(kc)]
 
 
+@replaceable
 def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
                    xp: Any = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Pool each channel of ``X`` over ``kernel_shape`` windows.
@@ -104,6 +105,7 @@ def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, m
     return Y, cache
 
 
+@replaceable
 def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
     r"""Gradient of :func:`pool2d_forward` wrt. ``X``.
 

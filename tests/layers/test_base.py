@@ -31,6 +31,7 @@ LAYERS = {
     "RNNCell": (lambda be: L.RNNCell(3, backend=be), (2, 4)),
     "LSTMCell": (lambda be: L.LSTMCell(3, backend=be), (2, 4)),
     "Embedding": (lambda be: L.Embedding(3, vocab_size=7, backend=be), "ids"),
+    "Embedding(pool)": (lambda be: L.Embedding(3, vocab_size=7, pool="mean", backend=be), "ids"),
     "DotProductAttention": (lambda be: L.DotProductAttention(backend=be), "qkv"),
     "Dropout(FullyConnected)": (lambda be: Dropout(L.FullyConnected(3, backend=be), p=0.3), (4, 5)),
 }
