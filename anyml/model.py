@@ -349,7 +349,8 @@ class Sequential:
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
-            callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+            callbacks: Sequence[Callback] = (), accumulate: int = 1, comm: Any = None,
+            deterministic: bool = False) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
@@ -373,6 +374,20 @@ class Sequential:
         callbacks : sequence of callables
             Each is called as ``callback(epoch, logs)`` after every epoch, with ``logs`` that epoch's
             metrics; set ``model.stop_training = True`` to stop early.
+        accumulate : int
+            Minibatches whose gradients are added up before one update (gradient accumulation): the
+            update sees the gradient of all their examples together (for a mean loss, the mean over
+            all of them). Default 1.
+        comm : Communicator, optional
+            Train data-parallel on the ranks of ``comm`` (default: the current communicator,
+            :func:`anyml.distributed.get_comm`, a single process unless
+            :func:`anyml.distributed.init` or a thread group set one). ``batch_size`` is then the
+            global batch; every rank must call ``fit`` with the same data and arguments. See
+            :mod:`anyml.distributed.training`.
+        deterministic : bool
+            Under a communicator of several ranks, draw per-example noise (dropout masks) for the
+            whole global batch on every rank and keep this rank's rows, so that training is
+            bit-identical to one process (see :mod:`anyml.distributed.noise`).
 
         Returns
         -------
@@ -380,30 +395,48 @@ class Sequential:
             Per epoch: ``"loss"`` (and ``"accuracy"`` for cross-entropy), then ``"val_loss"`` (and
             ``"val_accuracy"``) with validation data.
         """
+        from anyml.distributed import get_comm, guarded
+
         loss = self._need_loss("fit")
-        _check_positive("fit", epochs=epochs, batch_size=batch_size)
-        data = Data(self.backend, X, y, "fit")
+        _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
+        comm = get_comm() if comm is None else comm
+        with guarded(comm):
+            return self._fit(loss, Data(self.backend, X, y, "fit"), comm, epochs=epochs,
+                             batch_size=batch_size, shuffle=shuffle, accumulate=accumulate,
+                             validation_data=validation_data, verbose=verbose,
+                             callbacks=callbacks, deterministic=deterministic)
+
+    def _fit(self, loss: Loss, data: Data, comm: Any, *, epochs: int, batch_size: int,
+             shuffle: bool, accumulate: int, validation_data: tuple[Any, Any] | None,
+             verbose: bool, callbacks: Sequence[Callback],
+             deterministic: bool) -> dict[str, list[float]]:
+        from anyml.distributed.training import DataParallel
+
+        parallel = DataParallel(self, comm, deterministic=deterministic)
         pass_loss = self._loss_needs_value()
         history: dict[str, list[float]] = {}
         self.stop_training = False
+        window_size = batch_size * accumulate
         for epoch in range(epochs):
             self.train()
             order = self.backend.host_rng.permutation(data.n) if shuffle else None
-            bar = Progress(verbose, data.n, f"epoch {epoch + 1}/{epochs}")
+            bar = Progress(verbose and comm.rank == 0, data.n, f"epoch {epoch + 1}/{epochs}")
             totals = Totals()
             for start in range(0, data.n, batch_size):
-                Xb, yb = data.batch(order, start, batch_size)
-                out = self._train_forward(Xb)
-                data.check_labels(out, "fit")
-                value = loss.loss(yb, out)
-                self._train_backward(loss.grad(yb, out))
-                self.update(float(value) if pass_loss else None)
-                totals.add(self._per_example_sum(value, out), self._correct(yb, out),
-                           int(Xb.shape[0]))
-                bar.step(int(Xb.shape[0]), totals)
-            logs = totals.logs()
+                stop = min(start + batch_size, data.n)
+                first = start - start % window_size
+                window = min(first + window_size, data.n) - first
+                last = stop == min(first + window_size, data.n)
+                loss_sum, correct, n_local, _ = parallel.step(data, order, start, stop, window, last,
+                                                              loss)
+                if last:
+                    cur = parallel.global_loss(loss_sum, window) if pass_loss else None
+                    self.update(cur)
+                totals.add(loss_sum, correct, n_local)
+                bar.step(stop - start, totals)
+            logs = parallel.reduce_totals(totals, data.n).logs()
             if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size)
+                val = self.evaluate(*validation_data, batch_size=batch_size, comm=comm)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
@@ -414,42 +447,72 @@ class Sequential:
                 break
         return history
 
-    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any, batch_size: int | None = None, *,
+                 comm: Any = None) -> dict[str, float]:
         """The mean loss per example (and accuracy for cross-entropy), in inference mode.
+
+        Under a communicator of several ranks (``comm``, default the current one) each rank
+        evaluates a contiguous share of the examples and the sums are added up: every rank returns
+        the same result.
 
         Returns
         -------
         dict
             ``{"loss": float}`` plus ``"accuracy"`` for a cross-entropy loss.
         """
+        from anyml.distributed import get_comm, guarded
+        from anyml.distributed.training import reduce_totals, shard
+
         loss = self._need_loss("evaluate")
         data = Data(self.backend, X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
+        comm = get_comm() if comm is None else comm
+        lo, hi = shard(data.n, comm.rank, comm.size)
         totals = Totals()
-        with self._inference():
-            for start in range(0, data.n, step):
-                Xb, yb = data.batch(None, start, step)
+        with guarded(comm), self._inference():
+            for start in range(lo, hi, step):
+                Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
                 totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
                            int(Xb.shape[0]))
+            totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
 
-    def predict(self, X: Any, batch_size: int | None = None) -> Array:
+    def predict(self, X: Any, batch_size: int | None = None, *, comm: Any = None) -> Array:
         """The model output for ``X`` in inference mode, an array of the model's backend.
 
-        With ``CrossEntropy(from_logits=True)`` the output is the scores; see the class Notes.
+        With ``CrossEntropy(from_logits=True)`` the output is the scores; see the class Notes. Under
+        a communicator of several ranks each rank computes a contiguous share and every rank
+        returns the whole output.
         """
+        from anyml.distributed import get_comm, guarded
+        from anyml.distributed.training import gather_rows, shard
+
         data = Data(self.backend, X, None, "predict")
         step = data.n if batch_size is None else batch_size
         _check_positive("predict", batch_size=step)
+        comm = get_comm() if comm is None else comm
+        lo, hi = shard(data.n, comm.rank, comm.size)
         outs = []
-        with self._inference():
-            for start in range(0, data.n, step):
-                Xb, _ = data.batch(None, start, step)
+        with guarded(comm), self._inference():
+            for start in range(lo, hi, step):
+                Xb, _ = data.batch(None, start, min(step, hi - start))
                 outs.append(self.forward(Xb, retain_derived=False))
+            if comm.size > 1:
+                return gather_rows(self.backend, comm, outs, data.n, lo)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
+
+    def sync_batchnorm(self, sync: bool = True) -> Sequential:
+        """Switch every batch normalization layer to statistics of the global batch across the ranks
+        of the current communicator (``sync=True``) or of each rank's share; return the model."""
+        from anyml.layers.norm import BatchNorm1D, BatchNorm2D
+
+        for obj in self._modules():
+            if isinstance(obj, BatchNorm1D | BatchNorm2D):
+                obj.sync = bool(sync)
+        return self
 
     # ------------------------------------------------------------------ helpers
     def _inference(self) -> Inference:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyml
+from anyml._dist import install_hint
 
 BACKENDS = ("numpy", "cupy", "torch", "array-api-strict", "auto")
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
@@ -49,7 +50,7 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: Path, title: str) 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no plot (pip install 'anyml[examples]')")
+        print(f"matplotlib is not installed: no plot ({install_hint('examples')})")
         return None
     metrics = [m for m in ("loss", "accuracy") if m in history]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 import anyml
+from anyml._dist import install_hint
 from anyml.layers.conv import Conv2D
 from anyml.layers.dense import FullyConnected
 from anyml.layers.norm import BatchNorm2D
@@ -41,7 +42,7 @@ def load_data(limit: int | None = None) -> tuple[np.ndarray, ...]:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
-        sys.exit("this example needs scikit-learn: pip install 'anyml[examples]'")
+        sys.exit(f"this example needs scikit-learn: {install_hint('examples')}")
     digits = load_digits()
     X = (digits.images / 16.0)[..., None]
     X_train, X_test, y_train, y_test = train_test_split(

@@ -27,6 +27,7 @@ import _common
 from digits_cnn import load_data
 
 import anyml
+from anyml._dist import install_hint
 from anyml.checkpoint import save
 from anyml.layers.dense import FullyConnected
 from anyml.layers.rbm import RBM
@@ -53,7 +54,7 @@ def plot_digits(rows: list[np.ndarray], labels: list[str], path: Path) -> Path |
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no picture (pip install 'anyml[examples]')")
+        print(f"matplotlib is not installed: no picture ({install_hint('examples')})")
         return None
     n = rows[0].shape[0]
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0))

@@ -31,7 +31,7 @@ def _needs(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_digits_cnn(examples, backend, tmp_path):
     pytest.importorskip("sklearn", reason="examples/digits_cnn.py needs scikit-learn "
-                                          "(pip install 'anyml[examples]')")
+                                          "(the 'examples' extra)")
     _needs(backend)
     result = examples("digits_cnn").main(["--backend", backend, "--limit", "160", "--epochs", "1",
                                           "--batch-size", "40", "--out", str(tmp_path),
@@ -74,7 +74,7 @@ def test_char_lstm(examples, backend, tmp_path, capsys):
 @pytest.mark.parametrize("backend", ["numpy", "array-api-strict"])
 def test_rbm_digits(examples, backend, tmp_path):
     pytest.importorskip("sklearn", reason="examples/rbm_digits.py needs scikit-learn "
-                                          "(pip install 'anyml[examples]')")
+                                          "(the 'examples' extra)")
     _needs(backend)
     result = examples("rbm_digits").main(["--backend", backend, "--limit", "200", "--epochs", "2",
                                           "--hidden", "16", "--out", str(tmp_path),

@@ -9,12 +9,13 @@ by :func:`im2col`, whose adjoint is :func:`col2im` (both, with :func:`to_planes`
 :func:`from_planes`, live in :mod:`anyml.functional._im2col` and are re-exported here); a convolution
 is then ``colsT.T @ W.reshape(-1, out_ch)``.
 
-On a CPU the kernels below run over the batch in chunks of a few examples, so that each chunk's
-column matrix (about 2 MB) stays in the cache between being gathered and being multiplied, and no
-full-size column matrix is ever allocated: the forward pass keeps only the padded input, and the
-backward pass gathers each chunk's columns again. On a GPU (a ``cuda`` device) the whole batch is one
-chunk. ``max_chunk`` overrides the choice; every chunking gives the same result up to the rounding of
-the sums over chunks. Scratch memory can live in a caller-kept workspace (see
+The kernels below run over the batch in chunks of a few examples, each chunk's column matrix within
+the byte budget that the array's backend sets for its device (:func:`anyml.backend.chunk_bytes`: about
+2 MB on a CPU, which stays in the cache between being gathered and being multiplied; more on a GPU,
+where fewer, larger products are faster). No full-size column matrix is allocated unless the whole
+batch fits the budget: the forward pass keeps only the padded input, and the backward pass gathers each
+chunk's columns again. ``max_chunk`` overrides the choice; every chunking gives the same result up to
+the rounding of the sums over chunks. Scratch memory can live in a caller-kept workspace (see
 :mod:`anyml.functional._workspace`).
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import chunk_bytes, namespace_of, replaceable
 from anyml.functional._im2col import (
     col2im,
     flat_shifts,
@@ -65,9 +66,6 @@ __all__ = [
 
 Array = Any
 
-#: Column-matrix elements per chunk on a CPU: 2 MB of float32, which stays in the cache.
-CPU_CHUNK = 1 << 19
-
 #: The flat stride-1 kernels compute every position of the padded grid; they are used while the
 #: grid has at most this many positions per output position (the rest is wasted work).
 FLAT_MAX_WASTE = 1.2
@@ -81,11 +79,14 @@ def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> li
     """Split ``range(n)`` into near-equal ``(start, stop)`` chunks of at most ``max_chunk`` elements.
 
     ``per_example`` is the column-matrix size of one example; a chunk holds at least one example.
-    The default ``max_chunk`` is :data:`CPU_CHUNK`, or no limit for an array on a ``cuda`` device
-    (where fewer, larger products are faster).
+    The default ``max_chunk`` is the backend's budget (:func:`anyml.backend.chunk_bytes`) in elements
+    of ``like``'s dtype.
     """
-    if max_chunk is None and "cuda" not in str(getattr(like, "device", "cpu")).lower():
-        max_chunk = CPU_CHUNK
+    if max_chunk is None:
+        budget = chunk_bytes(like)
+        if budget is not None:
+            itemsize = namespace_of(like).finfo(like.dtype).bits // 8
+            max_chunk = max(1, budget // itemsize)
     if max_chunk is None or n * per_example <= max_chunk:
         return [(0, n)]
     count = -(-n // max(1, max_chunk // max(per_example, 1)))
@@ -117,6 +118,7 @@ def _check_w(X: Array, W: Array, b: Array | None, owner: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Conv2D
+<<<<<<< HEAD
 def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                      dilation: int) -> tuple[tuple[int, int], Pad4, tuple[int, int]]:
     """The strides, the resolved pads and the output size of a 2-D convolution (memoized)."""
@@ -129,6 +131,9 @@ def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: t
     return strides, pads, out_shape
 
 
+=======
+@replaceable
+>>>>>>> main
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
@@ -218,6 +223,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     return Z, (P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, None)
 
 
+@replaceable
 def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`conv2d_forward` wrt. ``X``, ``W`` and ``b``.
@@ -304,6 +310,7 @@ def _pads_1d(pad: Any, owner: str) -> Any:
     return pad
 
 
+@replaceable
 def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: int = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
@@ -317,9 +324,10 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     W : array of shape (kernel_width, in_ch, out_ch)
     b : array of out_ch values, optional
     pad : int, (left, right), "same" or "causal"
-        ``"same"``: output length ``ceil(l_in / stride)``, an odd pad pixel on the right.
-        ``"causal"``: ``k_eff - 1`` zeros on the left only, so ``Z[:, t]`` depends on
-        ``X[:, :t*stride + 1]``; the output length is also ``ceil(l_in / stride)``.
+        ``"same"``: output length ``l_in`` at every stride (numpy-ml's rule, see
+        :func:`anyml.functional._padding.same_pads`), an odd pad pixel on the right.
+        ``"causal"``: the same total of zeros, all on the left, so the output length is also
+        ``l_in`` and ``Z[:, t]`` depends on ``X[:, :t + 1]`` only.
     stride, dilation : int
     max_chunk, workspace
         As for :func:`conv2d_forward`.
@@ -339,10 +347,11 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     if W.ndim != 3:
         msg = f"conv1d: expected W of shape (kernel_width, in_ch, out_ch), got {tuple(W.shape)}"
         raise ValueError(msg)
-    pads = _pads_1d(pad, "conv1d")
-    if pads == "causal":
-        pads = (0, 0, effective_kernel(int(W.shape[0]), dilation) - 1, 0)
     n, length, ch = X.shape
+    pads = _pads_1d(pad, "conv1d")
+    if isinstance(pads, str):
+        pads = resolve_pad2d(pads, (1, int(length)), (1, int(W.shape[0])), (1, stride), dilation,
+                             owner="conv1d", strings=("same", "causal"))
     X4 = xp.reshape(X, (n, 1, length, ch))
     W4 = xp.reshape(W, (1, *W.shape))
     Z, cache = conv2d_forward(X4, W4, b, pads, (1, stride), dilation, xp, max_chunk=max_chunk,
@@ -350,6 +359,7 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     return xp.reshape(Z, (n, Z.shape[2], Z.shape[3])), (cache, tuple(W.shape))
 
 
+@replaceable
 def conv1d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv1d_forward` wrt. ``X``, ``W`` and ``b`` (see :func:`conv2d_backward`)."""
@@ -366,18 +376,14 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
     """How many rows/columns a transposed convolution crops from each side of its full output.
 
     An int or tuple crops like ``torch.nn.functional.conv_transpose2d(padding=...)``: the output has
-    ``(n - 1) * stride + k - pad_total`` positions. ``"same"`` crops ``k - stride`` in all (odd pixel at
-    the bottom/right), giving ``n * stride`` positions; it needs ``k >= stride``.
+    ``(n - 1) * stride + k - pad_total`` positions. ``"same"`` is numpy-ml's: it crops ``k - 1`` in
+    all, ``k // 2`` before and ``(k - 1) // 2`` after (an odd pixel at the top/left), leaving
+    ``stride * (n - 1) + 1`` positions: the input's grid with ``stride - 1`` new positions between
+    neighbours, and ``n`` positions at stride 1. (Keras's ``"same"`` gives ``stride * n``.)
     """
     pad = check_pad_spec(pad, owner)
     if pad == "same":
-        totals = [k - s for k, s in zip(kernel, stride, strict=True)]
-        if min(totals) < 0:
-            msg = (f"{owner}: pad='same' needs a kernel at least as large as the stride, got kernel "
-                   f"{kernel} and stride {stride}")
-            raise ValueError(msg)
-        pads: Pad4 = (totals[0] // 2, totals[0] - totals[0] // 2,
-                      totals[1] // 2, totals[1] - totals[1] // 2)
+        pads: Pad4 = (kernel[0] // 2, (kernel[0] - 1) // 2, kernel[1] // 2, (kernel[1] - 1) // 2)
     else:
         pads = explicit_pads(pad)
     for axis, name in ((0, "rows"), (1, "cols")):
@@ -390,6 +396,7 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
     return pads
 
 
+@replaceable
 def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                      xp: Any = None, *, max_chunk: int | None = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Transposed 2-D convolution (the adjoint of :func:`conv2d_forward` wrt. its input), channels last.
@@ -450,6 +457,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     return Z, cache
 
 
+@replaceable
 def deconv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                       workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`deconv2d_forward` wrt. ``X``, ``W`` and ``b``.

@@ -12,7 +12,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 from anyml.functional._memo import memo
 from anyml.functional._padding import Pad4, as_pair, conv_out_size, pad2d, resolve_pad2d
 
@@ -31,7 +31,7 @@ def resolve_pool_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, in
     Each side's pad must be smaller than the kernel along that axis (``"same"`` always is), so that
     no window lies wholly in the padding.
     """
-    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner)
+    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner, same_rule="ceil")
     for side, value in zip(("top", "bottom", "left", "right"), pads, strict=True):
         k = kernel[0] if side in ("top", "bottom") else kernel[1]
         if value >= k:
@@ -60,6 +60,7 @@ def _views(kernel: tuple[int, int], stride: tuple[int, int],
                  for i in range(kr) for j in range(kc))
 
 
+@replaceable
 def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
                    xp: Any = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Pool each channel of ``X`` over ``kernel_shape`` windows.
@@ -114,6 +115,7 @@ def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, m
     return Y, cache
 
 
+@replaceable
 def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
     r"""Gradient of :func:`pool2d_forward` wrt. ``X``.
 
