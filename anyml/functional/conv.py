@@ -118,7 +118,6 @@ def _check_w(X: Array, W: Array, b: Array | None, owner: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Conv2D
-<<<<<<< HEAD
 def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                      dilation: int) -> tuple[tuple[int, int], Pad4, tuple[int, int]]:
     """The strides, the resolved pads and the output size of a 2-D convolution (memoized)."""
@@ -131,9 +130,7 @@ def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: t
     return strides, pads, out_shape
 
 
-=======
 @replaceable
->>>>>>> main
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
