@@ -184,8 +184,9 @@ class Conv2D(_ConvLayer):
 
     Notes
     -----
-    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``; ``in_ch``
-    comes from the first input. With :math:`s` the stride and :math:`d` the dilation,
+    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``
+    (numpy-ml's ``(1, 1, 1, out_ch)`` loads through ``set_params``); ``in_ch`` comes from the first
+    input. Images are channels-last, as in numpy-ml. With :math:`s` the stride and :math:`d` the dilation,
 
     .. math::
 
@@ -288,7 +289,8 @@ class Conv1D(_ConvLayer):
 
     Notes
     -----
-    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)``.
+    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)`` (numpy-ml's
+    ``(1, 1, out_ch)`` loads through ``set_params``).
 
     .. math::
 
@@ -361,7 +363,8 @@ class Deconv2D(_ConvLayer):
     Each input pixel spreads ``X[n, h, w, :] @ W[i, j]`` over a ``kernel_shape`` patch of the output
     placed ``stride`` pixels apart; where patches overlap they add. This is the gradient of a
     :class:`Conv2D` wrt. its input, so a ``Deconv2D`` with the same ``kernel_shape``, ``stride`` and
-    ``pad`` maps a ``Conv2D``'s output size back to its input size (up to the rounding of a stride).
+    numeric ``pad`` maps a ``Conv2D``'s output size back to its input size (up to the rounding of a
+    stride). ``"same"`` does not pair up so: both follow numpy-ml (see ``pad`` below).
 
     Parameters
     ----------
