@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -57,6 +58,9 @@ def format_spec(name: str, params: Mapping[str, Any]) -> str:
     return f"{name}({', '.join(parts)})"
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
     """Split ``"Name(k=v, ...)"`` into ``("Name", {"k": v, ...})`` without executing anything.
 
@@ -70,7 +74,8 @@ def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
         If the text is not of that form; the message quotes it.
     """
     try:
-        node = ast.parse(text.strip(), mode="eval").body
+        with _PARSE_LOCK:  # CPython 3.11: ast.parse in two threads at once can fail
+            node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
         msg = f"cannot parse {kind} {text!r}: expected Name or Name(key=value, ...)"
         raise ValueError(msg) from exc

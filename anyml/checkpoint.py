@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import os
 import tempfile
@@ -95,11 +96,14 @@ def layer_classes() -> dict[str, type]:
 
 
 # --------------------------------------------------------------------------- saving
-def save(obj: Any, path: str | PathLike[str]) -> None:
+def save(obj: Any, path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> None:
     """Write a layer, a wrapped layer or a :class:`~anyml.model.Sequential` to ``path``.
 
     The file is written exactly at ``path`` (no suffix is added; ``.npz`` is customary), through a
     temporary file in the same folder, so an interrupted save never leaves a half-written checkpoint.
+    ``metadata`` (JSON data, such as the training position that :meth:`Sequential.fit
+    <anyml.model.Sequential.fit>` records) is stored in the header, covered by the digest, and comes
+    back as the ``checkpoint_metadata`` attribute of what :func:`load` returns.
 
     Raises
     ------
@@ -142,6 +146,8 @@ def save(obj: Any, path: str | PathLike[str]) -> None:
         "layers": entries,
         "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in arrays.items()},
     }
+    if metadata is not None:
+        header["metadata"] = dict(metadata)
     text = json.dumps(header, sort_keys=True)
     payload = {**arrays, _HEADER: np.array(text), _DIGEST: np.array(_digest(text, arrays))}
     path = os.fspath(path)
@@ -210,13 +216,14 @@ def _digest(text: str, arrays: Mapping[str, np.ndarray]) -> str:
 
 
 # --------------------------------------------------------------------------- loading
-def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> Any:
+def load(path: str | PathLike[str] | bytes, *, backend: str | Backend | None = None) -> Any:
     """Read a checkpoint written by :func:`save`; return the layer or the ``Sequential``.
 
     Parameters
     ----------
-    path : str or path-like
-        The file.
+    path : str, path-like or bytes
+        The file, or its contents (as read once and broadcast to every rank of a data-parallel
+        job).
     backend : str or Backend, optional
         Where to put the parameters; default the current backend. Float arrays take the backend's
         dtype, so a float64 checkpoint loads exactly into a float64 backend of any library.
@@ -230,8 +237,12 @@ def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> 
         digest, a missing or extra entry), names a layer class that is not registered, or holds
         settings the layer rejects. The message names the file and what is wrong.
     """
-    path = os.fspath(path)
-    entries = _read(path)
+    if isinstance(path, bytes | bytearray):
+        entries = _read(io.BytesIO(path), "<checkpoint bytes>")
+        path = "<checkpoint bytes>"
+    else:
+        path = os.fspath(path)
+        entries = _read(path, path)
     header = _parse_header(path, entries)
     arrays = {k: v for k, v in entries.items() if k not in (_HEADER, _DIGEST)}
     _check_arrays(path, header, arrays)
@@ -244,19 +255,22 @@ def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> 
     layers = [_build_layer(path, i, entry, arrays, known, be)
               for i, entry in enumerate(header["layers"])]
     if header["kind"] == "layer":
-        return layers[0]
-    from anyml.model import Sequential
+        obj = layers[0]
+    else:
+        from anyml.model import Sequential
 
+        try:
+            obj = Sequential(layers, loss=header["loss"], backend=be)
+        except (TypeError, ValueError) as exc:
+            msg = f"{path}: cannot rebuild the Sequential: {exc}"
+            raise ValueError(msg) from exc
+    obj.checkpoint_metadata = header.get("metadata")
+    return obj
+
+
+def _read(source: Any, path: str) -> dict[str, np.ndarray]:
     try:
-        return Sequential(layers, loss=header["loss"], backend=be)
-    except (TypeError, ValueError) as exc:
-        msg = f"{path}: cannot rebuild the Sequential: {exc}"
-        raise ValueError(msg) from exc
-
-
-def _read(path: str) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(source, allow_pickle=False)
     except FileNotFoundError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
