@@ -163,8 +163,9 @@ class Conv2D(_ConvLayer):
 
     Notes
     -----
-    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``; ``in_ch``
-    comes from the first input. With :math:`s` the stride and :math:`d` the dilation,
+    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``
+    (numpy-ml's ``(1, 1, 1, out_ch)`` loads through ``set_params``); ``in_ch`` comes from the first
+    input. Images are channels-last, as in numpy-ml. With :math:`s` the stride and :math:`d` the dilation,
 
     .. math::
 
@@ -267,7 +268,8 @@ class Conv1D(_ConvLayer):
 
     Notes
     -----
-    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)``.
+    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)`` (numpy-ml's
+    ``(1, 1, out_ch)`` loads through ``set_params``).
 
     .. math::
 

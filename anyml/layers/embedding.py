@@ -53,8 +53,10 @@ class Embedding(LayerBase):
     .. math:: \frac{\partial L}{\partial W_v} = \sum_{(i,t):\, x_{i,t} = v} c_i
               \frac{\partial L}{\partial Y_{i(,t)}}
 
-    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean). Ids are indices, so there is no
-    gradient wrt. the input and :meth:`backward` returns ``None``: the layer comes first in a network.
+    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean), every occurrence of a repeated
+    id counting (as in PyTorch; numpy-ml's pooled backward counts an id repeated within one example
+    once). Ids are indices, so there is no gradient wrt. the input and :meth:`backward` returns
+    ``None``: the layer comes first in a network.
 
     ``W`` (``(vocab_size, n_out)``) is created when the layer is built, since its shape is known then.
     Ids are validated (integer dtype, within ``[0, vocab_size)``) at every call; an example of a ragged
