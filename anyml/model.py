@@ -434,6 +434,7 @@ class Sequential:
             self, comm, checkpoint, checkpoint_every, batch_size=batch_size, accumulate=accumulate,
             n=data.n)
         position = saver.restore(history) if saver is not None and resume else None
+        parallel.sync_random_state()  # before the first epoch's order: the same on every rank
         for epoch in range(position.epoch if position else 0, epochs):
             self.train()
             skip = position.step if position and epoch == position.epoch else 0

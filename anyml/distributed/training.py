@@ -72,9 +72,14 @@ class DataParallel:
         self.comm_seconds = 0.0
 
     # ------------------------------------------------------------------ set-up
-    def _sync_random_state(self) -> None:
+    def sync_random_state(self) -> None:
         """Make the shared generators equal on every rank (they are when every rank was given the
-        same seed; with no seed, rank 0's state is broadcast and the device generator reseeded)."""
+        same seed; with no seed, rank 0's state is broadcast and the device generator reseeded).
+
+        Called before the first epoch's order is drawn; once per :class:`DataParallel`.
+        """
+        if not self.distributed or self._rank_rng is not None:
+            return
         backend, comm = self.model.backend, self.comm
         state = backend.host_rng.bit_generator.state
         states = comm.allgather_object(_jsonable(state))
@@ -129,7 +134,7 @@ class DataParallel:
         """
         model = self.model
         if self.distributed and not self._prepared:
-            self._sync_random_state()
+            self.sync_random_state()
             self._build_and_broadcast(data, int(order[start]) if order is not None else start)
             self._prepared = True
         lo, hi = shard(stop - start, self.comm.rank, self.comm.size, start)
