@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,8 +67,6 @@ class DataParallel:
         self.reducer = GradientReducer(model.layers, comm, bucket_bytes)
         self._prepared = False
         self._rank_rng: Any = None
-        #: Seconds spent in collective operations on the gradients (for benchmarks).
-        self.comm_seconds = 0.0
 
     # ------------------------------------------------------------------ set-up
     def sync_random_state(self) -> None:
@@ -169,9 +166,7 @@ class DataParallel:
             if reduce:
                 self.reducer.layer_done(i)
         if reduce:
-            t0 = time.perf_counter()
             self.reducer.finish()
-            self.comm_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ totals
     def global_loss(self, loss_sum: Array, window: int) -> float:
