@@ -22,6 +22,7 @@ global batch, not on how many processes share it, so a checkpoint of a 2-process
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any
@@ -123,7 +124,12 @@ class Checkpointer:
         if comm.rank == 0:
             with open(self.path, "rb") as f:
                 data = f.read()
-        loaded = load(comm.broadcast_bytes(data), backend=self.model.backend)
+        data = comm.broadcast_bytes(data)
+        with tempfile.TemporaryDirectory(prefix="anyml-resume-") as folder:  # this rank's copy
+            local = os.path.join(folder, "checkpoint")
+            with open(local, "wb") as f:
+                f.write(data)
+            loaded = load(local, backend=self.model.backend)
         meta = loaded.checkpoint_metadata
         if not isinstance(meta, dict) or "epoch" not in meta:
             msg = (f"Sequential.fit: {self.path} is a checkpoint without a training position (saved "

@@ -42,7 +42,7 @@ def test_two_rank_checkpoint_resumes_on_other_sizes(make_backend_for, tmp_path, 
     (want, want_history), = run(1, uninterrupted)
 
     # a 2-rank run saves every 2 batches; keep the file written 2 batches into the second epoch
-    path, mid = tmp_path / "run.npz", tmp_path / "mid.npz"
+    path, mid = tmp_path / "run.safetensors", tmp_path / "mid.safetensors"
     save = resume_mod.Checkpointer.save
 
     def snapshot(self, epoch, step, history):
@@ -78,14 +78,14 @@ def test_two_rank_checkpoint_resumes_on_other_sizes(make_backend_for, tmp_path, 
 def test_resume_refuses_another_global_batch(make_backend_for, tmp_path):
     X, y = data("class", 12)
     be = make_backend_for(seed=1)
-    path = tmp_path / "run.npz"
+    path = tmp_path / "run.safetensors"
     build(be).fit(X, y, epochs=1, batch_size=4, checkpoint=path, verbose=False)
     with pytest.raises(ValueError, match="batch_size=4, this one has batch_size=6"):
         build(make_backend_for(seed=1)).fit(X, y, epochs=2, batch_size=6, checkpoint=path,
                                             verbose=False)
     plain = build(make_backend_for(seed=1))
     plain.fit(X, y, epochs=1, batch_size=4, verbose=False)
-    anyml.save(plain, tmp_path / "plain.npz")
+    anyml.save(plain, tmp_path / "plain.safetensors")
     with pytest.raises(ValueError, match="without a training position"):
-        build(make_backend_for(seed=1)).fit(X, y, batch_size=4, checkpoint=tmp_path / "plain.npz",
+        build(make_backend_for(seed=1)).fit(X, y, batch_size=4, checkpoint=tmp_path / "plain.safetensors",
                                             verbose=False)

@@ -44,9 +44,10 @@ def test_dense_equals_one_process(make_backend_for, size, reduction):
 
 @pytest.mark.parametrize("size", RANKS)
 def test_synced_batchnorm_conv_with_empty_shares(make_backend_for, size):
-    # 25 examples in batches of 8: the last batch has 1 example, so all ranks but one hold none
+    # 26 examples in batches of 8: the last batch has 2 examples, so on 3 and 4 ranks some ranks
+    # hold none (a last batch of 1 would join the batch before it)
     train = _fit(make_backend_for, lambda be: conv(be, "CrossEntropy(reduction='mean')"),
-                 "image", 25, epochs=2, batch_size=8)
+                 "image", 26, epochs=2, batch_size=8)
     (want, _), = run(1, train)
     for got, _ in run(size, train):
         assert_same_run(got, want)
@@ -57,14 +58,15 @@ def test_model_switch_syncs_batchnorm1d(make_backend_for, size):
     def build(be):
         return dense(be, "CrossEntropy(reduction='mean')", sync=False).sync_batchnorm()
 
-    train = _fit(make_backend_for, build, "class", 21, epochs=2, batch_size=7)
+    # batches of 8: every rank gets at least 2 examples, which unsynchronized statistics need
+    train = _fit(make_backend_for, build, "class", 24, epochs=2, batch_size=8)
     (want, _), = run(1, train)
     for got, _ in run(size, train):
         assert_same_run(got, want)
     # each rank's own statistics give another run
     unsynced = _fit(make_backend_for, lambda be: dense(be, "CrossEntropy(reduction='mean')",
-                                                       sync=False), "class", 21, epochs=2,
-                    batch_size=7)
+                                                       sync=False), "class", 24, epochs=2,
+                    batch_size=8)
     (got, _), *_ = run(size, unsynced)
     with pytest.raises(AssertionError, match="relative error"):
         assert_same_run(got, want)
