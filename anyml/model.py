@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from anyml._training import Data, Inference, Progress, Totals
+from anyml._training import Data, Inference, Progress, Totals, batch_starts
 from anyml.backend import Backend, resolve_backend
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
@@ -321,12 +321,29 @@ class Sequential:
         it costs a device synchronization).
         """
         loss = self._need_loss("train_on_batch")
-        Xb, yb = self.backend.asarray(X), self.backend.asarray(y)
+        data = self._data(X, y, "train_on_batch")
+        Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
-        value = loss.loss(yb, out)
-        self._train_backward(loss.grad(yb, out))
+        data.check_labels(out, "train_on_batch")
+        value = loss.loss(yb, out, **self._checked)
+        self._train_backward(loss.grad(yb, out, **self._checked))
         self.update(float(value) if cur_loss else None)
         return value
+
+    @property
+    def _checked(self) -> dict[str, bool]:
+        """Keywords for the loss: the labels were checked where they entered (:class:`Data`)."""
+        return {"check_labels": False} if isinstance(self.loss, CrossEntropy) else {}
+
+    def _data(self, X: Any, y: Any, owner: str) -> Data:
+        """The entry point of data: checked and converted as :class:`~anyml._training.Data` says."""
+        from anyml.layers.embedding import Embedding
+
+        first = self.layers[0]
+        while isinstance(first, WrapperBase):
+            first = first.base_layer
+        return Data(self.backend, X, y, owner, float_inputs=not isinstance(first, Embedding),
+                    int_labels=isinstance(self.loss, CrossEntropy))
 
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
@@ -363,7 +380,9 @@ class Sequential:
         epochs : int
             Passes over the data.
         batch_size : int
-            Examples per step (the last batch of an epoch may be smaller).
+            Examples per step. The last batch of an epoch may be smaller, but never holds a single
+            example: when ``n_ex % batch_size == 1`` that example joins the batch before it (which
+            then holds ``batch_size + 1``), since a batch of one has no batch statistics.
         shuffle : bool
             Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order).
         validation_data : (X_val, y_val), optional
@@ -399,9 +418,18 @@ class Sequential:
 
         loss = self._need_loss("fit")
         _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
+        if validation_data is not None and (not isinstance(validation_data, tuple | list)
+                                            or len(validation_data) != 2):
+            got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                   if isinstance(validation_data, tuple | list) else type(validation_data).__name__)
+            msg = f"Sequential.fit: validation_data must be a pair (X_val, y_val), got {got}"
+            raise ValueError(msg)
+        data = self._data(X, y, "fit")
+        if validation_data is not None:
+            self._data(*validation_data, "fit")  # checked now, not after the first epoch
         comm = get_comm() if comm is None else comm
         with guarded(comm):
-            return self._fit(loss, Data(self.backend, X, y, "fit"), comm, epochs=epochs,
+            return self._fit(loss, data, comm, epochs=epochs,
                              batch_size=batch_size, shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
                              callbacks=callbacks, deterministic=deterministic)
@@ -422,11 +450,14 @@ class Sequential:
             order = self.backend.host_rng.permutation(data.n) if shuffle else None
             bar = Progress(verbose and comm.rank == 0, data.n, f"epoch {epoch + 1}/{epochs}")
             totals = Totals()
-            for start in range(0, data.n, batch_size):
-                stop = min(start + batch_size, data.n)
+            for start, size in batch_starts(data.n, batch_size):
+                stop = start + size
                 first = start - start % window_size
-                window = min(first + window_size, data.n) - first
-                last = stop == min(first + window_size, data.n)
+                window_end = min(first + window_size, data.n)
+                if data.n - window_end == 1:  # the example that joined the last batch
+                    window_end = data.n
+                window = window_end - first
+                last = stop == window_end
                 loss_sum, correct, n_local, _ = parallel.step(data, order, start, stop, window, last,
                                                               loss)
                 if last:
@@ -464,7 +495,7 @@ class Sequential:
         from anyml.distributed.training import reduce_totals, shard
 
         loss = self._need_loss("evaluate")
-        data = Data(self.backend, X, y, "evaluate")
+        data = self._data(X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
         comm = get_comm() if comm is None else comm
@@ -475,7 +506,8 @@ class Sequential:
                 Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
-                totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
+                totals.add(self._per_example_sum(loss.loss(yb, out, **self._checked), out),
+                           self._correct(yb, out),
                            int(Xb.shape[0]))
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
@@ -490,7 +522,7 @@ class Sequential:
         from anyml.distributed import get_comm, guarded
         from anyml.distributed.training import gather_rows, shard
 
-        data = Data(self.backend, X, None, "predict")
+        data = self._data(X, None, "predict")
         step = data.n if batch_size is None else batch_size
         _check_positive("predict", batch_size=step)
         comm = get_comm() if comm is None else comm

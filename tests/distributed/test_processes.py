@@ -102,3 +102,12 @@ def test_a_rank_that_raises_ends_the_job(launcher, tmp_path):
     failed_at = float((tmp_path / "fail.npz.failed_at").read_text())
     assert ended - failed_at < 30, f"the job took {ended - failed_at:.1f} s to end after the error"
     assert not out.exists()
+
+
+def test_mpi_collectives_on_every_cpu_backend():
+    cmd = _mpiexec()
+    extra = ["--torch"] if importlib.util.find_spec("torch") is not None else []
+    done = subprocess.run([*cmd, str(HERE / "_comm_worker.py"), *extra], capture_output=True,
+                          text=True, timeout=240, cwd=ROOT, env=_env(), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(done.stdout.split("\n"))[-2:] == ["OK 0 mpi 2", "OK 1 mpi 2"]
