@@ -457,6 +457,29 @@ def pick_fastest(variants: Step | dict[str, Step], sync: Callable[[], None], rep
     return variants[best], best, times
 
 
+def blas_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
+    """This machine's float32 matrix-product rate in NumPy: the best of ``repeats`` products of two
+    ``size`` x ``size`` matrices, in GFLOP/s (the ceiling for an im2col convolution)."""
+    import time
+
+    A = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    A @ A
+    best = min(_timed(lambda: A @ A, time.perf_counter) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn: Step, clock: Callable[[], float]) -> float:
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def conv2d_flops(c_scale: int = 1) -> float:
+    """The multiply-adds (x2) of the Conv2D case's three products: the output, the weight gradient
+    and the input gradient, each ``(n * 32 * 32) x (3 * 3 * 16) x 32``."""
+    return 3 * 2 * (32 * c_scale * 32 * 32) * (3 * 3 * 16) * 32
+
+
 def run(be: Backend, scale: int, names: list[str], warmup: int, repeats: int, rounds: int) -> list[dict]:
     import torch
 
@@ -512,6 +535,14 @@ def main(argv: list[str] | None = None) -> dict:
         "geometric_mean_ratio": geometric_mean([r["ratio"] for r in layer_rows]) if layer_rows else None,
         "worst": max(layer_rows, key=lambda r: r["ratio"])["layer"] if layer_rows else None,
     }
+    if be.name == "numpy" and any(r["layer"] == "Conv2D" for r in rows):
+        conv_ms = next(r["anyml_ms"] for r in rows if r["layer"] == "Conv2D")
+        summary["blas_peak_gflops"] = blas_peak_gflops()
+        summary_scale = 16 if args.gpu_sizes else 1
+        summary["conv2d_gflops"] = conv2d_flops(summary_scale) / conv_ms / 1e6
+        print(f"float32 matrix products: {summary['blas_peak_gflops']:.0f} GFLOP/s at best (2048 x 2048); "
+              f"Conv2D's three products over its whole step: {summary['conv2d_gflops']:.0f} GFLOP/s "
+              f"(batch {32 * summary_scale})")
     if layer_rows:
         print(f"geometric mean of the layer ratios: {summary['geometric_mean_ratio']:.2f}; "
               f"worst: {summary['worst']}")

@@ -131,3 +131,8 @@ def test_scaling_table_as_json(scaling, tmp_path):
                             "--no-memory", "--json", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
     assert [(r["case"], r["batch"]) for r in summary["rows"]] == [("FullyConnected", 1)]
+
+
+def test_blas_peak_and_conv_flops(bench):
+    assert bench.blas_peak_gflops(size=64, repeats=1) > 0
+    assert bench.conv2d_flops() == 3 * 2 * 32 * 1024 * 144 * 32
