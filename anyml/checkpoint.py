@@ -121,12 +121,15 @@ def layer_classes() -> dict[str, type]:
 
 
 # --------------------------------------------------------------------------- saving
-def save(obj: Any, path: str | PathLike[str]) -> None:
+def save(obj: Any, path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> None:
     """Write a layer, a wrapped layer or a :class:`~anyml.model.Sequential` to ``path``.
 
     The file is a safetensors file (see the module docstring), written exactly at ``path`` (no
     suffix is added; ``.safetensors`` is customary), through a temporary file in the same folder, so
-    an interrupted save never leaves a half-written checkpoint.
+    an interrupted save never leaves a half-written checkpoint. ``metadata`` (JSON data, such as the
+    training position that :meth:`Sequential.fit <anyml.model.Sequential.fit>` records) goes into
+    the header, covered by the digest, and comes back as the ``checkpoint_metadata`` attribute of
+    what :func:`load` returns (``None`` when there was none).
 
     Raises
     ------
@@ -169,6 +172,8 @@ def save(obj: Any, path: str | PathLike[str]) -> None:
         "layers": entries,
         "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in arrays.items()},
     }
+    if metadata is not None:
+        header["metadata"] = dict(metadata)
     text = json.dumps(header, sort_keys=True)
     metadata = {_META_HEADER: text, _META_DIGEST: _digest(text, arrays)}
     from safetensors.numpy import save as to_bytes
@@ -283,14 +288,17 @@ def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> 
     layers = [_build_layer(path, i, entry, arrays, known, be)
               for i, entry in enumerate(header["layers"])]
     if header["kind"] == "layer":
-        return layers[0]
-    from anyml.model import Sequential
+        obj = layers[0]
+    else:
+        from anyml.model import Sequential
 
-    try:
-        return Sequential(layers, loss=header["loss"], backend=be)
-    except (TypeError, ValueError) as exc:
-        msg = f"{path}: cannot rebuild the Sequential: {exc}"
-        raise CheckpointError(msg) from exc
+        try:
+            obj = Sequential(layers, loss=header["loss"], backend=be)
+        except (TypeError, ValueError) as exc:
+            msg = f"{path}: cannot rebuild the Sequential: {exc}"
+            raise CheckpointError(msg) from exc
+    obj.checkpoint_metadata = header.get("metadata")
+    return obj
 
 
 def _read_safetensors(path: str) -> tuple[str, str, dict[str, np.ndarray]]:

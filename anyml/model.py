@@ -374,7 +374,8 @@ class Sequential:
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
             callbacks: Sequence[Callback] = (), accumulate: int = 1, comm: Any = None,
-            deterministic: bool = False) -> dict[str, list[float]]:
+            deterministic: bool = False, checkpoint: str | PathLike[str] | None = None,
+            checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
@@ -414,6 +415,12 @@ class Sequential:
             Under a communicator of several ranks, draw per-example noise (dropout masks) for the
             whole global batch on every rank and keep this rank's rows, so that training is
             bit-identical to one process (see :mod:`anyml.distributed.noise`).
+        checkpoint : str or path-like, optional
+            Save the model and the training position there after every epoch (and every
+            ``checkpoint_every`` global batches); with ``resume`` (the default), a run that finds
+            the file continues from it, on any number of processes, with the same batches and
+            randomness as an uninterrupted run (``epochs`` counts all epochs, the resumed ones too).
+            See :mod:`anyml.distributed.resume`.
 
         Returns
         -------
@@ -425,30 +432,36 @@ class Sequential:
 
         loss = self._need_loss("fit")
         _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
+        if checkpoint_every is not None:
+            _check_positive("fit", checkpoint_every=checkpoint_every)
         if validation_data is not None and (not isinstance(validation_data, tuple | list)
                                             or len(validation_data) != 2):
             got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
                    if isinstance(validation_data, tuple | list) else type(validation_data).__name__)
             msg = f"Sequential.fit: validation_data must be a pair (X_val, y_val), got {got}"
             raise ValueError(msg)
-        data = self._data(X, y, "fit")
-        if validation_data is not None:  # checked now, not after the first epoch
-            val = self._data(*validation_data, "fit")
-            if isinstance(self.loss, CrossEntropy):  # the labels against the output's classes
-                Xv, _ = val.batch(None, 0, 1)
-                with self._inference():
-                    val.check_labels(self.forward(Xv, retain_derived=False), "fit")
         comm = get_comm() if comm is None else comm
-        with guarded(comm):
+        with guarded(comm):  # data may differ between ranks: a rank that refuses it ends the job
+            data = self._data(X, y, "fit")
+            if validation_data is not None:  # checked now, not after the first epoch
+                val = self._data(*validation_data, "fit")
+                if isinstance(self.loss, CrossEntropy):  # the labels against the output's classes
+                    Xv, _ = val.batch(None, 0, 1)
+                    with self._inference():
+                        val.check_labels(self.forward(Xv, retain_derived=False), "fit")
             return self._fit(loss, data, comm, epochs=epochs,
                              batch_size=batch_size, shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
-                             callbacks=callbacks, deterministic=deterministic)
+                             callbacks=callbacks, deterministic=deterministic,
+                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                             resume=resume)
 
     def _fit(self, loss: Loss, data: Data, comm: Any, *, epochs: int, batch_size: int,
              shuffle: bool, accumulate: int, validation_data: tuple[Any, Any] | None,
-             verbose: bool, callbacks: Sequence[Callback],
-             deterministic: bool) -> dict[str, list[float]]:
+             verbose: bool, callbacks: Sequence[Callback], deterministic: bool,
+             checkpoint: Any = None, checkpoint_every: int | None = None,
+             resume: bool = True) -> dict[str, list[float]]:
+        from anyml.distributed.resume import Checkpointer
         from anyml.distributed.training import DataParallel
 
         parallel = DataParallel(self, comm, deterministic=deterministic)
@@ -456,12 +469,27 @@ class Sequential:
         history: dict[str, list[float]] = {}
         self.stop_training = False
         window_size = batch_size * accumulate
-        for epoch in range(epochs):
+        saver = None if checkpoint is None else Checkpointer(
+            self, comm, checkpoint, checkpoint_every, batch_size=batch_size, accumulate=accumulate,
+            n=data.n)
+        position = saver.restore(history) if saver is not None and resume else None
+        parallel.sync_random_state()  # before the first epoch's order: the same on every rank
+        for epoch in range(position.epoch if position else 0, epochs):
             self.train()
-            order = self.backend.host_rng.permutation(data.n) if shuffle else None
+            skip = position.step if position and epoch == position.epoch else 0
+            if saver is not None and not skip:
+                saver.epoch_begins()
+            if skip and saver is not None and position is not None:
+                saver.epoch_start_state = position.host_rng_epoch_start
+                order = saver.draw_order(position, data.n) if shuffle else None
+            else:
+                order = self.backend.host_rng.permutation(data.n) if shuffle else None
             bar = Progress(verbose and comm.rank == 0, data.n, f"epoch {epoch + 1}/{epochs}")
             totals = Totals()
-            for start, size in batch_starts(data.n, batch_size):
+            seen = 0
+            for step, (start, size) in enumerate(batch_starts(data.n, batch_size)):
+                if step < skip:
+                    continue
                 stop = start + size
                 first = start - start % window_size
                 window_end = min(first + window_size, data.n)
@@ -474,15 +502,21 @@ class Sequential:
                 if last:
                     cur = parallel.global_loss(loss_sum, window) if pass_loss else None
                     self.update(cur)
+                    if (saver is not None and checkpoint_every and stop < data.n
+                            and (step + 1) % checkpoint_every < accumulate):
+                        saver.save(epoch, step + 1, history)
                 totals.add(loss_sum, correct, n_local)
+                seen += stop - start
                 bar.step(stop - start, totals)
-            logs = parallel.reduce_totals(totals, data.n).logs()
+            logs = parallel.reduce_totals(totals, seen).logs()
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, comm=comm)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             bar.close(logs)
+            if saver is not None:
+                saver.save(epoch + 1, 0, history)
             for callback in callbacks:
                 callback(epoch, logs)
             if self.stop_training:

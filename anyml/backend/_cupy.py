@@ -76,3 +76,7 @@ def cupy_usable(cupy: Any) -> bool:
         return bool(cupy.is_available())
     except Exception:  # noqa: BLE001 - a broken CUDA install means "not usable"
         return False
+
+
+# CuPy's own kernels behind the pure functions (registered on CupyBackend when imported)
+from anyml.backend import _cupy_fast  # noqa: E402, F401

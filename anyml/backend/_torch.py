@@ -68,3 +68,7 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             self.module.cuda.synchronize(self.device)
+
+
+# PyTorch's own kernels behind the pure functions (registered on TorchBackend when imported)
+from anyml.backend import _torch_fast  # noqa: E402, F401

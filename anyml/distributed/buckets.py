@@ -89,8 +89,6 @@ class GradientReducer:
                     self._ready_at.setdefault(i, []).append(p)
         self._pending: list[tuple[Handle, _Bucket, Array | None]] = []
         self._bucket = _Bucket()
-        #: Seconds spent waiting for reductions in :meth:`finish` (for benchmarks).
-        self.wait_seconds = 0.0
 
     def begin(self) -> None:
         self._pending.clear()
@@ -126,10 +124,7 @@ class GradientReducer:
 
     def finish(self) -> None:
         """Start the last bucket and wait for all; the layers then hold the summed gradients."""
-        import time
-
         self._launch()
-        t0 = time.perf_counter()
         for handle, bucket, flat in self._pending:
             reduced = handle.wait()
             if flat is None:
@@ -142,7 +137,6 @@ class GradientReducer:
                 n = math.prod(shape)
                 layer.gradients[name] = layer.xp.reshape(flat[offset:offset + n], shape)
                 offset += n
-        self.wait_seconds += time.perf_counter() - t0
         self._pending.clear()
 
 
