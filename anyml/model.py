@@ -8,8 +8,11 @@ checkpoints (:mod:`anyml.checkpoint`).
 Data may be host (NumPy) arrays or arrays of the model's backend. :meth:`Sequential.fit`,
 :meth:`Sequential.evaluate` and :meth:`Sequential.predict` are the explicit conversion points: they
 copy each minibatch to the backend with ``backend.asarray`` (host data stays on the host and only one
-minibatch at a time goes to the device). :meth:`Sequential.forward` and :meth:`Sequential.backward`
-take arrays of the backend only, like the layers.
+minibatch at a time goes to the device). They are also where data is checked, once per call: real
+numbers only, integer and boolean data converted to the model's float dtype (integer class labels and
+an ``Embedding``'s ids stay integers), no NaN or infinity, class labels in range (see
+:class:`anyml._training.Data`). :meth:`Sequential.forward` and :meth:`Sequential.backward` take
+arrays of the backend only, like the layers.
 """
 
 from __future__ import annotations
@@ -323,9 +326,10 @@ class Sequential:
     def train_on_batch(self, X: Any, y: Any, *, cur_loss: bool = False) -> Array:
         """One step of gradient descent on a minibatch; returns its loss (a 0-d array).
 
-        ``X`` and ``y`` may be host arrays (they are converted) or arrays of the backend. With
-        ``cur_loss=True`` the loss value is handed to the optimizers (a ``KingScheduler`` needs it;
-        it costs a device synchronization).
+        ``X`` and ``y`` may be host arrays (they are converted) or arrays of the backend; they are
+        checked as in :meth:`fit` before the step (for arrays of the backend, the NaN and label
+        checks read one value back from the device). With ``cur_loss=True`` the loss value is
+        handed to the optimizers (a ``KingScheduler`` needs it; it costs a device synchronization).
         """
         loss = self._need_loss("train_on_batch")
         data = self._data(X, y, "train_on_batch")

@@ -108,6 +108,10 @@ class Pool2D(LayerBase):
         ``(n_ex, out_rows, out_cols, in_ch)``."""
         self._check_input(X, ndim=4, shape="(n_ex, in_rows, in_cols, in_ch)")
         in_ch = int(X.shape[3])
+        if 0 in (int(X.shape[1]), int(X.shape[2]), in_ch):
+            msg = (f"Pool2D: X of shape {tuple(X.shape)} has no rows, columns or channels; only "
+                   f"the batch axis may be empty")
+            raise ValueError(msg)
         if self.in_ch is None:
             self.in_ch = self.out_ch = in_ch
         elif in_ch != self.in_ch:

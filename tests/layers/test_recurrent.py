@@ -359,7 +359,7 @@ def test_sequence_errors(backend, kind):
     layer.forward(backend.rng.normal((2, N_IN, 3)))
     with pytest.raises(ValueError, match=rf"{kind}: expected X of shape \(n_ex, {N_IN}, n_t\)"):
         layer.forward(backend.rng.normal((2, N_IN + 1, 3)))
-    with pytest.raises(ValueError, match=rf"{kind}: expected X with at least one timestep"):
+    with pytest.raises(ValueError, match=rf"{kind}: X of shape .* has an empty axis"):
         layer.forward(backend.rng.normal((2, N_IN, 0)))
     with pytest.raises(ValueError, match=f"{kind}: expected dLdA with 3 timesteps .* got 4"):
         layer.backward(backend.rng.normal((2, N_OUT, 4)))
