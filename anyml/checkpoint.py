@@ -241,8 +241,9 @@ def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> 
         raise ValueError(msg)
     be = resolve_backend(backend)
     known = layer_classes()
-    layers = [_build_layer(path, i, entry, arrays, known, be)
-              for i, entry in enumerate(header["layers"])]
+    with be.activate():
+        layers = [_build_layer(path, i, entry, arrays, known, be)
+                  for i, entry in enumerate(header["layers"])]
     if header["kind"] == "layer":
         return layers[0]
     from anyml.model import Sequential

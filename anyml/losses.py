@@ -38,7 +38,7 @@ from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml.activations import get_activation
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, on_device_of
 from anyml.functional.softmax import log_softmax, softmax_forward
 
 __all__ = [
@@ -64,6 +64,13 @@ class Loss(Spec):
     """
 
     reduction: str = "sum"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("loss", "grad"):  # computed on y_pred's device
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__anyml_activated__", False):
+                setattr(cls, name, on_device_of(1)(method))
 
     def __init__(self, reduction: str = "sum") -> None:
         if reduction not in _REDUCTIONS:

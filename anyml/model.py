@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from anyml._training import Data, Inference, Progress, Totals
-from anyml.backend import Backend, resolve_backend
+from anyml.backend import Backend, activated, resolve_backend
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
@@ -170,12 +170,14 @@ class Sequential:
         return f"Sequential([\n{inner},\n], loss={self.loss})"
 
     # ------------------------------------------------------------------ the layer API, chained
+    @activated
     def forward(self, X: Array, retain_derived: bool = True) -> Array:
         """Apply every layer in order to ``X`` (an array of the model's backend)."""
         for layer in self.layers:
             X = layer.forward(X, retain_derived=retain_derived)
         return X
 
+    @activated
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Backpropagate ``dLdy`` (the gradient wrt. the model output) through every layer.
 
@@ -185,6 +187,7 @@ class Sequential:
             dLdy = layer.backward(dLdy, retain_grads=retain_grads)
         return dLdy
 
+    @activated
     def update(self, cur_loss: float | None = None) -> None:
         """Apply every layer's optimizer (frozen layers only drop their gradients).
 
@@ -206,6 +209,7 @@ class Sequential:
             for layer in self.layers:
                 layer._raise_if_not_finite()
 
+    @activated
     def flush_gradients(self) -> None:
         """Zero every layer's gradients and drop every retained forward pass."""
         for layer in self.layers:
@@ -313,6 +317,7 @@ class Sequential:
         return model
 
     # ------------------------------------------------------------------ training
+    @activated
     def train_on_batch(self, X: Any, y: Any, *, cur_loss: bool = False) -> Array:
         """One step of gradient descent on a minibatch; returns its loss (a 0-d array).
 
@@ -347,6 +352,7 @@ class Sequential:
         return any(isinstance(getattr(layer.optimizer, "lr_scheduler", None), KingScheduler)
                    for layer in self.layers)
 
+    @activated
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
             callbacks: Sequence[Callback] = (), accumulate: int = 1, comm: Any = None,
@@ -447,6 +453,7 @@ class Sequential:
                 break
         return history
 
+    @activated
     def evaluate(self, X: Any, y: Any, batch_size: int | None = None, *,
                  comm: Any = None) -> dict[str, float]:
         """The mean loss per example (and accuracy for cross-entropy), in inference mode.
@@ -480,6 +487,7 @@ class Sequential:
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
 
+    @activated
     def predict(self, X: Any, batch_size: int | None = None, *, comm: Any = None) -> Array:
         """The model output for ``X`` in inference mode, an array of the model's backend.
 

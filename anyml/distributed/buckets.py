@@ -13,6 +13,7 @@ of the buffer (no copy back where the library has views).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -89,6 +90,7 @@ class GradientReducer:
                     self._ready_at.setdefault(i, []).append(p)
         self._pending: list[tuple[Handle, _Bucket, Array | None]] = []
         self._bucket = _Bucket()
+        self._device = (layers[0].backend.activate if layers else contextlib.nullcontext)
         #: Seconds spent waiting for reductions in :meth:`finish` (for benchmarks).
         self.wait_seconds = 0.0
 
@@ -112,6 +114,10 @@ class GradientReducer:
             self._launch()
 
     def _launch(self) -> None:
+        with self._device():  # the bucket's concatenation runs on the layers' device
+            self._launch_bucket()
+
+    def _launch_bucket(self) -> None:
         bucket, self._bucket = self._bucket, _Bucket()
         if not bucket.entries:
             return
@@ -126,9 +132,14 @@ class GradientReducer:
 
     def finish(self) -> None:
         """Start the last bucket and wait for all; the layers then hold the summed gradients."""
-        import time
 
         self._launch()
+        with self._device():
+            self._finish()
+
+    def _finish(self) -> None:
+        import time
+
         t0 = time.perf_counter()
         for handle, bucket, flat in self._pending:
             reduced = handle.wait()

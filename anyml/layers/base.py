@@ -9,7 +9,7 @@ from numbers import Real
 from typing import Any
 
 from anyml.activations import get_activation
-from anyml.backend import Backend, resolve_backend, to_numpy
+from anyml.backend import Backend, activated, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
 
 __all__ = ["LayerBase", "accepts_gradient_list"]
@@ -18,6 +18,19 @@ Array = Any
 
 #: Keys of a summary or hyperparameter dict that describe the layer but are not settable.
 _DESCRIPTIVE_KEYS = frozenset({"layer", "id", "wrappers"})
+
+#: The public methods that compute on the layer's device; each runs inside ``backend.activate()``.
+DEVICE_METHODS = ("forward", "backward", "update", "flush_gradients", "set_params", "reconstruct",
+                  "free_energy", "CD_update", "evolve_connections", "reset_running_stats", "lookup",
+                  "reset_state")
+
+
+def activate_device_methods(cls: type) -> None:
+    """Make the :data:`DEVICE_METHODS` that ``cls`` defines run on its backend's device."""
+    for name in DEVICE_METHODS:
+        method = cls.__dict__.get(name)
+        if method is not None and not getattr(method, "__anyml_activated__", False):
+            setattr(cls, name, activated(method))
 
 
 class LayerBase:
@@ -62,6 +75,7 @@ class LayerBase:
         method = cls.__dict__.get("backward")
         if method is not None:
             cls.backward = accepts_gradient_list(method)  # type: ignore[method-assign]
+        activate_device_methods(cls)
 
     def __init__(self, optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         self.backend = resolve_backend(backend)
@@ -312,9 +326,10 @@ class LayerBase:
     def _new_param(self, name: str, host_value: Any) -> None:
         """Store a host array (or an array of this backend) as a parameter (backend dtype and device)
         with a zero gradient."""
-        self.parameters[name] = self.backend.asarray(host_value)
-        if name in self._trainable_names:
-            self.gradients[name] = self.xp.zeros_like(self.parameters[name])
+        with self.backend.activate():
+            self.parameters[name] = self.backend.asarray(host_value)
+            if name in self._trainable_names:
+                self.gradients[name] = self.xp.zeros_like(self.parameters[name])
 
     def _accumulate(self, retain_grads: bool, **grads: Array) -> None:
         """Add parameter gradients into :attr:`gradients` (skipped when frozen or not retained)."""
@@ -435,3 +450,6 @@ def _backward_each(owner: Any, backward: Callable[..., Any], grads: list[Any], a
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape without its singleton axes: two layouts match when these agree."""
     return tuple(int(dim) for dim in shape if dim != 1)
+
+
+activate_device_methods(LayerBase)
