@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from anyml._training import Data, Inference, Progress, Totals
+from anyml._training import Data, Inference, Progress, Totals, batch_starts
 from anyml.backend import Backend, activated, resolve_backend
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
@@ -326,12 +326,29 @@ class Sequential:
         it costs a device synchronization).
         """
         loss = self._need_loss("train_on_batch")
-        Xb, yb = self.backend.asarray(X), self.backend.asarray(y)
+        data = self._data(X, y, "train_on_batch")
+        Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
-        value = loss.loss(yb, out)
-        self._train_backward(loss.grad(yb, out))
+        data.check_labels(out, "train_on_batch")
+        value = loss.loss(yb, out, **self._checked)
+        self._train_backward(loss.grad(yb, out, **self._checked))
         self.update(float(value) if cur_loss else None)
         return value
+
+    @property
+    def _checked(self) -> dict[str, bool]:
+        """Keywords for the loss: the labels were checked where they entered (:class:`Data`)."""
+        return {"check_labels": False} if isinstance(self.loss, CrossEntropy) else {}
+
+    def _data(self, X: Any, y: Any, owner: str) -> Data:
+        """The entry point of data: checked and converted as :class:`~anyml._training.Data` says."""
+        from anyml.layers.embedding import Embedding
+
+        first = self.layers[0]
+        while isinstance(first, WrapperBase):
+            first = first.base_layer
+        return Data(self.backend, X, y, owner, float_inputs=not isinstance(first, Embedding),
+                    int_labels=isinstance(self.loss, CrossEntropy))
 
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
@@ -356,7 +373,8 @@ class Sequential:
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
             callbacks: Sequence[Callback] = (), accumulate: int = 1, comm: Any = None,
-            deterministic: bool = False) -> dict[str, list[float]]:
+            deterministic: bool = False, checkpoint: str | PathLike[str] | None = None,
+            checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
@@ -369,7 +387,9 @@ class Sequential:
         epochs : int
             Passes over the data.
         batch_size : int
-            Examples per step (the last batch of an epoch may be smaller).
+            Examples per step. The last batch of an epoch may be smaller, but never holds a single
+            example: when ``n_ex % batch_size == 1`` that example joins the batch before it (which
+            then holds ``batch_size + 1``), since a batch of one has no batch statistics.
         shuffle : bool
             Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order).
         validation_data : (X_val, y_val), optional
@@ -394,6 +414,12 @@ class Sequential:
             Under a communicator of several ranks, draw per-example noise (dropout masks) for the
             whole global batch on every rank and keep this rank's rows, so that training is
             bit-identical to one process (see :mod:`anyml.distributed.noise`).
+        checkpoint : str or path-like, optional
+            Save the model and the training position there after every epoch (and every
+            ``checkpoint_every`` global batches); with ``resume`` (the default), a run that finds
+            the file continues from it, on any number of processes, with the same batches and
+            randomness as an uninterrupted run (``epochs`` counts all epochs, the resumed ones too).
+            See :mod:`anyml.distributed.resume`.
 
         Returns
         -------
@@ -405,17 +431,32 @@ class Sequential:
 
         loss = self._need_loss("fit")
         _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
+        if checkpoint_every is not None:
+            _check_positive("fit", checkpoint_every=checkpoint_every)
+        if validation_data is not None and (not isinstance(validation_data, tuple | list)
+                                            or len(validation_data) != 2):
+            got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                   if isinstance(validation_data, tuple | list) else type(validation_data).__name__)
+            msg = f"Sequential.fit: validation_data must be a pair (X_val, y_val), got {got}"
+            raise ValueError(msg)
         comm = get_comm() if comm is None else comm
-        with guarded(comm):
-            return self._fit(loss, Data(self.backend, X, y, "fit"), comm, epochs=epochs,
+        with guarded(comm):  # data may differ between ranks: a rank that refuses it ends the job
+            data = self._data(X, y, "fit")
+            if validation_data is not None:
+                self._data(*validation_data, "fit")  # checked now, not after the first epoch
+            return self._fit(loss, data, comm, epochs=epochs,
                              batch_size=batch_size, shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
-                             callbacks=callbacks, deterministic=deterministic)
+                             callbacks=callbacks, deterministic=deterministic,
+                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                             resume=resume)
 
     def _fit(self, loss: Loss, data: Data, comm: Any, *, epochs: int, batch_size: int,
              shuffle: bool, accumulate: int, validation_data: tuple[Any, Any] | None,
-             verbose: bool, callbacks: Sequence[Callback],
-             deterministic: bool) -> dict[str, list[float]]:
+             verbose: bool, callbacks: Sequence[Callback], deterministic: bool,
+             checkpoint: Any = None, checkpoint_every: int | None = None,
+             resume: bool = True) -> dict[str, list[float]]:
+        from anyml.distributed.resume import Checkpointer
         from anyml.distributed.training import DataParallel
 
         parallel = DataParallel(self, comm, deterministic=deterministic)
@@ -423,30 +464,54 @@ class Sequential:
         history: dict[str, list[float]] = {}
         self.stop_training = False
         window_size = batch_size * accumulate
-        for epoch in range(epochs):
+        saver = None if checkpoint is None else Checkpointer(
+            self, comm, checkpoint, checkpoint_every, batch_size=batch_size, accumulate=accumulate,
+            n=data.n)
+        position = saver.restore(history) if saver is not None and resume else None
+        parallel.sync_random_state()  # before the first epoch's order: the same on every rank
+        for epoch in range(position.epoch if position else 0, epochs):
             self.train()
-            order = self.backend.host_rng.permutation(data.n) if shuffle else None
+            skip = position.step if position and epoch == position.epoch else 0
+            if saver is not None and not skip:
+                saver.epoch_begins()
+            if skip and saver is not None and position is not None:
+                saver.epoch_start_state = position.host_rng_epoch_start
+                order = saver.draw_order(position, data.n) if shuffle else None
+            else:
+                order = self.backend.host_rng.permutation(data.n) if shuffle else None
             bar = Progress(verbose and comm.rank == 0, data.n, f"epoch {epoch + 1}/{epochs}")
             totals = Totals()
-            for start in range(0, data.n, batch_size):
-                stop = min(start + batch_size, data.n)
+            seen = 0
+            for step, (start, size) in enumerate(batch_starts(data.n, batch_size)):
+                if step < skip:
+                    continue
+                stop = start + size
                 first = start - start % window_size
-                window = min(first + window_size, data.n) - first
-                last = stop == min(first + window_size, data.n)
+                window_end = min(first + window_size, data.n)
+                if data.n - window_end == 1:  # the example that joined the last batch
+                    window_end = data.n
+                window = window_end - first
+                last = stop == window_end
                 loss_sum, correct, n_local, _ = parallel.step(data, order, start, stop, window, last,
                                                               loss)
                 if last:
                     cur = parallel.global_loss(loss_sum, window) if pass_loss else None
                     self.update(cur)
+                    if (saver is not None and checkpoint_every and stop < data.n
+                            and (step + 1) % checkpoint_every < accumulate):
+                        saver.save(epoch, step + 1, history)
                 totals.add(loss_sum, correct, n_local)
+                seen += stop - start
                 bar.step(stop - start, totals)
-            logs = parallel.reduce_totals(totals, data.n).logs()
+            logs = parallel.reduce_totals(totals, seen).logs()
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, comm=comm)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             bar.close(logs)
+            if saver is not None:
+                saver.save(epoch + 1, 0, history)
             for callback in callbacks:
                 callback(epoch, logs)
             if self.stop_training:
@@ -471,7 +536,7 @@ class Sequential:
         from anyml.distributed.training import reduce_totals, shard
 
         loss = self._need_loss("evaluate")
-        data = Data(self.backend, X, y, "evaluate")
+        data = self._data(X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
         comm = get_comm() if comm is None else comm
@@ -482,7 +547,8 @@ class Sequential:
                 Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
-                totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
+                totals.add(self._per_example_sum(loss.loss(yb, out, **self._checked), out),
+                           self._correct(yb, out),
                            int(Xb.shape[0]))
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
@@ -498,7 +564,7 @@ class Sequential:
         from anyml.distributed import get_comm, guarded
         from anyml.distributed.training import gather_rows, shard
 
-        data = Data(self.backend, X, None, "predict")
+        data = self._data(X, None, "predict")
         step = data.n if batch_size is None else batch_size
         _check_positive("predict", batch_size=step)
         comm = get_comm() if comm is None else comm

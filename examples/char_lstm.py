@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = sample(model, corpus, corpus.text[start:start + args.seq_len], args.sample_chars,
                   args.temperature, rng)
     print(f"--- sample (temperature {args.temperature}) ---\n{text}\n---")
-    checkpoint = out / "char_lstm.npz"
+    checkpoint = out / "char_lstm.safetensors"
     model.save(checkpoint)
     print(f"checkpoint: {checkpoint}")
     return {"history": history, "sample": text, "checkpoint": checkpoint, "seconds": seconds}

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     accuracy = classifier.evaluate(features_test, be.asarray(y_test))["accuracy"]
     print(f"softmax on {args.hidden} RBM features: test accuracy {accuracy:.2%}")
 
-    checkpoint = out / "rbm_digits.npz"
+    checkpoint = out / "rbm_digits.safetensors"
     save(rbm, checkpoint)
     print(f"checkpoint: {checkpoint}")
     shown = X_test[:10]

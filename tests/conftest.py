@@ -22,7 +22,7 @@ import os
 import pytest
 
 import anyml
-from anyml.backend import BackendUnavailableError, _standin, make_backend
+from anyml.backend import BackendUnavailableError, _standin, make_backend, use_fast_paths
 
 # id -> (backend name, device)
 BACKEND_SPECS = {
@@ -173,3 +173,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         reasons = sorted(_skip_reasons.get(backend_id, ()))
         why = f"  (skipped: {reasons[0]})" if len(reasons) == 1 else ""
         terminalreporter.write_line(f"{backend_id:>20}: {', '.join(parts)}{why}")
+
+
+@pytest.fixture
+def pure_paths():
+    """Native fast paths off for the test: for tests of the pure path's own workings (its chunks,
+    its cache fields), which a backend's native kernel does not have."""
+    with use_fast_paths(False):
+        yield

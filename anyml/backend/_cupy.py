@@ -112,3 +112,7 @@ def cupy_unusable_reason(cupy: Any) -> str:
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"
     return f"cupy.is_available() is False with {count} device(s) visible"
+
+
+# CuPy's own kernels behind the pure functions (registered on CupyBackend when imported)
+from anyml.backend import _cupy_fast  # noqa: E402, F401

@@ -57,8 +57,9 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
-        a = np.ascontiguousarray(np.asarray(a))
-        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True))
+        a = np.asarray(a)  # not ascontiguousarray, which turns a 0-d array into shape (1,)
+        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True,
+                                                order="C"))
         return host.to(self.device)
 
     @staticmethod
@@ -71,3 +72,7 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             self.module.cuda.synchronize(self.device)
+
+
+# PyTorch's own kernels behind the pure functions (registered on TorchBackend when imported)
+from anyml.backend import _torch_fast  # noqa: E402, F401

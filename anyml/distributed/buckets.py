@@ -91,8 +91,6 @@ class GradientReducer:
         self._pending: list[tuple[Handle, _Bucket, Array | None]] = []
         self._bucket = _Bucket()
         self._device = (layers[0].backend.activate if layers else contextlib.nullcontext)
-        #: Seconds spent waiting for reductions in :meth:`finish` (for benchmarks).
-        self.wait_seconds = 0.0
 
     def begin(self) -> None:
         self._pending.clear()
@@ -132,15 +130,11 @@ class GradientReducer:
 
     def finish(self) -> None:
         """Start the last bucket and wait for all; the layers then hold the summed gradients."""
-
         self._launch()
         with self._device():
             self._finish()
 
     def _finish(self) -> None:
-        import time
-
-        t0 = time.perf_counter()
         for handle, bucket, flat in self._pending:
             reduced = handle.wait()
             if flat is None:
@@ -153,7 +147,6 @@ class GradientReducer:
                 n = math.prod(shape)
                 layer.gradients[name] = layer.xp.reshape(flat[offset:offset + n], shape)
                 offset += n
-        self.wait_seconds += time.perf_counter() - t0
         self._pending.clear()
 
 

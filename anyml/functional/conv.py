@@ -38,6 +38,7 @@ from anyml.functional._im2col import (
     window_offsets,
     windows_disjoint,
 )
+from anyml.functional._memo import memo
 from anyml.functional._padding import (
     Pad4,
     as_pair,
@@ -68,6 +69,10 @@ Array = Any
 #: The flat stride-1 kernels compute every position of the padded grid; they are used while the
 #: grid has at most this many positions per output position (the rest is wasted work).
 FLAT_MAX_WASTE = 1.2
+
+#: ... and always while the whole padded batch has at most this many grid positions: for a small
+#: input the contiguous slices cost less than the strided ones, whatever the waste.
+FLAT_SMALL_GRID = 4096
 
 
 def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> list[tuple[int, int]]:
@@ -113,6 +118,18 @@ def _check_w(X: Array, W: Array, b: Array | None, owner: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Conv2D
+def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
+                     dilation: int) -> tuple[tuple[int, int], Pad4, tuple[int, int]]:
+    """The strides, the resolved pads and the output size of a 2-D convolution (memoized)."""
+    strides = as_pair(stride, "stride", "conv2d")
+    pads = resolve_pad2d(pad, in_shape, kernel, strides, dilation, owner="conv2d")
+    out_shape = (conv_out_size(in_shape[0], effective_kernel(kernel[0], dilation), strides[0],
+                               pads[0] + pads[1]),
+                 conv_out_size(in_shape[1], effective_kernel(kernel[1], dilation), strides[1],
+                               pads[2] + pads[3]))
+    return strides, pads, out_shape
+
+
 @replaceable
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
@@ -159,19 +176,15 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     _check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
     _check_w(X, W, b, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
-    strides = as_pair(stride, "stride", "conv2d")
     in_shape = (int(X.shape[1]), int(X.shape[2]))
-    pads = resolve_pad2d(pad, in_shape, kernel, strides, dilation, owner="conv2d")
-    out_shape = (conv_out_size(in_shape[0], effective_kernel(kernel[0], dilation), strides[0],
-                               pads[0] + pads[1]),
-                 conv_out_size(in_shape[1], effective_kernel(kernel[1], dilation), strides[1],
-                               pads[2] + pads[3]))
+    strides, pads, out_shape = memo(_conv2d_geometry, pad, stride, in_shape, kernel, dilation)
     n, ch, out_ch = int(X.shape[0]), int(X.shape[3]), int(W.shape[3])
     W2 = xp.reshape(W, (-1, out_ch))
     b1 = None if b is None else xp.reshape(b, (out_ch,))
     per = out_shape[0] * out_shape[1]
     rows, cols = in_shape[0] + pads[0] + pads[1], in_shape[1] + pads[2] + pads[3]
-    flat = strides == (1, 1) and rows * cols <= FLAT_MAX_WASTE * per
+    flat = strides == (1, 1) and (rows * cols <= FLAT_MAX_WASTE * per
+                                  or n * rows * cols <= FLAT_SMALL_GRID)
     batches = _batches(n, (rows * cols if flat else per) * int(W2.shape[0]), X, max_chunk)
     colsT = None
     if flat:

@@ -16,7 +16,7 @@ from anyml.functional.embedding import (
     embedding_forward,
 )
 from anyml.initializers import get_initializer
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, parameters_deferred
 
 __all__ = ["Embedding"]
 
@@ -53,8 +53,10 @@ class Embedding(LayerBase):
     .. math:: \frac{\partial L}{\partial W_v} = \sum_{(i,t):\, x_{i,t} = v} c_i
               \frac{\partial L}{\partial Y_{i(,t)}}
 
-    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean). Ids are indices, so there is no
-    gradient wrt. the input and :meth:`backward` returns ``None``: the layer comes first in a network.
+    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean), every occurrence of a repeated
+    id counting (as in PyTorch; numpy-ml's pooled backward counts an id repeated within one example
+    once). Ids are indices, so there is no gradient wrt. the input and :meth:`backward` returns
+    ``None``: the layer comes first in a network.
 
     ``W`` (``(vocab_size, n_out)``) is created when the layer is built, since its shape is known then.
     Ids are validated (integer dtype, within ``[0, vocab_size)``) at every call; an example of a ragged
@@ -86,7 +88,8 @@ class Embedding(LayerBase):
         self.pool = pool
         self.init = init
         get_initializer(init)  # fail early on an unknown name
-        self._init_params()
+        if not parameters_deferred():  # a checkpoint or set_params supplies W
+            self._init_params()
 
     def _config(self) -> dict[str, Any]:
         return {"init": str(self.init), "pool": self.pool, "n_out": self.n_out,

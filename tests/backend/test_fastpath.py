@@ -112,6 +112,7 @@ def test_the_chunk_budget_comes_from_the_backend(backend):
     assert chunk_bytes(x) is None or chunk_bytes(x) > 0
 
 
+@pytest.mark.usefixtures("pure_paths")
 def test_conv_chunks_follow_the_budget(backend64, monkeypatch):
     """With a budget of one example's columns the batch runs in one chunk per example, with the
     same result as one chunk."""

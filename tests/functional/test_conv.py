@@ -240,12 +240,14 @@ def _torch_conv2d(torch, X, W, b, pads, stride, dilation, G):
 @pytest.mark.parametrize("chunks", ["one", "uneven", "per-example"])
 @pytest.mark.parametrize(("kernel", "pads", "stride", "dilation", "x_shape", "out_ch"),
                          list(PATH_CASES.values()), ids=list(PATH_CASES))
+@pytest.mark.usefixtures("pure_paths")
 def test_conv2d_paths_match_torch(backend, monkeypatch, flat, chunks, kernel, pads, stride, dilation,
                                   x_shape, out_ch):
     """Strided and flat gathers, one chunk or several (the last one smaller), and a workspace reused
     by a second call: every combination gives torch's forward and gradients."""
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    monkeypatch.setattr(conv, "FLAT_SMALL_GRID", 10**9 if flat else 0)
     per_example = _per_example(kernel, pads, stride, dilation, x_shape, flat and stride == 1)
     max_chunk = {"one": 10**9, "uneven": 2 * per_example, "per-example": 1}[chunks]
     rng = np.random.default_rng(6)
@@ -273,6 +275,7 @@ def test_conv1d_chunked_paths_match_torch(backend, monkeypatch, flat):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    monkeypatch.setattr(conv, "FLAT_SMALL_GRID", 10**9 if flat else 0)
     rng = np.random.default_rng(7)
     dt = backend.dtype_name
     X, W = rng.standard_normal((5, 9, 2)).astype(dt), rng.standard_normal((3, 2, 3)).astype(dt)
