@@ -316,7 +316,7 @@ class CrossEntropy(Loss):
         if self.from_logits:
             return log_softmax(y_pred, axis=-1, xp=xp)
         eps = float(xp.finfo(y_pred.dtype).eps)
-        return xp.log(xp.clip(y_pred, eps, 1.0))
+        return xp.log(xp.minimum(xp.maximum(y_pred, eps), 1.0))  # clip syncs on CuPy
 
     def probs(self, y_pred: Array) -> Array:
         """The class probabilities: the softmax of logits, or ``y_pred`` itself."""
@@ -396,7 +396,7 @@ class VAELoss(Loss):
 
     def _clipped(self, xp: Any, y_pred: Array) -> Array:
         eps = float(xp.finfo(y_pred.dtype).eps)
-        return xp.clip(y_pred, eps, 1.0 - eps)
+        return xp.minimum(xp.maximum(y_pred, eps), 1.0 - eps)  # clip syncs on CuPy
 
     def loss(self, y: Array, y_pred: Array, t_mean: Array, t_log_var: Array) -> Array:
         """The reconstruction plus KL terms, averaged (or summed) over the batch; a 0-d array."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._finite import FiniteWatch
 from anyml._training import Data, Inference, Progress, Totals, batch_starts
 from anyml.backend import Backend, activated, resolve_backend
 from anyml.layers.base import LayerBase
@@ -188,11 +189,14 @@ class Sequential:
         return dLdy
 
     @activated
-    def update(self, cur_loss: float | None = None) -> None:
+    def update(self, cur_loss: float | None = None, *, check_finite: bool | None = None) -> None:
         """Apply every layer's optimizer (frozen layers only drop their gradients).
 
-        The updated parameters of all layers are checked for NaN and infinity together, with one
-        device synchronization per step; a ``FloatingPointError`` names the first bad layer.
+        The updated parameters of all layers are watched for NaN and infinity together, with a
+        flag kept on the device: the host reads it (one synchronization) at the first update, every
+        :data:`anyml._finite.CHECK_EVERY` updates, and when ``check_finite=True``; a
+        ``FloatingPointError`` names the first bad layer and the update at which it went bad.
+        ``check_finite=False`` only records this update's flag.
         """
         flags = []
         for layer in self.layers:
@@ -205,9 +209,20 @@ class Sequential:
         ok = flags[0]
         for flag in flags[1:]:
             ok = ok & flag
-        if not bool(ok):
+        watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
+        watch.record(ok, self.backend.xp)
+        if check_finite or (check_finite is None and watch.due()):
+            self.check_finite()
+
+    @activated
+    def check_finite(self) -> None:
+        """Read the NaN/inf flag of the updates so far (one synchronization); raise
+        ``FloatingPointError`` naming the first bad layer and the update where it went bad."""
+        watch = self.__dict__.get("_finite_watch")
+        step = None if watch is None else watch.first_bad_step()
+        if step is not None:
             for layer in self.layers:
-                layer._raise_if_not_finite()
+                layer._raise_if_not_finite(step)
 
     @activated
     def flush_gradients(self) -> None:
@@ -503,6 +518,7 @@ class Sequential:
                 totals.add(loss_sum, correct, n_local)
                 seen += stop - start
                 bar.step(stop - start, totals)
+            self.check_finite()  # once an epoch at least, besides every CHECK_EVERY updates
             logs = parallel.reduce_totals(totals, seen).logs()
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, comm=comm)

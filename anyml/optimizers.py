@@ -214,7 +214,7 @@ class Optimizer(Spec):
             return grad
         norm = xp.linalg.vector_norm(grad)
         # c / max(norm, c) is min(1, c / norm) and never divides by zero.
-        return grad * (self.clip_norm / xp.clip(norm, min=self.clip_norm))
+        return grad * (self.clip_norm / xp.maximum(norm, self.clip_norm))  # clip syncs on CuPy
 
 
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer", Optimizer)

@@ -168,8 +168,8 @@ class WrapperBase:
     def _finite_flag(self) -> Array | None:
         return self._base_layer._finite_flag()
 
-    def _raise_if_not_finite(self) -> None:
-        self._base_layer._raise_if_not_finite()
+    def _raise_if_not_finite(self, step: int | None = None) -> None:
+        self._base_layer._raise_if_not_finite(step)
 
     def to(self, backend: str | Backend) -> WrapperBase:
         """Move the wrapped layer to another backend; return the wrapper."""

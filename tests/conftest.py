@@ -101,6 +101,19 @@ def pytest_make_collect_report(collector: pytest.Collector) -> object:
                                f"but cannot be imported: {report.longrepr}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``ANYML_ONLY_BACKEND_TESTS=1`` (the GPU job) deselects the tests that run on no backend id."""
+    if os.environ.get("ANYML_ONLY_BACKEND_TESTS", "") != "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        (keep if callspec is not None and "backend_id" in callspec.params else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(params=BACKEND_IDS)
 def backend_id(request: pytest.FixtureRequest) -> str:
     """The id of one backend of the matrix (see :data:`BACKEND_SPECS`)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._finite import FiniteWatch
 from anyml._validate import is_integer
 from anyml.activations import get_activation
 from anyml.backend import Backend, activated, resolve_backend, to_numpy
@@ -210,13 +211,17 @@ class LayerBase:
         cur_loss : float, optional
             The current loss, for schedulers that use it (``KingScheduler``).
         check_finite : bool
-            Check the updated parameters for NaN and infinity (one device synchronization). A model
-            container passes ``False`` and checks all its layers with a single synchronization.
+            Watch the updated parameters for NaN and infinity. The check is a flag kept on the
+            device; the host reads it (one synchronization) at the first update and every
+            :data:`anyml._finite.CHECK_EVERY` updates, and then reports the update at which the
+            values first went bad. A model container passes ``False`` and watches all its layers
+            together.
 
         Raises
         ------
         FloatingPointError
-            If a parameter holds NaN or infinity after the update (the message names it).
+            If a parameter held NaN or infinity after an update (the message names it and the
+            update).
         """
         updated = self.trainable and bool(self.gradients)
         if updated:
@@ -225,7 +230,12 @@ class LayerBase:
             self.optimizer.step()
         self.flush_gradients()
         if updated and check_finite:
-            self._raise_if_not_finite()
+            watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
+            watch.record(self._finite_flag(), self.xp)
+            if watch.due():
+                step = watch.first_bad_step()
+                if step is not None:
+                    self._raise_if_not_finite(step)
 
     def _finite_flag(self) -> Array | None:
         """A 0-d boolean array on the device: are all trainable parameters finite? ``None`` when the
@@ -239,13 +249,14 @@ class LayerBase:
             flag = finite if flag is None else flag & finite
         return flag
 
-    def _raise_if_not_finite(self) -> None:
+    def _raise_if_not_finite(self, step: int | None = None) -> None:
         flag = self._finite_flag()
         if flag is None or bool(flag):
             return
         xp = self.xp
         bad = [name for name in self.gradients if not bool(xp.all(xp.isfinite(self.parameters[name])))]
-        msg = (f"{type(self).__name__}: parameter(s) {bad} hold NaN or inf after the update; lower "
+        when = "after the update" if step is None else f"since update {step}"
+        msg = (f"{type(self).__name__}: parameter(s) {bad} hold NaN or inf {when}; lower "
                f"the learning rate, clip the gradients (clip_norm=...) or check the loss")
         raise FloatingPointError(msg)
 
