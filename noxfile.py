@@ -1,7 +1,7 @@
 """Test matrix: one ``tests`` session per backend in ``backends/``, plus ``lint`` and ``gpu``.
 
-``nox`` alone runs the sessions that work on a CPU-only machine; ``nox -s gpu`` runs the CuPy and torch-CUDA tests and
-fails when no CUDA device is visible.
+``nox`` alone runs the sessions that work on a CPU-only machine; ``nox -s gpu`` runs the CuPy and
+torch-CUDA tests and fails when no CUDA device is visible.
 """
 
 from __future__ import annotations
