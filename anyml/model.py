@@ -287,9 +287,16 @@ class Sequential:
 
         Raises
         ------
+        TypeError
+            If ``summary`` is not a dict or its ``"layers"`` not a list.
         ValueError
             If the summary describes a different number of layers (or a layer rejects its entry).
         """
+        if not isinstance(summary, Mapping) or not isinstance(summary.get("layers", []),
+                                                               list | tuple):
+            msg = (f"Sequential.set_params: expected a dict with a list of 'layers' such as "
+                   f"summary() returns, got {type(summary).__name__}")
+            raise TypeError(msg)
         entries = list(summary.get("layers", []))
         if len(entries) != len(self.layers):
             msg = (f"Sequential.set_params: the summary has {len(entries)} layers, the model "
@@ -457,8 +464,12 @@ class Sequential:
         comm = get_comm() if comm is None else comm
         with guarded(comm):  # data may differ between ranks: a rank that refuses it ends the job
             data = self._data(X, y, "fit")
-            if validation_data is not None:
-                self._data(*validation_data, "fit")  # checked now, not after the first epoch
+            if validation_data is not None:  # checked now, not after the first epoch
+                val = self._data(*validation_data, "fit")
+                if isinstance(self.loss, CrossEntropy):  # the labels against the output's classes
+                    Xv, _ = val.batch(None, 0, 1)
+                    with self._inference():
+                        val.check_labels(self.forward(Xv, retain_derived=False), "fit")
             return self._fit(loss, data, comm, epochs=epochs,
                              batch_size=batch_size, shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,

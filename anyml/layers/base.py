@@ -592,6 +592,11 @@ class LayerBase:
         if ndim is not None and X.ndim != ndim:
             msg = f"{owner}: expected {name} of shape {shape or f'with {ndim} axes'}, got {tuple(X.shape)}"
             raise ValueError(msg)
+        if self._trainable_names and any(int(d) == 0 for d in X.shape[1:]):
+            msg = (f"{owner}: {name} of shape {tuple(X.shape)} has an empty axis; only the batch "
+                   f"axis (the first) may be empty: the parameters need at least one value along "
+                   f"the others")
+            raise ValueError(msg)
         if floating and X.dtype != self.backend.dtype:
             want = self.backend.dtype_name
             msg = (f"{owner}: expected {name} of dtype {want} (the backend's), got {X.dtype}; "
