@@ -285,8 +285,9 @@ def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> 
         raise CheckpointError(msg)
     be = resolve_backend(backend)
     known = layer_classes()
-    layers = [_build_layer(path, i, entry, arrays, known, be)
-              for i, entry in enumerate(header["layers"])]
+    with be.activate():
+        layers = [_build_layer(path, i, entry, arrays, known, be)
+                  for i, entry in enumerate(header["layers"])]
     if header["kind"] == "layer":
         obj = layers[0]
     else:

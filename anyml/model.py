@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from anyml._finite import FiniteWatch
 from anyml._training import Data, Inference, Progress, Totals, batch_starts
-from anyml.backend import Backend, resolve_backend
+from anyml.backend import Backend, activated, resolve_backend
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
@@ -173,12 +174,14 @@ class Sequential:
         return f"Sequential([\n{inner},\n], loss={self.loss})"
 
     # ------------------------------------------------------------------ the layer API, chained
+    @activated
     def forward(self, X: Array, retain_derived: bool = True) -> Array:
         """Apply every layer in order to ``X`` (an array of the model's backend)."""
         for layer in self.layers:
             X = layer.forward(X, retain_derived=retain_derived)
         return X
 
+    @activated
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Backpropagate ``dLdy`` (the gradient wrt. the model output) through every layer.
 
@@ -188,11 +191,15 @@ class Sequential:
             dLdy = layer.backward(dLdy, retain_grads=retain_grads)
         return dLdy
 
-    def update(self, cur_loss: float | None = None) -> None:
+    @activated
+    def update(self, cur_loss: float | None = None, *, check_finite: bool | None = None) -> None:
         """Apply every layer's optimizer (frozen layers only drop their gradients).
 
-        The updated parameters of all layers are checked for NaN and infinity together, with one
-        device synchronization per step; a ``FloatingPointError`` names the first bad layer.
+        The updated parameters of all layers are watched for NaN and infinity together, with a
+        flag kept on the device: the host reads it (one synchronization) at the first update, every
+        :data:`anyml._finite.CHECK_EVERY` updates, and when ``check_finite=True``; a
+        ``FloatingPointError`` names the first bad layer and the update at which it went bad.
+        ``check_finite=False`` only records this update's flag.
         """
         flags = []
         for layer in self.layers:
@@ -205,10 +212,22 @@ class Sequential:
         ok = flags[0]
         for flag in flags[1:]:
             ok = ok & flag
-        if not bool(ok):
-            for layer in self.layers:
-                layer._raise_if_not_finite()
+        watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
+        watch.record(ok, self.backend.xp)
+        if check_finite or (check_finite is None and watch.due()):
+            self.check_finite()
 
+    @activated
+    def check_finite(self) -> None:
+        """Read the NaN/inf flag of the updates so far (one synchronization); raise
+        ``FloatingPointError`` naming the first bad layer and the update where it went bad."""
+        watch = self.__dict__.get("_finite_watch")
+        step = None if watch is None else watch.first_bad_step()
+        if step is not None:
+            for layer in self.layers:
+                layer._raise_if_not_finite(step)
+
+    @activated
     def flush_gradients(self) -> None:
         """Zero every layer's gradients and drop every retained forward pass."""
         for layer in self.layers:
@@ -323,6 +342,7 @@ class Sequential:
         return model
 
     # ------------------------------------------------------------------ training
+    @activated
     def train_on_batch(self, X: Any, y: Any, *, cur_loss: bool = False) -> Array:
         """One step of gradient descent on a minibatch; returns its loss (a 0-d array).
 
@@ -375,6 +395,7 @@ class Sequential:
         return any(isinstance(getattr(layer.optimizer, "lr_scheduler", None), KingScheduler)
                    for layer in self.layers)
 
+    @activated
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
             callbacks: Sequence[Callback] = (), accumulate: int = 1, comm: Any = None,
@@ -512,6 +533,7 @@ class Sequential:
                 totals.add(loss_sum, correct, n_local)
                 seen += stop - start
                 bar.step(stop - start, totals)
+            self.check_finite()  # once an epoch at least, besides every CHECK_EVERY updates
             logs = parallel.reduce_totals(totals, seen).logs()
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, comm=comm)
@@ -527,6 +549,7 @@ class Sequential:
                 break
         return history
 
+    @activated
     def evaluate(self, X: Any, y: Any, batch_size: int | None = None, *,
                  comm: Any = None) -> dict[str, float]:
         """The mean loss per example (and accuracy for cross-entropy), in inference mode.
@@ -561,6 +584,7 @@ class Sequential:
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
 
+    @activated
     def predict(self, X: Any, batch_size: int | None = None, *, comm: Any = None) -> Array:
         """The model output for ``X`` in inference mode, an array of the model's backend.
 

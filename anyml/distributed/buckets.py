@@ -13,6 +13,7 @@ of the buffer (no copy back where the library has views).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -89,6 +90,7 @@ class GradientReducer:
                     self._ready_at.setdefault(i, []).append(p)
         self._pending: list[tuple[Handle, _Bucket, Array | None]] = []
         self._bucket = _Bucket()
+        self._device = (layers[0].backend.activate if layers else contextlib.nullcontext)
 
     def begin(self) -> None:
         self._pending.clear()
@@ -110,6 +112,10 @@ class GradientReducer:
             self._launch()
 
     def _launch(self) -> None:
+        with self._device():  # the bucket's concatenation runs on the layers' device
+            self._launch_bucket()
+
+    def _launch_bucket(self) -> None:
         bucket, self._bucket = self._bucket, _Bucket()
         if not bucket.entries:
             return
@@ -125,6 +131,10 @@ class GradientReducer:
     def finish(self) -> None:
         """Start the last bucket and wait for all; the layers then hold the summed gradients."""
         self._launch()
+        with self._device():
+            self._finish()
+
+    def _finish(self) -> None:
         for handle, bucket, flat in self._pending:
             reduced = handle.wait()
             if flat is None:
