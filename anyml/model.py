@@ -20,18 +20,26 @@ from typing import Any
 
 import numpy as np
 
-from anyml._training import Data, Inference, Progress, Totals
+from anyml._training import Batches, Data, Inference, InterruptGuard, Progress, Totals, check_host_labels
+from anyml._validate import real
 from anyml.backend import Backend, resolve_backend
+from anyml.callbacks import Callback, as_callback
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
+from anyml.metrics import Metric, get_metric
+from anyml.optimizers import Optimizer, get_optimizer
 from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
 
 Array = Any
 Layer = LayerBase | WrapperBase
-Callback = Callable[[int, dict[str, float]], Any]
+CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
+
+#: The optimizer of every trainable layer built without one, unless ``Sequential(optimizer=...)``
+#: says otherwise.
+DEFAULT_OPTIMIZER = "Adam()"
 
 
 class Sequential:
@@ -43,8 +51,22 @@ class Sequential:
         Layers or wrapped layers (:class:`~anyml.wrappers.Dropout`), applied in order.
     loss : str, dict, Loss or None
         :class:`~anyml.losses.SquaredError` or :class:`~anyml.losses.CrossEntropy` (or a spec
-        string such as ``"CrossEntropy(from_logits=True)"``). ``None`` makes a model that can only
-        :meth:`predict`.
+        string such as ``"CrossEntropy(from_logits=True)"``, or an alias: ``"mse"``,
+        ``"cross_entropy"``). ``None`` makes a model that can only :meth:`predict`.
+    optimizer : str, dict or Optimizer
+        The model-wide optimizer: every trainable layer built without an ``optimizer=`` of its own
+        gets a copy (its own state). Default ``"Adam()"`` (lr 0.001). A layer given its own optimizer,
+        or loaded from a checkpoint, keeps it. (A layer used on its own, outside a model, still
+        defaults to ``SGD()`` as in numpy-ml.)
+    metrics : sequence of str or Metric, optional
+        Reported next to the loss by :meth:`fit` and :meth:`evaluate` (see :mod:`anyml.metrics`:
+        ``"accuracy"``, ``"top_k_accuracy"``, ``"mae"``, ``"mse"`` ...). Default: ``["accuracy"]``
+        for a cross-entropy loss, none otherwise.
+    clip_norm : float, optional
+        Clip the gradients of the whole model by their global norm before each update: every
+        gradient is scaled by :math:`\min(1, c / \lVert g \rVert_2)`, where
+        :math:`\lVert g \rVert_2` is the norm of all trainable gradients of all layers taken
+        together (``torch.nn.utils.clip_grad_norm_``). Computed on the device. Default None.
     backend : str or Backend, optional
         Where the model computes. Default: the layers' backend (they must share one library, device
         and dtype). When given, every layer is moved there (:meth:`to`) and then uses this backend
@@ -90,7 +112,8 @@ class Sequential:
     """
 
     def __init__(self, layers: Iterable[Layer], loss: Any = None, *,
-                 backend: str | Backend | None = None) -> None:
+                 optimizer: Any = DEFAULT_OPTIMIZER, metrics: Sequence[Any] | None = None,
+                 clip_norm: float | None = None, backend: str | Backend | None = None) -> None:
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             msg = "Sequential: expected at least one layer, got none"
@@ -115,6 +138,14 @@ class Sequential:
                     layer.to(self.backend)
         self.loss: Loss | None = None
         self.set_loss(loss)
+        self.optimizer: Optimizer = get_optimizer(optimizer)
+        self.set_optimizer(optimizer)
+        self._metrics_spec = None if metrics is None else list(metrics)
+        self.metrics: list[Metric] = self._build_metrics(self._metrics_spec)
+        self.clip_norm = None if clip_norm is None else real(
+            "Sequential", "clip_norm", clip_norm, low=0.0, low_open=True)
+        #: Whether the last :meth:`fit` was stopped by Ctrl-C.
+        self.interrupted = False
         #: Set to True (e.g. by a callback) to stop :meth:`fit` after the current epoch.
         self.stop_training = False
 
@@ -144,6 +175,38 @@ class Sequential:
                        f"CrossEntropy(from_logits=True) on the raw scores")
                 raise ValueError(msg)
         self.loss = new
+        if hasattr(self, "metrics"):
+            self.metrics = self._build_metrics(self._metrics_spec)
+
+    def set_optimizer(self, optimizer: Any) -> None:
+        """Give a copy of ``optimizer`` to every trainable layer that has no optimizer of its own.
+
+        Layers given one at construction (``optimizer=...``) or by ``set_params``/a checkpoint keep
+        theirs; layers that took the model's earlier optimizer take the new one.
+        """
+        self.optimizer = get_optimizer(optimizer)
+        for layer in self._modules():
+            if (isinstance(layer, LayerBase) and layer._trainable_names
+                    and not layer._optimizer_given):
+                layer.optimizer = self.optimizer.copy()
+
+    def _optimizers(self) -> list[Optimizer]:
+        """The optimizer of every layer that has trainable parameters, each once."""
+        seen: dict[int, Optimizer] = {}
+        for layer in self._modules():
+            if isinstance(layer, LayerBase) and layer._trainable_names:
+                seen.setdefault(id(layer.optimizer), layer.optimizer)
+        return list(seen.values())
+
+    def _build_metrics(self, spec: list[Any] | None) -> list[Metric]:
+        if spec is None:
+            return [get_metric("accuracy")] if isinstance(self.loss, CrossEntropy) else []
+        metrics = [get_metric(m) for m in spec]
+        names = [m.name for m in metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            msg = f"Sequential: the metrics must have distinct names other than 'loss', got {names}"
+            raise ValueError(msg)
+        return metrics
 
     @property
     def _fused_softmax(self) -> bool:
@@ -167,7 +230,31 @@ class Sequential:
 
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
-        return f"Sequential([\n{inner},\n], loss={self.loss})"
+        return f"Sequential([\n{inner},\n], loss={self.loss}, optimizer={self.optimizer})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, input_shape: Sequence[int] | None = None) -> str:
+        """A readable table of the model: each layer, its output shape and parameter count.
+
+        Parameters
+        ----------
+        input_shape : sequence of int, optional
+            The shape of one example (without the batch axis). When given, one example of zeros is
+            passed through the model in inference mode to find every output shape (this builds
+            layers whose sizes are inferred from their input). Otherwise the shapes of the last
+            forward pass are shown, or ``?`` before the first.
+
+        Returns
+        -------
+        str
+            Also what ``str(model)`` and ``print(model)`` show. :meth:`summary` stays the
+            ``set_params`` dict.
+        """
+        from anyml._describe import describe
+
+        return describe(self, input_shape)
 
     # ------------------------------------------------------------------ the layer API, chained
     def forward(self, X: Array, retain_derived: bool = True) -> Array:
@@ -191,6 +278,8 @@ class Sequential:
         The updated parameters of all layers are checked for NaN and infinity together, with one
         device synchronization per step; a ``FloatingPointError`` names the first bad layer.
         """
+        if self.clip_norm is not None:
+            self._clip_global_norm(self.clip_norm)
         flags = []
         for layer in self.layers:
             layer.update(cur_loss, check_finite=False)
@@ -205,6 +294,31 @@ class Sequential:
         if not bool(ok):
             for layer in self.layers:
                 layer._raise_if_not_finite()
+
+    def _clip_global_norm(self, max_norm: float) -> Array:
+        r"""Scale every trainable gradient by :math:`\min(1, c / \lVert g \rVert_2)` with the norm of
+        all of them together; returns that norm (a 0-d array, no device synchronization)."""
+        xp = self.backend.xp
+        grads: list[dict[str, Array]] = []
+        seen: set[int] = set()
+        for layer in self._modules():
+            if (isinstance(layer, LayerBase) and layer.trainable and layer.gradients
+                    and id(layer.gradients) not in seen):
+                seen.add(id(layer.gradients))
+                grads.append(layer.gradients)
+        if not grads:
+            return xp.asarray(0.0, dtype=self.backend.dtype, device=self.backend.device)
+        total = None
+        for g in grads:
+            for value in g.values():
+                sq = xp.sum(value * value)
+                total = sq if total is None else total + sq
+        norm = xp.sqrt(total)
+        scale = max_norm / xp.clip(norm, min=max_norm)  # c / max(norm, c), never divides by zero
+        for g in grads:
+            for name in g:
+                g[name] = g[name] * scale
+        return norm
 
     def flush_gradients(self) -> None:
         """Zero every layer's gradients and drop every retained forward pass."""
@@ -290,9 +404,19 @@ class Sequential:
         self.backend = new
         return self
 
-    def count_params(self) -> int:
-        """The number of values in all parameters (trainable or not)."""
-        return sum(int(np.prod(p.shape)) for layer in self.layers for p in layer.parameters.values())
+    def count_params(self, trainable_only: bool = False) -> int:
+        """The number of values in all parameters (or only the trainable ones, of unfrozen layers).
+
+        Layers whose sizes are inferred from their first input count 0 until they are built.
+        """
+        total = 0
+        for layer in self.layers:
+            if trainable_only and not layer.trainable:
+                continue
+            names = _innermost(layer)._trainable_names if trainable_only else layer.parameters
+            total += sum(int(np.prod(layer.parameters[n].shape)) for n in names
+                         if n in layer.parameters)
+        return total
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | PathLike[str]) -> None:
@@ -331,8 +455,11 @@ class Sequential:
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
         fused = self._fused_softmax
+        shapes = []
         for i, layer in enumerate(self.layers):
             X = layer.forward(X, retain_derived=not (fused and i == last))
+            shapes.append(tuple(X.shape))
+        self._last_shapes = shapes  # for describe()
         return X
 
     def _train_backward(self, dz: Array) -> Array:
@@ -347,93 +474,176 @@ class Sequential:
         return any(isinstance(getattr(layer.optimizer, "lr_scheduler", None), KingScheduler)
                    for layer in self.layers)
 
-    def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-            validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
-            callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+    def fit(self, X: Any, y: Any = None, *, epochs: int = 1, batch_size: int = 32,
+            shuffle: bool = True, validation_data: Any = None, validation_split: float = 0.0,
+            steps_per_epoch: int | None = None, verbose: bool = True,
+            callbacks: Sequence[CallbackLike] = ()) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
         ----------
-        X : array of shape (n_ex, ...)
-            Inputs, host (NumPy) arrays or arrays of the model's backend.
-        y : array of shape (n_ex, ...)
+        X : array of shape (n_ex, ...), or an iterable of (X, y) minibatches
+            Inputs, host (NumPy, memory-mapped included) arrays or arrays of the model's backend.
+            Or, with ``y`` left out, anything that yields ``(X_batch, y_batch)`` pairs: a list, a
+            generator, a data loader, or a function returning a new iterator each epoch. A source
+            that can start over (a list, a loader, a function) is read from the start every epoch;
+            a generator object is read on from where the previous epoch stopped.
+        y : array of shape (n_ex, ...), optional
             Targets: like the output for ``SquaredError``; class indices (integers) or one-hot rows
-            for ``CrossEntropy``.
+            for ``CrossEntropy``. Left out when ``X`` yields minibatches.
         epochs : int
             Passes over the data.
         batch_size : int
-            Examples per step (the last batch of an epoch may be smaller).
+            Examples per step (the last batch of an epoch may be smaller); arrays only.
         shuffle : bool
-            Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order).
-        validation_data : (X_val, y_val), optional
+            Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order);
+            arrays only (an iterable is read in its own order).
+        validation_data : (X_val, y_val) or iterable of minibatches, optional
             Evaluated (in inference mode) after each epoch.
+        validation_split : float in [0, 1)
+            Hold out this fraction of the examples, **the last ones** (before any shuffling), as
+            validation data. Arrays only; not together with ``validation_data``.
+        steps_per_epoch : int, optional
+            With an iterable: the most minibatches per epoch (needed to split an endless generator
+            into epochs).
         verbose : bool
-            Show a progress bar with the running loss and the throughput in examples/s (tqdm, if
-            installed; else one line per epoch).
-        callbacks : sequence of callables
-            Each is called as ``callback(epoch, logs)`` after every epoch, with ``logs`` that epoch's
-            metrics; set ``model.stop_training = True`` to stop early.
+            On a terminal, a short progress bar (examples, examples/s, running loss) during each
+            epoch; then one line with the epoch's metrics. To a file or pipe, only the lines.
+        callbacks : sequence of Callback or callables
+            :mod:`anyml.callbacks` objects, or functions ``f(epoch, logs)`` called after every
+            epoch; set ``model.stop_training = True`` to stop after the current epoch.
 
         Returns
         -------
         dict of lists
-            Per epoch: ``"loss"`` (and ``"accuracy"`` for cross-entropy), then ``"val_loss"`` (and
-            ``"val_accuracy"``) with validation data.
+            Per epoch: ``"loss"`` and each metric (``"accuracy"`` by default for cross-entropy),
+            then ``"val_loss"`` and ``"val_<metric>"`` with validation data.
+
+        Notes
+        -----
+        **Ctrl-C** (SIGINT, in the main thread) stops training after the current step: the epoch's
+        metrics so far are logged (without validation), the callbacks' ``on_train_end`` run, and the
+        history is returned, with :attr:`interrupted` set. A second Ctrl-C interrupts at once.
         """
         loss = self._need_loss("fit")
         _check_positive("fit", epochs=epochs, batch_size=batch_size)
-        data = Data(self.backend, X, y, "fit")
+        if steps_per_epoch is not None:
+            _check_positive("fit", steps_per_epoch=steps_per_epoch)
+        stream = y is None and not hasattr(X, "shape")
+        if y is None and not stream:
+            msg = "Sequential.fit: expected targets y with the inputs X (or an iterable of (X, y) pairs)"
+            raise ValueError(msg)
+        if validation_split:
+            if stream or validation_data is not None:
+                msg = ("Sequential.fit: validation_split needs arrays X and y and no validation_data"
+                       if not stream else
+                       "Sequential.fit: validation_split needs arrays X and y, not an iterable")
+                raise ValueError(msg)
+            X, y, validation_data = _split(X, y, validation_split)
+        source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
+                                  else Data(self.backend, X, y, "fit"))
+        cbs = [as_callback(c) for c in callbacks]
+        for cb in cbs:
+            cb.set_model(self)
         pass_loss = self._loss_needs_value()
         history: dict[str, list[float]] = {}
-        self.stop_training = False
-        for epoch in range(epochs):
-            self.train()
-            order = self.backend.host_rng.permutation(data.n) if shuffle else None
-            bar = Progress(verbose, data.n, f"epoch {epoch + 1}/{epochs}")
-            totals = Totals()
-            for start in range(0, data.n, batch_size):
-                Xb, yb = data.batch(order, start, batch_size)
-                out = self._train_forward(Xb)
-                data.check_labels(out, "fit")
-                value = loss.loss(yb, out)
-                self._train_backward(loss.grad(yb, out))
-                self.update(float(value) if pass_loss else None)
-                totals.add(self._per_example_sum(value, out), self._correct(yb, out),
-                           int(Xb.shape[0]))
-                bar.step(int(Xb.shape[0]), totals)
-            logs = totals.logs()
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            for key, value in logs.items():
-                history.setdefault(key, []).append(value)
-            bar.close(logs)
-            for callback in callbacks:
-                callback(epoch, logs)
-            if self.stop_training:
-                break
+        self.stop_training = self.interrupted = False
+        logs: dict[str, float] | None = None
+        for cb in cbs:
+            cb.on_train_begin(None)
+        with InterruptGuard() as guard:
+            for epoch in range(epochs):
+                self.train()
+                total = source.n if isinstance(source, Data) else None
+                bar = Progress(verbose, total, f"epoch {epoch + 1}/{epochs}")
+                totals = Totals()
+                for Xb, yb, host_y in self._epoch_batches(source, shuffle, batch_size):
+                    out = self._train_forward(Xb)
+                    if host_y is not None:
+                        check_host_labels(host_y, out, "fit")
+                    elif isinstance(source, Data):
+                        source.check_labels(out, "fit")
+                    value = loss.loss(yb, out)
+                    self._train_backward(loss.grad(yb, out))
+                    self.update(float(value) if pass_loss else None)
+                    totals.add(self._per_example_sum(value, out), self._metric_sums(yb, out),
+                               int(Xb.shape[0]))
+                    bar.step(int(Xb.shape[0]), totals)
+                    if guard.requested:
+                        break
+                self.interrupted = guard.requested
+                if totals.n == 0:
+                    bar.close({}, "interrupted")
+                    break
+                logs = totals.logs()
+                if validation_data is not None and not self.interrupted:
+                    val = self._evaluate_any(validation_data, batch_size)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                for key, value in logs.items():
+                    history.setdefault(key, []).append(value)
+                bar.close(logs, "interrupted" if self.interrupted else "")
+                if self.interrupted:
+                    break
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        for cb in cbs:
+            cb.on_train_end(logs)
         return history
 
-    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
-        """The mean loss per example (and accuracy for cross-entropy), in inference mode.
+    def _epoch_batches(self, source: Data | Batches, shuffle: bool,
+                       batch_size: int) -> Iterator[tuple[Array, Array, Any]]:
+        """One epoch of ``(X_batch, y_batch, host labels or None)`` from arrays or an iterable."""
+        if isinstance(source, Batches):
+            yield from source.epoch()
+            return
+        order = self.backend.host_rng.permutation(source.n) if shuffle else None
+        for start in range(0, source.n, batch_size):
+            Xb, yb = source.batch(order, start, batch_size)
+            yield Xb, yb, None
+
+    def _evaluate_any(self, data: Any, batch_size: int | None) -> dict[str, float]:
+        if isinstance(data, tuple | list) and len(data) == 2 and hasattr(data[0], "shape"):
+            return self.evaluate(data[0], data[1], batch_size=batch_size)
+        return self.evaluate(data, batch_size=batch_size)
+
+    def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None) -> dict[str, float]:
+        """The mean loss per example and the metrics, in inference mode.
+
+        ``X`` and ``y`` are arrays (evaluated in batches of ``batch_size``, default all at once), or
+        ``X`` is an iterable of ``(X, y)`` minibatches (one pass) and ``y`` is left out.
 
         Returns
         -------
         dict
-            ``{"loss": float}`` plus ``"accuracy"`` for a cross-entropy loss.
+            ``{"loss": float}`` plus one entry per metric (``"accuracy"`` by default for a
+            cross-entropy loss).
         """
         loss = self._need_loss("evaluate")
+        totals = Totals()
+        if y is None and not hasattr(X, "shape"):
+            stream = Batches(self.backend, X, None, "evaluate")
+            with self._inference():
+                for Xb, yb, host_y in stream.epoch():
+                    out = self.forward(Xb, retain_derived=False)
+                    check_host_labels(host_y, out, "evaluate")
+                    totals.add(self._per_example_sum(loss.loss(yb, out), out),
+                               self._metric_sums(yb, out), int(Xb.shape[0]))
+            return totals.logs()
+        if y is None:
+            msg = "Sequential.evaluate: expected targets y with the inputs X"
+            raise ValueError(msg)
         data = Data(self.backend, X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
-        totals = Totals()
         with self._inference():
             for start in range(0, data.n, step):
                 Xb, yb = data.batch(None, start, step)
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
-                totals.add(self._per_example_sum(loss.loss(yb, out), out), self._correct(yb, out),
-                           int(Xb.shape[0]))
+                totals.add(self._per_example_sum(loss.loss(yb, out), out),
+                           self._metric_sums(yb, out), int(Xb.shape[0]))
         return totals.logs()
 
     def predict(self, X: Any, batch_size: int | None = None) -> Array:
@@ -461,16 +671,31 @@ class Sequential:
             return value * int(out.shape[0])
         return value
 
-    def _correct(self, y: Array, out: Array) -> Array | None:
-        """How many argmax predictions hit the class, for cross-entropy; else None."""
-        if not isinstance(self.loss, CrossEntropy):
-            return None
-        xp = self.backend.xp
-        pred = xp.argmax(out, axis=-1)
-        labels = y if xp.isdtype(y.dtype, "integral") else xp.argmax(y, axis=-1)
-        hits = xp.sum(xp.astype(pred == labels, out.dtype))
-        per_example = int(np.prod(pred.shape[1:]))  # predictions per example (e.g. time steps)
-        return hits if per_example == 1 else hits / per_example
+    def _metric_sums(self, y: Array, out: Array) -> dict[str, Array]:
+        """Each metric's sum over the batch (0-d arrays on the device)."""
+        return {m.name: m(y, out) for m in self.metrics}
+
+
+def _innermost(layer: Any) -> LayerBase:
+    while isinstance(layer, WrapperBase):
+        layer = layer.base_layer
+    return layer
+
+
+def _split(X: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple[Any, Any]]:
+    """``(X_train, y_train, (X_val, y_val))``: the last ``fraction`` of the examples held out."""
+    fraction = real("Sequential.fit", "validation_split", fraction, low=0.0, high=1.0,
+                    high_open=True)
+    n = len(X)
+    n_val = int(n * fraction)
+    if n_val < 1 or n_val >= n:
+        msg = (f"Sequential.fit: validation_split={fraction} of {n} examples leaves "
+               f"{n - n_val} to train on and {n_val} to validate; both need at least one")
+        raise ValueError(msg)
+    cut = n - n_val
+    X = X if hasattr(X, "shape") else np.asarray(X)
+    y = y if hasattr(y, "shape") else np.asarray(y)
+    return X[:cut], y[:cut], (X[cut:], y[cut:])
 
 
 def _same_backend(a: Backend, b: Backend) -> bool:

@@ -34,8 +34,10 @@ class LayerBase:
     Parameters
     ----------
     optimizer : str, dict, Optimizer or None
-        The update rule used by :meth:`update`; ``None`` means ``SGD()``. An optimizer object is copied,
-        since each layer keeps its own optimizer state.
+        The update rule used by :meth:`update`; ``None`` means ``SGD()`` for a layer used on its own,
+        and the model's optimizer inside a :class:`~anyml.model.Sequential` (``Adam()`` unless the
+        model is given another). An optimizer object is copied, since each layer keeps its own
+        optimizer state.
     backend : str or Backend, optional
         Where the parameters live; default :func:`anyml.get_backend`.
     """
@@ -51,6 +53,8 @@ class LayerBase:
         self.backend = resolve_backend(backend)
         self.xp = self.backend.xp
         self.optimizer: Optimizer = get_optimizer(optimizer)
+        #: Whether the optimizer was chosen for this layer (a model's optimizer replaces it if not).
+        self._optimizer_given = optimizer is not None
         self.trainable = True
         self.training = True
         self.parameters: dict[str, Array] = {}
@@ -244,6 +248,7 @@ class LayerBase:
         """Build the optimizer from a spec or a summary, restoring a summary's saved state: the
         cache onto this backend and the ``"state"`` entry (absent from numpy-ml's summaries)."""
         self.optimizer = get_optimizer(value)
+        self._optimizer_given = True
         if isinstance(value, Mapping):
             if value.get("cache"):
                 self.optimizer.load_cache(value["cache"], self.backend.asarray)
@@ -343,7 +348,10 @@ class LayerBase:
             raise ValueError(msg)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        config = dict(self._config())
+        if self._trainable_names:
+            config["optimizer"] = str(self.optimizer)
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 
