@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from anyml.backend import Backend
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, accepts_gradient_list
 
 __all__ = ["Dropout", "WrapperBase"]
 
@@ -33,6 +33,12 @@ class WrapperBase:
         The layer to wrap (wrappers can be nested).
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("backward")
+        if method is not None:  # numpy-ml's list form, as for the layers
+            cls.backward = accepts_gradient_list(method)  # type: ignore[attr-defined]
+
     def __init__(self, wrapped_layer: LayerBase | WrapperBase) -> None:
         if not isinstance(wrapped_layer, LayerBase | WrapperBase):
             msg = (f"{type(self).__name__}: expected a layer to wrap, got "
@@ -53,6 +59,14 @@ class WrapperBase:
     def _wrapper_derived(self, cache: Any) -> dict[str, Any]:
         """What one retained wrapper cache shows in :attr:`derived_variables`."""
         return {}
+
+    def _retained_output_shapes(self) -> list[tuple[int, ...]]:
+        """The output shape of each of this wrapper's retained forward passes, oldest first."""
+        n = len(self._wrapper_caches)
+        return self._base_layer._retained_output_shapes()[-n:] if n else []
+
+    def _collate_list_grads(self, grads: list[Any]) -> Any:
+        return grads
 
     # ------------------------------------------------------------------ delegation
     @property

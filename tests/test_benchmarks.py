@@ -32,7 +32,17 @@ def test_every_case_builds_and_steps(bench):
     for make in bench.CASES.values():
         ours, theirs = make(ctx)
         ours()
-        theirs()
+        for step in theirs.values() if isinstance(theirs, dict) else [theirs]:
+            step()
+
+
+def test_pytorch_variants_are_timed_and_the_fastest_named(bench):
+    ctx = bench.Ctx(anyml.make_backend("numpy", seed=0), "cpu", 1)
+    _, variants = bench.CASES["Conv2D"](ctx)
+    assert set(variants) == {"channels_first", "channels_last"}
+    step, name, times = bench.pick_fastest(variants, lambda: None, repeats=1, rounds=1)
+    assert step is variants[name] and set(times) == set(variants)
+    assert times[name] == min(times.values())
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios(bench):

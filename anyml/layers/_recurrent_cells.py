@@ -1,8 +1,9 @@
 r"""Single-step recurrent layers: ``RNNCell`` and ``LSTMCell`` (importable from
 :mod:`anyml.layers.recurrent`).
 
-A cell takes and returns one timestep, ``(n_ex, n_in) -> (n_ex, n_out)``, and carries its hidden (and
-cell) state from one ``forward`` to the next until :meth:`~RNNCell.reset_state`; see
+A cell takes one timestep ``(n_ex, n_in)`` and returns the new hidden state ``(n_ex, n_out)`` (an
+``LSTMCell`` returns the pair ``(At, Ct)``, hidden and cell state, as numpy-ml does), and carries its
+hidden (and cell) state from one ``forward`` to the next until :meth:`~RNNCell.reset_state`; see
 :mod:`anyml.layers.recurrent` for the state lifecycle.
 """
 
@@ -175,8 +176,10 @@ class LSTMCell(_Cell):
     gates from one matrix product of :math:`[A_{t-1}, X_t]` with the packed weights (packed once and
     reused while the parameters stay the same). The state lifecycle is that of :class:`RNNCell`.
 
-    ``forward`` returns the hidden state only, like :class:`RNNCell` and like what ``backward``
-    differentiates; numpy-ml also returns the cell state, which here is ``cell.state["C"]``.
+    ``forward`` returns the pair ``(At, Ct)`` of the spec: the new hidden state and the new cell
+    state (also ``cell.state["A"]`` and ``cell.state["C"]``). ``backward(dLdAt)`` takes the gradient
+    wrt. ``At`` only: the cell state's gradient flows between steps inside the layer, and ``Ct``
+    is not an output that a loss may depend on directly.
 
     Examples
     --------
@@ -184,9 +187,11 @@ class LSTMCell(_Cell):
     >>> from anyml.layers.recurrent import LSTMCell
     >>> be = anyml.make_backend("numpy", seed=0)
     >>> cell = LSTMCell(8, backend=be)
-    >>> A = cell.forward(be.rng.normal((4, 3)))
-    >>> A.shape, cell.state["C"].shape
+    >>> At, Ct = cell.forward(be.rng.normal((4, 3)))
+    >>> At.shape, Ct.shape
     ((4, 8), (4, 8))
+    >>> cell.backward(be.xp.ones_like(At)).shape
+    (4, 3)
     """
 
     _lstm = True
@@ -197,11 +202,27 @@ class LSTMCell(_Cell):
                  backend: str | Backend | None = None) -> None:
         super().__init__(n_out, act_fn, init, optimizer, backend, gate_fn=gate_fn)
 
-    def forward(self, Xt: Array, retain_derived: bool = True) -> Array:
-        """Advance one timestep: ``Xt`` of shape ``(n_ex, n_in)`` -> hidden state ``(n_ex, n_out)``."""
+    def forward(  # type: ignore[override]  # the seed's signature: two outputs
+            self, Xt: Array, retain_derived: bool = True) -> tuple[Array, Array]:
+        """Advance one timestep.
+
+        Parameters
+        ----------
+        Xt : array of shape (n_ex, n_in)
+            The input at this timestep.
+        retain_derived : bool
+            Keep what :meth:`backward` needs for this step.
+
+        Returns
+        -------
+        At : array of shape (n_ex, n_out)
+            The hidden state after this step (what :meth:`backward` differentiates).
+        Ct : array of shape (n_ex, n_out)
+            The cell state after this step.
+        """
         state, W, b = self._step_inputs(Xt)
         A, C, cache = lstm_step_forward(Xt, state[0], state[1], W, b, self.act_fn, self.gate_fn,
                                         xp=self.xp)
         self._state = (A, C)
         self._push(retain_derived, X=Xt, A=A, C=C, _step=cache, _shape=tuple(A.shape))
-        return A
+        return A, C

@@ -33,8 +33,10 @@ class DotProductAttention(LayerBase):
 
     Notes
     -----
-    For queries ``Q`` of shape ``(n_ex, *, n_q, d_k)``, keys ``K`` ``(n_ex, *, n_kv, d_k)`` and values
-    ``V`` ``(n_ex, *, n_kv, d_v)`` (the optional middle axes ``*``, such as heads, must match):
+    For queries ``Q`` of shape ``(*, n_q, d_k)``, keys ``K`` ``(*, n_kv, d_k)`` and values ``V``
+    ``(*, n_kv, d_v)``, where the leading axes ``*`` (examples, heads, ...) must match and may be
+    absent: as in numpy-ml, 2-D inputs ``(n_ex, d_k)`` are one set of ``n_ex`` queries attending over
+    ``n_ex`` keys, and ``(n_ex, *, d_k)`` inputs attend over their second-to-last axis:
 
     .. math::
 
@@ -57,7 +59,8 @@ class DotProductAttention(LayerBase):
         \frac{\partial L}{\partial Q} = \alpha \frac{\partial L}{\partial Z} K, \quad
         \frac{\partial L}{\partial K} = \alpha \Big(\frac{\partial L}{\partial Z}\Big)^\top Q
 
-    :meth:`backward` always returns the tuple ``(dQ, dK, dV)``.
+    :meth:`backward` returns the tuple ``(dQ, dK, dV)``; given numpy-ml's list form (one gradient
+    per retained forward pass, oldest first) it returns ``(dQs, dKs, dVs)``, three lists in that order.
 
     Examples
     --------
@@ -87,14 +90,14 @@ class DotProductAttention(LayerBase):
     def _check_shapes(self, Q: Array, K: Array, V: Array) -> None:
         for name, A in (("Q", Q), ("K", K), ("V", V)):
             self._check_input(A, name=name)
-            if A.ndim < 3:
-                msg = (f"DotProductAttention: expected {name} with at least 3 axes (n_ex, ..., n, d), "
-                       f"got shape {tuple(A.shape)}")
+            if A.ndim < 2:
+                msg = (f"DotProductAttention: expected {name} with at least 2 axes (n_ex, d) or "
+                       f"(n_ex, *, n, d), got shape {tuple(A.shape)}")
                 raise ValueError(msg)
         q, k, v = (tuple(int(d) for d in A.shape) for A in (Q, K, V))
         if not (q[:-2] == k[:-2] == v[:-2]) or q[-1] != k[-1] or k[-2] != v[-2]:
-            msg = ("DotProductAttention: expected Q (n_ex, *, n_q, d_k), K (n_ex, *, n_kv, d_k) and "
-                   f"V (n_ex, *, n_kv, d_v) with matching axes, got Q {q}, K {k}, V {v}")
+            msg = ("DotProductAttention: expected Q (*, n_q, d_k), K (*, n_kv, d_k) and "
+                   f"V (*, n_kv, d_v) with matching axes, got Q {q}, K {k}, V {v}")
             raise ValueError(msg)
 
     @property
@@ -104,7 +107,7 @@ class DotProductAttention(LayerBase):
 
     def forward(  # type: ignore[override]  # the seed's signature: three inputs
             self, Q: Array, K: Array, V: Array, retain_derived: bool = True) -> Array:
-        """Return the attention output of shape ``(n_ex, *, n_q, d_v)``."""
+        """Return the attention output of shape ``(*, n_q, d_v)`` (``(n_ex, d_v)`` for 2-D inputs)."""
         self._check_shapes(Q, K, V)
         keep = mask = None
         if self.dropout_active:
@@ -120,3 +123,7 @@ class DotProductAttention(LayerBase):
         """Return ``(dQ, dK, dV)``, the gradients wrt. the three inputs of the matching forward."""
         cache = self._pop(dLdy)
         return attention_backward(dLdy, cache["_attention"], xp=self.xp)
+
+    def _collate_list_grads(self, grads: list[Any]) -> tuple[list[Array], list[Array], list[Array]]:
+        """The list form returns ``(dQs, dKs, dVs)``, as numpy-ml does."""
+        return ([g[0] for g in grads], [g[1] for g in grads], [g[2] for g in grads])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from numbers import Real
 from typing import Any
 
 from anyml.activations import get_activation
 from anyml.backend import Backend, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
 
-__all__ = ["LayerBase"]
+__all__ = ["LayerBase", "accepts_gradient_list"]
 
 Array = Any
 
@@ -28,6 +31,13 @@ class LayerBase:
     the parameter gradients into :attr:`gradients`. A layer applied twice (weight sharing) is therefore
     backpropagated by two ``backward`` calls in reverse order, and ``backward`` returns the same type
     however many forwards came before (numpy-ml switches between an array and a list).
+
+    ``backward`` also takes the list form of numpy-ml: a list of gradients, one per retained forward
+    pass, oldest first, returns a list of input gradients in the same order (a plain number, such as
+    numpy-ml's ``0``, stands for a gradient of that constant value). All the retained passes are
+    gone back through (newest first) and consumed, as with one call per pass; numpy-ml instead keeps
+    ``layer.X`` and its derived variables until :meth:`update`, so code that backpropagates the same
+    passes twice needs a second forward here.
 
     A frozen layer (:meth:`freeze`) keeps its parameters but still passes gradients to its input.
 
@@ -48,6 +58,12 @@ class LayerBase:
     _summary_names: tuple[str, ...] = ()
     #: Keys numpy-ml writes in this layer's summary that mean nothing here; ``set_params`` skips them.
     _ignored_summary_keys: frozenset[str] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("backward")
+        if method is not None:
+            cls.backward = accepts_gradient_list(method)  # type: ignore[method-assign]
 
     def __init__(self, optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         self.backend = resolve_backend(backend)
@@ -311,6 +327,14 @@ class LayerBase:
             for name, grad in grads.items():
                 self.gradients[name] += grad
 
+    def _retained_output_shapes(self) -> list[tuple[int, ...]]:
+        """The output shape of each retained forward pass, oldest first (for the list form)."""
+        return [tuple(cache.get("_shape", ())) for cache in self._caches]
+
+    def _collate_list_grads(self, grads: list[Any]) -> Any:
+        """What the list form of ``backward`` returns, given each pass's result (oldest first)."""
+        return grads
+
     def _push(self, retain_derived: bool, **cache: Any) -> None:
         if retain_derived:
             self._caches.append(cache)
@@ -353,6 +377,67 @@ class LayerBase:
             config["optimizer"] = str(self.optimizer)
         args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
+
+
+def accepts_gradient_list(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a ``backward(dLdy, ...)`` method so that it also takes numpy-ml's list form.
+
+    Given a list of gradients, one per retained forward pass (oldest first), the wrapped method goes
+    back through every pass, newest first, and returns ``owner._collate_list_grads`` of the results
+    put back in forward order. Every entry is checked before any pass is consumed. A plain real
+    number stands for a gradient of that constant value (numpy-ml passes ``0`` for a pass that does
+    not contribute). Methods whose first argument is not a gradient (``RBM.backward(retain_grads)``)
+    and methods already wrapped are returned unchanged.
+    """
+    if getattr(backward, "_accepts_list", False):
+        return backward
+    params = list(inspect.signature(backward).parameters)
+    grad_name = params[1] if len(params) > 1 else ""
+    if not grad_name.startswith("dL"):
+        return backward
+
+    @functools.wraps(backward)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], list):
+            return _backward_each(self, backward, args[0], args[1:], kwargs)
+        if not args and isinstance(kwargs.get(grad_name), list):
+            grads = kwargs.pop(grad_name)
+            return _backward_each(self, backward, grads, (), kwargs)
+        return backward(self, *args, **kwargs)
+
+    wrapper._accepts_list = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _backward_each(owner: Any, backward: Callable[..., Any], grads: list[Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
+    """The list form of ``backward``: see :func:`accepts_gradient_list`."""
+    name = type(owner).__name__
+    shapes = owner._retained_output_shapes()
+    if not shapes:
+        msg = (f"{name}: backward called with no retained forward pass; call "
+               f"forward(..., retain_derived=True) first (update() and flush_gradients() drop "
+               f"retained passes)")
+        raise RuntimeError(msg)
+    if len(grads) != len(shapes):
+        msg = (f"{name}: backward got a list of {len(grads)} gradient(s); the list form takes one per "
+               f"retained forward pass, oldest first, and {len(shapes)} are retained")
+        raise ValueError(msg)
+    backend = owner.backend
+    ready = []
+    for i, (grad, shape) in enumerate(zip(grads, shapes, strict=True)):
+        if isinstance(grad, Real) and not isinstance(grad, bool):
+            grad = backend.xp.full(shape, float(grad), dtype=backend.dtype, device=backend.device)
+        else:
+            backend.check_array(grad, name, f"dLdy[{i}]")
+            if tuple(grad.shape) != tuple(shape):
+                msg = (f"{name}: expected dLdy[{i}] of shape {tuple(shape)} (the output of retained "
+                       f"forward pass {i}), got {tuple(grad.shape)}")
+                raise ValueError(msg)
+        ready.append(grad)
+    results = [backward(owner, grad, *args, **kwargs) for grad in reversed(ready)]
+    results.reverse()
+    return owner._collate_list_grads(results)
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:

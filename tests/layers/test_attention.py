@@ -9,8 +9,9 @@ import anyml
 from anyml.layers.attention import DotProductAttention
 from anyml.testing import assert_close, gradcheck
 
-# Q, K, V shapes: (n_ex, *, n_q, d_k), (n_ex, *, n_kv, d_k), (n_ex, *, n_kv, d_v)
-SHAPES = [((2, 3, 4), (2, 5, 4), (2, 5, 3)), ((2, 2, 1, 3), (2, 2, 4, 3), (2, 2, 4, 2))]
+# Q, K, V shapes: (*, n_q, d_k), (*, n_kv, d_k), (*, n_kv, d_v); the spec's 2-D (n_ex, d_k) first
+SHAPES = [((5, 4), (5, 4), (5, 3)), ((3, 4), (6, 4), (6, 2)),
+          ((2, 3, 4), (2, 5, 4), (2, 5, 3)), ((2, 2, 1, 3), (2, 2, 4, 3), (2, 2, 4, 2))]
 
 
 def _inputs(backend, shapes, seed=0):
@@ -98,8 +99,8 @@ def test_gradcheck(backend64, shapes, scale):
 
 def test_repeated_forwards_backprop_in_reverse_order(backend64):
     layer = DotProductAttention(backend=backend64)
-    a = [backend64.rng.normal(s) for s in SHAPES[0]]
-    b = [backend64.rng.normal(s) for s in SHAPES[0]]
+    a = [backend64.rng.normal(s) for s in SHAPES[2]]
+    b = [backend64.rng.normal(s) for s in SHAPES[2]]
     Ya, Yb = layer.forward(*a), layer.forward(*b)
     gb = layer.backward(backend64.xp.ones_like(Yb))
     ga = layer.backward(backend64.xp.ones_like(Ya))
@@ -108,6 +109,31 @@ def test_repeated_forwards_backprop_in_reverse_order(backend64):
     for got, want in zip(ga, fresh.backward(backend64.xp.ones_like(Ya)), strict=True):
         assert_close(got, want, backend=backend64)
     assert len(gb) == 3 and layer.X == []
+
+
+def test_two_dimensional_inputs_attend_over_the_examples(backend):
+    """The spec's (n_ex, d_k) form: every example is a query over all the examples' keys."""
+    Q, K, V = (backend.asarray(a) for a in _inputs(backend, SHAPES[0], seed=6))
+    layer = DotProductAttention(backend=backend)
+    Y = layer.forward(Q, K, V)
+    assert tuple(Y.shape) == (5, 3)
+    batched = DotProductAttention(backend=backend).forward(*(a[None, ...] for a in (Q, K, V)))
+    assert_close(Y, batched[0, ...], backend=backend)
+
+
+def test_list_form_returns_three_lists(backend64):
+    """numpy-ml's list form: one gradient per retained pass in, (dQs, dKs, dVs) out."""
+    layer = DotProductAttention(backend=backend64)
+    passes = [[backend64.rng.normal(s) for s in SHAPES[2]] for _ in range(2)]
+    Ys = [layer.forward(*p) for p in passes]
+    dYs = [backend64.rng.normal(tuple(Y.shape)) for Y in Ys]
+    dQs, dKs, dVs = layer.backward(dYs)
+    assert layer.X == []
+    for i, p in enumerate(passes):
+        fresh = DotProductAttention(backend=backend64)
+        fresh.forward(*p)
+        for got, want in zip((dQs[i], dKs[i], dVs[i]), fresh.backward(dYs[i]), strict=True):
+            assert_close(got, want, backend=backend64)
 
 
 def test_summary_round_trip(backend):
@@ -125,9 +151,11 @@ def test_summary_round_trip(backend):
 
 def test_bad_input_errors(backend):
     layer = DotProductAttention(backend=backend)
-    Q, K, V = (backend.asarray(a) for a in _inputs(backend, SHAPES[0]))
-    with pytest.raises(ValueError, match="DotProductAttention: expected Q with at least 3 axes"):
-        layer.forward(Q[0, ...], K, V)
+    Q, K, V = (backend.asarray(a) for a in _inputs(backend, SHAPES[2]))
+    with pytest.raises(ValueError, match=r"DotProductAttention: expected Q with at least 2 axes"):
+        layer.forward(Q[0, 0, :], K, V)
+    with pytest.raises(ValueError, match="DotProductAttention: expected Q .* matching axes"):
+        layer.forward(Q[0, ...], K, V)  # 2-D Q with 3-D K
     with pytest.raises(ValueError, match="DotProductAttention: expected Q .* matching axes"):
         layer.forward(Q, K, V[:, :4, :])  # K and V disagree on n_kv
     with pytest.raises(ValueError, match="DotProductAttention: expected Q .* matching axes"):

@@ -17,6 +17,11 @@ SEQUENCES = {"RNNCell": RNN, "LSTMCell": LSTM}
 TORCH_LSTM_ORDER = "ufco"
 
 
+def _at(out):
+    """The hidden state of a forward's result (``LSTMCell`` returns ``(At, Ct)``)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def _is_lstm(layer) -> bool:
     return isinstance(layer, LSTM | LSTMCell)
 
@@ -101,7 +106,7 @@ def test_cell_matches_torch_steps(backend, kind):
     torch = pytest.importorskip("torch")
     X, dY = _data(backend, 2, seed=3)
     cell = LAYERS[kind](N_OUT, backend=backend)
-    A = [cell.forward(backend.asarray(np.ascontiguousarray(X[:, :, t]))) for t in range(2)]
+    A = [_at(cell.forward(backend.asarray(np.ascontiguousarray(X[:, :, t])))) for t in range(2)]
     dX1 = cell.backward(backend.asarray(np.ascontiguousarray(dY[:, :, 1])))
     dX0 = cell.backward(backend.asarray(np.ascontiguousarray(dY[:, :, 0])))
 
@@ -133,7 +138,8 @@ def test_gradcheck_sequence(backend64, kind, kwargs):
 def _run_cell(cell, X, retain):
     cell.reset_state()
     xp = cell.xp
-    return xp.stack([cell.forward(X[:, :, t], retain_derived=retain) for t in range(X.shape[2])], axis=2)
+    return xp.stack([_at(cell.forward(X[:, :, t], retain_derived=retain)) for t in range(X.shape[2])],
+                    axis=2)
 
 
 def _back_cell(cell, dY):
@@ -175,11 +181,36 @@ def test_cells_agree_with_sequence_layer_over_minibatches(backend64, kind):
             assert_close(cell.parameters[name], seq.parameters[name], backend=backend64)
 
 
+def test_lstm_cell_returns_hidden_and_cell_state(backend64):
+    """The spec's ``At, Ct = cell.forward(Xt)``, whatever the batch size (2 rows must not split)."""
+    cell = LSTMCell(N_OUT, backend=backend64)
+    X = backend64.rng.normal((2, N_IN, 3))
+    seq = LSTM(N_OUT, backend=backend64)
+    out = cell.forward(X[:, :, 0])
+    assert isinstance(out, tuple) and len(out) == 2
+    At, Ct = out
+    assert tuple(At.shape) == tuple(Ct.shape) == (2, N_OUT)
+    assert_close(At, cell.state["A"], backend=backend64, rtol=0, atol=0)
+    assert_close(Ct, cell.state["C"], backend=backend64, rtol=0, atol=0)
+    seq.set_params({"parameters": cell.summary()["parameters"]})
+    Y = seq.forward(X[:, :, :2])
+    At2, Ct2 = cell.forward(X[:, :, 1])
+    assert_close(At2, Y[:, :, 1], backend=backend64)
+    # Ct against the equations: C = Gf * C_prev + Gu * Cc, from the cached gates
+    P = {k: anyml.to_numpy(v) for k, v in cell.parameters.items()}
+    Z = np.concatenate([anyml.to_numpy(At), anyml.to_numpy(X[:, :, 1])], axis=1)
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    Gf, Gu = sig(Z @ P["Wf"] + P["bf"]), sig(Z @ P["Wu"] + P["bu"])
+    Cc = np.tanh(Z @ P["Wc"] + P["bc"])
+    assert_close(Ct2, Gf * anyml.to_numpy(Ct) + Gu * Cc, backend=backend64)
+    assert tuple(cell.backward(backend64.xp.ones_like(At2)).shape) == (2, N_IN)
+
+
 @pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell"])
 def test_cell_state_lifecycle(backend64, kind):
     cell = LAYERS[kind](N_OUT, backend=backend64)
     X = backend64.rng.normal((2, N_IN, 3))
-    first = cell.forward(X[:, :, 0])
+    first = _at(cell.forward(X[:, :, 0]))
     assert set(cell.state) == ({"A", "C"} if kind == "LSTMCell" else {"A"})
     assert_close(cell.state["A"], first, backend=backend64)
     cell.forward(X[:, :, 1])
@@ -187,7 +218,7 @@ def test_cell_state_lifecycle(backend64, kind):
     assert cell.state == {}
     with pytest.raises(RuntimeError, match=kind):
         cell.backward(backend64.rng.normal((2, N_OUT)))
-    assert_close(cell.forward(X[:, :, 0]), first, backend=backend64)
+    assert_close(_at(cell.forward(X[:, :, 0])), first, backend=backend64)
     with pytest.raises(ValueError, match=rf"{kind}: expected Xt with 2 examples .* reset_state\(\)"):
         cell.forward(backend64.rng.normal((3, N_IN)))
 
@@ -262,7 +293,7 @@ def test_same_seed_same_parameters_on_every_backend(backend, kind):
     reference = LAYERS[kind](N_OUT, backend=ref_be)
     reference.forward(ref_be.asarray(np.ones(shape)))
     layer = LAYERS[kind](N_OUT, backend=backend)
-    Y = layer.forward(backend.asarray(np.ones(shape)))
+    Y = _at(layer.forward(backend.asarray(np.ones(shape))))
     assert_close(Y, anyml.to_numpy(Y), backend=backend)  # namespace, device and dtype
     assert set(layer.parameters) == set(reference.parameters) == set(layer._trainable_names)
     for name, value in reference.parameters.items():
@@ -282,7 +313,7 @@ def test_same_seed_same_parameters_on_every_backend(backend, kind):
 def test_summary_round_trip(backend, kind, kwargs):
     layer = LAYERS[kind](N_OUT, backend=backend, **kwargs)
     X = backend.rng.normal((3, N_IN) if kind.endswith("Cell") else (3, N_IN, 4))
-    Y = layer.forward(X, retain_derived=False)
+    Y = _at(layer.forward(X, retain_derived=False))
     summary = layer.summary()
     assert summary["layer"] == kind
     assert summary["hyperparameters"]["n_in"] == N_IN
@@ -292,7 +323,7 @@ def test_summary_round_trip(backend, kind, kwargs):
     fresh = LAYERS[kind](1, backend=backend).set_params(summary)
     assert fresh.n_out == N_OUT and fresh.n_in == N_IN
     assert fresh.hyperparameters == layer.hyperparameters
-    assert_close(fresh.forward(X), Y, backend=backend, rtol=0, atol=0)
+    assert_close(_at(fresh.forward(X)), Y, backend=backend, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM"])
@@ -392,11 +423,11 @@ def test_to_moves_the_layer(backend, kind):
     layer = LAYERS[kind](N_OUT, backend=source)
     shape = (2, N_IN) if kind.endswith("Cell") else (2, N_IN, 3)
     X = np.random.default_rng(0).standard_normal(shape)
-    expected = anyml.to_numpy(layer.forward(source.asarray(X)))
+    expected = anyml.to_numpy(_at(layer.forward(source.asarray(X))))
     layer.to(backend)
     if kind.endswith("Cell"):
         assert layer.state == {}
-    assert_close(layer.forward(backend.asarray(X)), expected, backend=backend)
+    assert_close(_at(layer.forward(backend.asarray(X))), expected, backend=backend)
     layer.backward(backend.asarray(np.ones((*shape[:1], N_OUT, *shape[2:]))))
     layer.update()
     assert all(backend.owns(v) for v in layer.parameters.values())
