@@ -215,7 +215,8 @@ class Batches:
                                                    if isinstance(item, tuple | list) else ""))
                 raise TypeError(msg)
             Xb, yb = item
-            host_y = None if self.backend.owns(yb) else np.asarray(yb)
+            # labels on the host are checked against the output (on the device it would cost a sync)
+            host_y = np.asarray(yb) if isinstance(yb, np.ndarray) or not self.backend.owns(yb) else None
             Xb = self.backend.asarray(Xb if self.backend.owns(Xb) else np.asarray(Xb))
             yb = self.backend.asarray(yb if host_y is None else host_y)
             if int(Xb.shape[0]) != int(yb.shape[0]):

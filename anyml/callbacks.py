@@ -165,7 +165,8 @@ class EarlyStopping(Callback):
     monitor : str
         The logged metric to watch. Default ``"val_loss"``.
     patience : int
-        Epochs without improvement before stopping. Default 0.
+        Epochs without improvement that are tolerated: training stops after the next one (as
+        PyTorch counts patience). Default 0: stop at the first epoch without improvement.
     min_delta : float
         The smallest change that counts as an improvement. Default 0.
     mode : {"auto", "min", "max"}
@@ -307,7 +308,8 @@ class ReduceLROnPlateau(Callback):
     factor : float
         In (0, 1). Default 0.1.
     patience : int
-        Epochs without improvement before the rate is reduced. Default 10.
+        Epochs without improvement that are tolerated; the rate is reduced after the next one.
+        Default 10.
     min_delta : float
         The smallest change that counts as an improvement. Default 1e-4.
     cooldown : int
@@ -320,8 +322,7 @@ class ReduceLROnPlateau(Callback):
     Notes
     -----
     Each trainable layer's optimizer is scaled with :func:`scale_learning_rate`, so a schedule keeps
-    its shape at the lower rate. The rate after each epoch is logged as ``"lr"`` (of the first
-    trainable layer).
+    its shape at the lower rate.
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,

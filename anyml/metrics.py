@@ -93,7 +93,7 @@ class Accuracy(Metric):
         pred = xp.argmax(out, axis=-1)
         hits = xp.sum(xp.astype(pred == _labels(xp, y, out), out.dtype))
         per = _per_example(tuple(pred.shape))
-        return hits if per == 1 else hits / per
+        return xp.asarray(hits if per == 1 else hits / per)
 
 
 class TopKAccuracy(Metric):
@@ -129,7 +129,7 @@ class TopKAccuracy(Metric):
         above = xp.sum(xp.astype(out > true_score[..., None], out.dtype), axis=-1)
         hits = xp.sum(xp.astype(above < self.k, out.dtype))
         per = _per_example(tuple(true_score.shape))
-        return hits if per == 1 else hits / per
+        return xp.asarray(hits if per == 1 else hits / per)
 
 
 class MeanAbsoluteError(Metric):
@@ -148,7 +148,7 @@ class MeanAbsoluteError(Metric):
     def __call__(self, y: Array, out: Array) -> Array:
         xp = namespace_of(out)
         per = _per_example(tuple(out.shape))
-        return xp.sum(xp.abs(out - xp.astype(y, out.dtype))) / per
+        return xp.asarray(xp.sum(xp.abs(out - xp.astype(y, out.dtype))) / per)
 
 
 class MeanSquaredError(Metric):
@@ -168,7 +168,7 @@ class MeanSquaredError(Metric):
     def __call__(self, y: Array, out: Array) -> Array:
         xp = namespace_of(out)
         diff = out - xp.astype(y, out.dtype)
-        return xp.sum(diff * diff) / _per_example(tuple(out.shape))
+        return xp.asarray(xp.sum(diff * diff) / _per_example(tuple(out.shape)))
 
 
 METRICS.register(Accuracy, "acc", "categorical_accuracy")
