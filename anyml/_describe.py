@@ -42,7 +42,8 @@ def _layer_name(layer: Any) -> str:
         inner = ", ".join(f"{k}={v}" for k, v in config.items())
         names.append(f"{type(layer).__name__}({inner})")
         layer = layer.base_layer
-    names.append(type(layer).__name__)
+    if type(layer).__name__ != "Identity" or not names:
+        names.append(type(layer).__name__)
     return " > ".join(names)
 
 

@@ -451,7 +451,8 @@ class AdamW(Adam):
     for the parameters it is given.
     """
 
-    _spec_fields = ("lr", "decay1", "decay2", "eps", "weight_decay", "clip_norm", "lr_scheduler")
+    _spec_fields = ("lr", "decay1", "decay2", "eps", "weight_decay", "clip_norm",  # type: ignore[assignment]
+                    "lr_scheduler")
 
     def __init__(self, lr: float = 0.001, decay1: float = 0.9, decay2: float = 0.999,
                  eps: float = 1e-7, weight_decay: float = 0.01, clip_norm: float | None = None,

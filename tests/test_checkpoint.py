@@ -200,8 +200,9 @@ def test_save_refuses_other_objects(tmp_path):
 
 def test_every_anyml_layer_is_registered():
     names = set(checkpoint.layer_classes())
-    assert len(names) == 22  # the 21 layers of the API and the Dropout wrapper
-    assert {"FullyConnected", "Conv2D", "LSTM", "RBM", "SparseEvolution", "Dropout"} <= names
+    assert len(names) == 24  # the 21 layers of the API, Reshape, Identity and the Dropout wrapper
+    assert {"FullyConnected", "Conv2D", "LSTM", "RBM", "SparseEvolution", "Dropout", "Reshape",
+            "Identity"} <= names
     assert "LayerBase" not in names
 
 

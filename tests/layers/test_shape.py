@@ -1,11 +1,12 @@
-"""Flatten: shapes, gradients and the layer API."""
+"""Flatten, Reshape and Identity: shapes, gradients and the layer API."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from anyml.layers import Flatten
+import anyml
+from anyml.layers import Flatten, FullyConnected, Identity, Reshape, Softmax
 from anyml.testing import assert_close, gradcheck
 
 
@@ -45,3 +46,43 @@ def test_errors(backend):
         layer.backward(backend.rng.normal((2, 3, 4)))
     with pytest.raises(TypeError, match="Flatten: expected X to be a"):
         layer.forward("not an array")
+
+
+@pytest.mark.parametrize(("target", "in_shape", "out_shape"), [
+    ((8, 8, 1), (3, 64), (3, 8, 8, 1)),
+    ((-1,), (2, 3, 4), (2, 12)),
+    ((4, -1), (2, 3, 4), (2, 4, 3)),
+    (6, (2, 3, 2), (2, 6)),
+])
+def test_reshape_matches_numpy(backend, target, in_shape, out_shape):
+    host = np.arange(np.prod(in_shape), dtype=np.float64).reshape(in_shape)
+    layer = Reshape(target, backend=backend)
+    assert_close(layer.forward(backend.asarray(host)), host.reshape(out_shape), backend=backend)
+    dY = np.random.default_rng(0).standard_normal(out_shape)
+    assert_close(layer.backward(backend.asarray(dY)), dY.reshape(in_shape), backend=backend)
+
+
+def test_reshape_and_identity_gradcheck(backend64):
+    gradcheck(Reshape((3, 2), backend=backend64), [backend64.rng.normal((2, 2, 3))])
+    gradcheck(Identity(backend=backend64), [backend64.rng.normal((2, 3))])
+
+
+def test_reshape_summary_checkpoint_and_errors(backend, tmp_path):
+    fresh = Reshape((1,), backend=backend).set_params(Reshape((2, -1), backend=backend).summary())
+    assert fresh.target_shape == (2, -1)
+    assert repr(fresh) == "Reshape(target_shape=(2, -1))"
+    model = anyml.Sequential([Reshape((2, 3), backend=backend), Flatten(backend=backend),
+                              FullyConnected(2, backend=backend), Softmax(backend=backend)], loss="ce")
+    X = np.random.default_rng(0).standard_normal((4, 6))
+    model.fit(X, np.array([0, 1, 0, 1]), epochs=1, verbose=False)
+    anyml.save(model, tmp_path / "m.npz")
+    loaded = anyml.load(tmp_path / "m.npz", backend=backend)
+    assert loaded.layers[0].target_shape == (2, 3)
+    assert_close(loaded.predict(X), anyml.to_numpy(model.predict(X)), backend=backend)
+    for bad in [(), (0, 2), (-1, -1), "3", (2.0,)]:
+        with pytest.raises(ValueError, match="Reshape: target_shape must be"):
+            Reshape(bad)
+    with pytest.raises(ValueError, match=r"Reshape: cannot reshape examples of shape \(5,\)"):
+        Reshape((2, 3), backend=backend).forward(backend.rng.normal((2, 5)))
+    with pytest.raises(ValueError, match=r"Reshape: cannot reshape"):
+        Reshape((2, -1), backend=backend).forward(backend.rng.normal((2, 5)))
