@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -57,6 +58,11 @@ def format_spec(name: str, params: Mapping[str, Any]) -> str:
     return f"{name}({', '.join(parts)})"
 
 
+# CPython 3.11 before 3.11.8 counts the depth of its AST conversion per interpreter rather than per
+# thread, so two threads parsing at once can fail with "AST constructor recursion depth mismatch".
+_PARSE_LOCK = threading.Lock()
+
+
 def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
     """Split ``"Name(k=v, ...)"`` into ``("Name", {"k": v, ...})`` without executing anything.
 
@@ -70,7 +76,8 @@ def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
         If the text is not of that form; the message quotes it.
     """
     try:
-        node = ast.parse(text.strip(), mode="eval").body
+        with _PARSE_LOCK:
+            node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
         msg = f"cannot parse {kind} {text!r}: expected Name or Name(key=value, ...)"
         raise ValueError(msg) from exc
@@ -174,7 +181,12 @@ class Registry(Generic[T]):
 
     def get(self, spec: Any, default: Callable[[], T] | None = None) -> T:
         """Resolve ``spec``: ``None`` (the default), an object, a name or spec string, or a dict
-        (see :meth:`split`)."""
+        (see :meth:`split`).
+
+        An object of another library whose class defines ``__str__`` (numpy-ml's ``ReLU()`` or
+        ``Adam(lr=0.01)``) is accepted through that string when it parses as a spec of this family;
+        any other object is a ``TypeError``.
+        """
         if spec is None:
             if default is None:
                 msg = f"expected a {self.kind}, got None"
@@ -184,6 +196,35 @@ class Registry(Generic[T]):
             return spec
         if isinstance(spec, str | Mapping):
             return self.build(*self.split(spec))
-        msg = (f"expected a {self.kind} as None, a string, a dict or a {self.base.__name__}, "
-               f"got {type(spec).__name__}")
-        raise TypeError(msg)
+        expected = (f"expected a {self.kind} as None, a string, a dict, a {self.base.__name__} or an "
+                    f"object whose str() is a {self.kind} spec")
+        got = f"{type(spec).__module__}.{type(spec).__qualname__}"
+        text = _foreign_spec(spec)
+        if text is None:
+            msg = f"{expected}, got {got}"
+            raise TypeError(msg)
+        try:
+            return self.build(*self.split(text))
+        except ValueError as exc:
+            msg = f"{expected}, got {got} whose str() is {text!r}: {exc}"
+            raise TypeError(msg) from exc
+
+
+#: Types whose str() is never read as a spec (plain data, not objects of a family).
+_PLAIN_TYPES = (bool, int, float, complex, bytes, bytearray, list, tuple, set, frozenset, Mapping,
+                type)
+
+
+def _foreign_spec(obj: Any) -> str | None:
+    """``str(obj)`` when ``obj``'s class defines its own ``__str__`` (as numpy-ml's activations,
+    optimizers, schedulers and initializers do), else ``None``."""
+    cls = type(obj)
+    if isinstance(obj, _PLAIN_TYPES) or cls.__str__ is object.__str__:
+        return None
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # an array: its str() is its values
+        return None
+    try:
+        text = str(obj)
+    except Exception:  # noqa: BLE001  # a broken __str__ is just not a spec
+        return None
+    return text if isinstance(text, str) else None

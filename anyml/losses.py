@@ -311,6 +311,7 @@ class VAELoss(Loss):
         \frac{\partial L}{\partial \lambda} = \frac{e^{\lambda} - 1}{2N}
 
     :math:`\hat y` is clipped to :math:`[\epsilon, 1 - \epsilon]` (``eps`` of its dtype) in both.
+    :meth:`grad` returns them in numpy-ml's order, ``(dY_pred, dLogVar, dMean)``.
     ``y`` and ``y_pred`` have shape ``(n_ex, ...)``; ``t_mean`` and ``t_log_var`` ``(n_ex, latent)``.
     """
 
@@ -345,14 +346,18 @@ class VAELoss(Loss):
 
     def grad(self, y: Array, y_pred: Array, t_mean: Array,
              t_log_var: Array) -> tuple[Array, Array, Array]:
-        """``(dL/dy_pred, dL/dt_mean, dL/dt_log_var)``, see Notes."""
+        """``(dL/dy_pred, dL/dt_log_var, dL/dt_mean)``, numpy-ml's order (see Notes).
+
+        The last two have the same shape, so the order matters silently: the log-variance's gradient
+        comes second, the mean's third.
+        """
         xp = self._check(y, y_pred, t_mean, t_log_var)
         p = self._clipped(xp, y_pred)
         scale = self._scale(y_pred)
         d_pred = scale * (p - y) / (p * (1.0 - p))
         d_mean = scale * t_mean
         d_log_var = (0.5 * scale) * (xp.exp(t_log_var) - 1.0)
-        return d_pred, d_mean, d_log_var
+        return d_pred, d_log_var, d_mean
 
 
 LOSSES.register(SquaredError, "mse", "l2", "mean_squared_error")

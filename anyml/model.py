@@ -477,7 +477,8 @@ class Sequential:
     def fit(self, X: Any, y: Any = None, *, epochs: int = 1, batch_size: int = 32,
             shuffle: bool = True, validation_data: Any = None, validation_split: float = 0.0,
             steps_per_epoch: int | None = None, verbose: bool = True,
-            callbacks: Sequence[CallbackLike] = ()) -> dict[str, list[float]]:
+            callbacks: Sequence[CallbackLike] = (), accumulate: int = 1, comm: Any = None,
+            deterministic: bool = False) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
@@ -512,6 +513,20 @@ class Sequential:
         callbacks : sequence of Callback or callables
             :mod:`anyml.callbacks` objects, or functions ``f(epoch, logs)`` called after every
             epoch; set ``model.stop_training = True`` to stop after the current epoch.
+        accumulate : int
+            Minibatches whose gradients are added up before one update (gradient accumulation): the
+            update sees the gradient of all their examples together (for a mean loss, the mean over
+            all of them). Default 1. Arrays only.
+        comm : Communicator, optional
+            Train data-parallel on the ranks of ``comm`` (default: the current communicator,
+            :func:`anyml.distributed.get_comm`, a single process unless
+            :func:`anyml.distributed.init` or a thread group set one). ``batch_size`` is then the
+            global batch; every rank must call ``fit`` with the same data and arguments. See
+            :mod:`anyml.distributed.training`.
+        deterministic : bool
+            Under a communicator of several ranks, draw per-example noise (dropout masks) for the
+            whole global batch on every rank and keep this rank's rows, so that training is
+            bit-identical to one process (see :mod:`anyml.distributed.noise`).
 
         Returns
         -------
@@ -525,13 +540,18 @@ class Sequential:
         metrics so far are logged (without validation), the callbacks' ``on_train_end`` run, and the
         history is returned, with :attr:`interrupted` set. A second Ctrl-C interrupts at once.
         """
+        from anyml.distributed import get_comm, guarded
+
         loss = self._need_loss("fit")
-        _check_positive("fit", epochs=epochs, batch_size=batch_size)
+        _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
         if steps_per_epoch is not None:
             _check_positive("fit", steps_per_epoch=steps_per_epoch)
         stream = y is None and not hasattr(X, "shape")
         if y is None and not stream:
             msg = "Sequential.fit: expected targets y with the inputs X (or an iterable of (X, y) pairs)"
+            raise ValueError(msg)
+        if stream and accumulate != 1:
+            msg = "Sequential.fit: accumulate needs arrays X and y, not an iterable of minibatches"
             raise ValueError(msg)
         if validation_split:
             if stream or validation_data is not None:
@@ -542,77 +562,102 @@ class Sequential:
             X, y, validation_data = _split(X, y, validation_split)
         source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
                                   else Data(self.backend, X, y, "fit"))
-        cbs = [as_callback(c) for c in callbacks]
-        for cb in cbs:
-            cb.set_model(self)
+        comm = get_comm() if comm is None else comm
+        with guarded(comm):
+            return self._fit(loss, source, comm, epochs=epochs, batch_size=batch_size,
+                             shuffle=shuffle, accumulate=accumulate,
+                             validation_data=validation_data, verbose=verbose,
+                             callbacks=[as_callback(c) for c in callbacks],
+                             deterministic=deterministic)
+
+    def _fit(self, loss: Loss, source: Data | Batches, comm: Any, *, epochs: int, batch_size: int,
+             shuffle: bool, accumulate: int, validation_data: Any, verbose: bool,
+             callbacks: list[Callback], deterministic: bool) -> dict[str, list[float]]:
+        from anyml.distributed.training import DataParallel
+
+        parallel = DataParallel(self, comm, deterministic=deterministic)
         pass_loss = self._loss_needs_value()
         history: dict[str, list[float]] = {}
         self.stop_training = self.interrupted = False
         logs: dict[str, float] | None = None
-        for cb in cbs:
+        for cb in callbacks:
+            cb.set_model(self)
+        for cb in callbacks:
             cb.on_train_begin(None)
         with InterruptGuard() as guard:
             for epoch in range(epochs):
                 self.train()
                 total = source.n if isinstance(source, Data) else None
-                bar = Progress(verbose, total, f"epoch {epoch + 1}/{epochs}")
+                bar = Progress(verbose and comm.rank == 0, total, f"epoch {epoch + 1}/{epochs}")
                 totals = Totals()
-                for Xb, yb, host_y in self._epoch_batches(source, shuffle, batch_size):
-                    out = self._train_forward(Xb)
-                    if host_y is not None:
-                        check_host_labels(host_y, out, "fit")
-                    elif isinstance(source, Data):
-                        source.check_labels(out, "fit")
-                    value = loss.loss(yb, out)
-                    self._train_backward(loss.grad(yb, out))
-                    self.update(float(value) if pass_loss else None)
-                    totals.add(self._per_example_sum(value, out), self._metric_sums(yb, out),
-                               int(Xb.shape[0]))
-                    bar.step(int(Xb.shape[0]), totals)
-                    if guard.requested:
+                for data, order, start, stop, window, last in self._steps(source, shuffle,
+                                                                          batch_size, accumulate):
+                    loss_sum, metric_sums, n_local, _ = parallel.step(data, order, start, stop,
+                                                                      window, last, loss)
+                    if last:
+                        cur = parallel.global_loss(loss_sum, window) if pass_loss else None
+                        self.update(cur)
+                    totals.add(loss_sum, metric_sums, n_local)
+                    bar.step(stop - start, totals)
+                    if guard.requested and last:
                         break
                 self.interrupted = guard.requested
-                if totals.n == 0:
+                n_seen = bar.seen
+                if n_seen == 0:
                     bar.close({}, "interrupted")
                     break
-                logs = totals.logs()
+                logs = parallel.reduce_totals(totals, n_seen).logs()
                 if validation_data is not None and not self.interrupted:
-                    val = self._evaluate_any(validation_data, batch_size)
+                    val = self._evaluate_any(validation_data, batch_size, comm)
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 for key, value in logs.items():
                     history.setdefault(key, []).append(value)
                 bar.close(logs, "interrupted" if self.interrupted else "")
                 if self.interrupted:
                     break
-                for cb in cbs:
+                for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
-        for cb in cbs:
+        for cb in callbacks:
             cb.on_train_end(logs)
         return history
 
-    def _epoch_batches(self, source: Data | Batches, shuffle: bool,
-                       batch_size: int) -> Iterator[tuple[Array, Array, Any]]:
-        """One epoch of ``(X_batch, y_batch, host labels or None)`` from arrays or an iterable."""
+    def _steps(self, source: Data | Batches, shuffle: bool, batch_size: int,
+               accumulate: int) -> Iterator[tuple[Data, Any, int, int, int, bool]]:
+        """One epoch of steps ``(data, order, start, stop, window, last)`` for
+        :meth:`~anyml.distributed.training.DataParallel.step`: the global batch ``[start, stop)``
+        of ``data`` in ``order``, the examples of its accumulation window, and whether it ends it."""
         if isinstance(source, Batches):
-            yield from source.epoch()
+            for Xb, yb, _ in source.epoch():
+                n = int(Xb.shape[0])
+                yield Data(self.backend, Xb, yb, "fit"), None, 0, n, n, True
             return
         order = self.backend.host_rng.permutation(source.n) if shuffle else None
+        window_size = batch_size * accumulate
         for start in range(0, source.n, batch_size):
-            Xb, yb = source.batch(order, start, batch_size)
-            yield Xb, yb, None
+            stop = min(start + batch_size, source.n)
+            first = start - start % window_size
+            window = min(first + window_size, source.n) - first
+            last = stop == min(first + window_size, source.n)
+            yield source, order, start, stop, window, last
 
-    def _evaluate_any(self, data: Any, batch_size: int | None) -> dict[str, float]:
+    def _evaluate_any(self, data: Any, batch_size: int | None, comm: Any) -> dict[str, float]:
         if isinstance(data, tuple | list) and len(data) == 2 and hasattr(data[0], "shape"):
-            return self.evaluate(data[0], data[1], batch_size=batch_size)
-        return self.evaluate(data, batch_size=batch_size)
+            return self.evaluate(data[0], data[1], batch_size=batch_size, comm=comm)
+        return self.evaluate(data, batch_size=batch_size, comm=comm)
 
-    def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None, *,
+                 comm: Any = None) -> dict[str, float]:
         """The mean loss per example and the metrics, in inference mode.
 
         ``X`` and ``y`` are arrays (evaluated in batches of ``batch_size``, default all at once), or
-        ``X`` is an iterable of ``(X, y)`` minibatches (one pass) and ``y`` is left out.
+        ``X`` is an iterable of ``(X, y)`` minibatches (one pass, in this process) and ``y`` is left
+        out.
+
+        Under a communicator of several ranks (``comm``, default the current one) each rank
+        evaluates a contiguous share of the examples and the sums are added up: every rank returns
+        the same result.
 
         Returns
         -------
@@ -620,6 +665,9 @@ class Sequential:
             ``{"loss": float}`` plus one entry per metric (``"accuracy"`` by default for a
             cross-entropy loss).
         """
+        from anyml.distributed import get_comm, guarded
+        from anyml.distributed.training import reduce_totals, shard
+
         loss = self._need_loss("evaluate")
         totals = Totals()
         if y is None and not hasattr(X, "shape"):
@@ -637,29 +685,51 @@ class Sequential:
         data = Data(self.backend, X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
-        with self._inference():
-            for start in range(0, data.n, step):
-                Xb, yb = data.batch(None, start, step)
+        comm = get_comm() if comm is None else comm
+        lo, hi = shard(data.n, comm.rank, comm.size)
+        with guarded(comm), self._inference():
+            for start in range(lo, hi, step):
+                Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
                 totals.add(self._per_example_sum(loss.loss(yb, out), out),
                            self._metric_sums(yb, out), int(Xb.shape[0]))
+            totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
 
-    def predict(self, X: Any, batch_size: int | None = None) -> Array:
+    def predict(self, X: Any, batch_size: int | None = None, *, comm: Any = None) -> Array:
         """The model output for ``X`` in inference mode, an array of the model's backend.
 
-        With ``CrossEntropy(from_logits=True)`` the output is the scores; see the class Notes.
+        With ``CrossEntropy(from_logits=True)`` the output is the scores; see the class Notes. Under
+        a communicator of several ranks each rank computes a contiguous share and every rank
+        returns the whole output.
         """
+        from anyml.distributed import get_comm, guarded
+        from anyml.distributed.training import gather_rows, shard
+
         data = Data(self.backend, X, None, "predict")
         step = data.n if batch_size is None else batch_size
         _check_positive("predict", batch_size=step)
+        comm = get_comm() if comm is None else comm
+        lo, hi = shard(data.n, comm.rank, comm.size)
         outs = []
-        with self._inference():
-            for start in range(0, data.n, step):
-                Xb, _ = data.batch(None, start, step)
+        with guarded(comm), self._inference():
+            for start in range(lo, hi, step):
+                Xb, _ = data.batch(None, start, min(step, hi - start))
                 outs.append(self.forward(Xb, retain_derived=False))
+            if comm.size > 1:
+                return gather_rows(self.backend, comm, outs, data.n, lo)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
+
+    def sync_batchnorm(self, sync: bool = True) -> Sequential:
+        """Switch every batch normalization layer to statistics of the global batch across the ranks
+        of the current communicator (``sync=True``) or of each rank's share; return the model."""
+        from anyml.layers.norm import BatchNorm1D, BatchNorm2D
+
+        for obj in self._modules():
+            if isinstance(obj, BatchNorm1D | BatchNorm2D):
+                obj.sync = bool(sync)
+        return self
 
     # ------------------------------------------------------------------ helpers
     def _inference(self) -> Inference:

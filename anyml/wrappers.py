@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from anyml.backend import Backend
+from anyml.distributed import noise
 from anyml.layers.base import LayerBase, accepts_gradient_list
 
 __all__ = ["Dropout", "WrapperBase"]
@@ -313,7 +314,7 @@ class Dropout(WrapperBase):
         keep = None
         if self.active:
             if mask is None:
-                mask = self.backend.rng.bernoulli(tuple(X.shape), 1.0 - self.p, dtype=X.dtype)
+                mask = noise.draw(self.backend, "bernoulli", tuple(X.shape), 1.0 - self.p, dtype=X.dtype)
             else:
                 self.backend.check_array(mask, "Dropout", "mask")
                 if tuple(mask.shape) != tuple(X.shape):

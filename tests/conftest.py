@@ -73,9 +73,9 @@ def make_backend_for(backend_id: str):
 @pytest.fixture(autouse=True)
 def _restore_global_backend():
     """Tests that call ``set_backend`` must not leak it into the next test."""
-    saved = anyml.backend._current
+    saved = anyml.backend._selector._current
     yield
-    anyml.backend._current = saved
+    anyml.backend._selector._current = saved
 
 
 # --------------------------------------------------------------------------- per-backend summary

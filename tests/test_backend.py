@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import anyml
-from anyml import backend as backend_module
 from anyml.backend import BackendUnavailableError, make_backend, namespace_of, resolve_backend
+from anyml.backend import _selector as selector
 from anyml.testing import assert_close
 
 
 def test_default_is_numpy_float32(monkeypatch):
     monkeypatch.delenv("ANYML_BACKEND", raising=False)
-    monkeypatch.setattr(backend_module, "_current", None)
+    monkeypatch.setattr(selector, "_current", None)
     be = anyml.get_backend()
     assert be.name == "numpy"
     assert be.dtype_name == "float32"
@@ -23,7 +23,7 @@ def test_default_is_numpy_float32(monkeypatch):
 def test_environment_variable_chooses_the_default(monkeypatch, name):
     pytest.importorskip("torch" if name == "torch" else "array_api_strict")
     monkeypatch.setenv("ANYML_BACKEND", name)
-    monkeypatch.setattr(backend_module, "_current", None)
+    monkeypatch.setattr(selector, "_current", None)
     assert anyml.get_backend().name == name
 
 

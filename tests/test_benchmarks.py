@@ -61,3 +61,33 @@ def test_table_is_written_as_json(bench, tmp_path):
         assert row["anyml_ms"] > 0 and row["torch_ms"] > 0
         assert math.isclose(row["ratio"], row["anyml_ms"] / row["torch_ms"])
     assert written["worst"] in ("Flatten", "Softmax")
+
+
+@pytest.fixture
+def overhead(monkeypatch):
+    pytest.importorskip("torch", reason="the benchmarks time PyTorch alongside anyml")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("overhead")
+
+
+def test_overhead_references_do_the_layers_work(overhead):
+    """The array-work reference of each batch-1 case computes what the layer computes."""
+    import numpy as np
+
+    be = anyml.make_backend("numpy", seed=0)
+    for name, make in overhead.CASES.items():
+        ours, ref, theirs = make(be, np.random.default_rng(0))
+        Y, dX = ours()
+        ref_out = ref()
+        dX0 = dX[0] if isinstance(dX, list) else dX
+        np.testing.assert_allclose(Y, ref_out[0], rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(dX0, ref_out[1], rtol=1e-4, atol=1e-5, err_msg=name)
+        theirs()
+
+
+def test_overhead_table_as_json(overhead, tmp_path):
+    out = tmp_path / "overhead.json"
+    summary = overhead.main(["--only", "Softmax 10", "--rounds", "1", "--repeats", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
+    row = summary["rows"][0]
+    assert math.isclose(row["overhead_us"], row["anyml_us"] - row["array_work_us"], rel_tol=1e-9)

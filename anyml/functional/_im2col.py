@@ -17,6 +17,7 @@ kernels of :mod:`anyml.functional.conv` are made of.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from anyml.backend import namespace_of
@@ -40,14 +41,16 @@ __all__ = [
 Array = Any
 
 
+@lru_cache(maxsize=256)
 def window_offsets(kernel: tuple[int, int], stride: tuple[int, int], dilation: int,
-                   out_shape: tuple[int, int]) -> list[tuple[slice, slice]]:
-    """The row and column slices of the padded input seen by each kernel offset, row-major."""
+                   out_shape: tuple[int, int]) -> tuple[tuple[slice, slice], ...]:
+    """The row and column slices of the padded input seen by each kernel offset, row-major
+    (remembered per geometry; the arguments are ints and pairs of ints)."""
     (kr, kc), (sr, sc), (orows, ocols) = kernel, stride, out_shape
     step = dilation + 1
-    return [(slice(i * step, i * step + sr * (orows - 1) + 1, sr),
-             slice(j * step, j * step + sc * (ocols - 1) + 1, sc))
-            for i in range(kr) for j in range(kc)]
+    return tuple((slice(i * step, i * step + sr * (orows - 1) + 1, sr),
+                  slice(j * step, j * step + sc * (ocols - 1) + 1, sc))
+                 for i in range(kr) for j in range(kc))
 
 
 def padded_planes(X: Array, pads: Pad4, xp: Any, ws: dict | None, spare: int = 0) -> Array:
@@ -60,7 +63,7 @@ def padded_planes(X: Array, pads: Pad4, xp: Any, ws: dict | None, spare: int = 0
     return out
 
 
-def gather(P: Array, start: int, stop: int, offsets: list[tuple[slice, slice]],
+def gather(P: Array, start: int, stop: int, offsets: tuple[tuple[slice, slice], ...],
            out_shape: tuple[int, int], xp: Any, ws: dict | None = None) -> Array:
     """:func:`im2col` of the examples ``start:stop`` of the planes ``P``: one strided copy per offset."""
     ch = int(P.shape[0])
@@ -73,7 +76,7 @@ def gather(P: Array, start: int, stop: int, offsets: list[tuple[slice, slice]],
 
 
 def scatter_add(out: Array, colsT: Array, start: int, stop: int,
-                offsets: list[tuple[slice, slice]], out_shape: tuple[int, int],
+                offsets: tuple[tuple[slice, slice], ...], out_shape: tuple[int, int],
                 disjoint: bool, xp: Any) -> None:
     """Add the column matrix of examples ``start:stop`` back into the planes ``out``, in place."""
     ch = out.shape[0]
@@ -85,13 +88,14 @@ def scatter_add(out: Array, colsT: Array, start: int, stop: int,
             out[:, start:stop, rs, cs] += blocks[idx, ...]
 
 
-def flat_shifts(kernel: tuple[int, int], dilation: int, cols: int) -> list[int]:
+@lru_cache(maxsize=256)
+def flat_shifts(kernel: tuple[int, int], dilation: int, cols: int) -> tuple[int, ...]:
     """How far each kernel offset reads from a window's origin in a flattened plane of ``cols``."""
     step = dilation + 1
-    return [i * step * cols + j * step for i in range(kernel[0]) for j in range(kernel[1])]
+    return tuple(i * step * cols + j * step for i in range(kernel[0]) for j in range(kernel[1]))
 
 
-def gather_flat(Pf: Array, start: int, stop: int, shifts: list[int], xp: Any,
+def gather_flat(Pf: Array, start: int, stop: int, shifts: tuple[int, ...], xp: Any,
                 ws: dict | None = None) -> Array:
     """The column matrix of the grid positions ``start:stop`` of flattened planes ``Pf`` (ch, L).
 

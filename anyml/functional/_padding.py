@@ -7,7 +7,9 @@ array with the Array API. Conventions (channels last):
 * ``dilation`` counts the zeros inserted between kernel taps, so a kernel of size ``k`` covers
   ``k * (dilation + 1) - dilation`` input positions (its *effective* size);
 * a strided window ``i`` starts at ``i * stride`` in the padded input, and the output has
-  ``floor((n + pad_total - k_eff) / stride) + 1`` positions.
+  ``floor((n + pad_total - k_eff) / stride) + 1`` positions;
+* ``"same"`` and ``"causal"`` follow numpy-ml: the output keeps the input's ``n`` positions at every
+  stride (see :func:`same_pads`), where Keras and TensorFlow give ``ceil(n / stride)``.
 
 The validators (:func:`as_pair`, :func:`as_count`, :func:`pair_or_int`, :func:`check_pad_spec`) raise
 a ValueError whose message starts with the name of the layer or function that called them.
@@ -32,6 +34,7 @@ __all__ = [
     "pad2d",
     "pair_or_int",
     "resolve_pad2d",
+    "same_pads",
 ]
 
 
@@ -111,9 +114,23 @@ def check_pad_spec(pad: Any, owner: str, *, ndim: int = 2,
     return int(items[0]) if len(items) == 1 else tuple(int(v) for v in items)
 
 
-def _same_pads(n: int, k_eff: int, stride: int) -> tuple[int, int]:
-    out = math.ceil(n / stride)
-    total = max((out - 1) * stride + k_eff - n, 0)
+def same_pads(n: int, k_eff: int, stride: int, rule: str = "numpy-ml") -> tuple[int, int]:
+    r"""The ``(before, after)`` zero padding of ``"same"`` along an axis of ``n`` positions.
+
+    With ``rule="numpy-ml"`` (the convolutions) the output keeps all ``n`` positions at every stride:
+    the pads add up to
+
+    .. math:: P = (s - 1)(n - 1) + k_\text{eff} - 1,
+
+    the least total for which ``floor((n + P - k_eff) / s) + 1 = n``. With ``rule="ceil"`` (Keras,
+    TensorFlow and :class:`~anyml.layers.pool.Pool2D`) the output has ``ceil(n / s)`` positions and
+    :math:`P = \max((\lceil n/s \rceil - 1) s + k_\text{eff} - n, 0)`. The two agree at stride 1.
+    Either way ``P`` is split as evenly as possible, an odd position going after (bottom/right).
+    """
+    if rule == "ceil":
+        total = max((math.ceil(n / stride) - 1) * stride + k_eff - n, 0)
+    else:
+        total = (stride - 1) * (n - 1) + k_eff - 1
     return total // 2, total - total // 2
 
 
@@ -129,12 +146,14 @@ def explicit_pads(pad: int | tuple[int, ...]) -> Pad4:
 
 def resolve_pad2d(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                   stride: tuple[int, int], dilation: int = 0, owner: str = "conv2d",
-                  strings: tuple[str, ...] = ("same",)) -> Pad4:
+                  strings: tuple[str, ...] = ("same",), same_rule: str = "numpy-ml") -> Pad4:
     """Resolve a padding specification for an input of ``in_shape = (rows, cols)``.
 
-    ``"same"`` pads so that each output size is ``ceil(n / stride)`` (the input's size at stride 1),
-    splitting the total as evenly as possible and putting an odd pixel at the bottom/right.
-    ``"causal"`` (used by 1-D convolutions, on the column axis) pads ``k_eff - 1`` on the left only.
+    ``"same"`` pads as :func:`same_pads` says for ``same_rule``: by default the output keeps the
+    input's size at every stride (numpy-ml), with an odd pixel at the bottom/right. ``"causal"``
+    (1-D convolutions, on the column axis) puts the whole of that ``"same"`` total on the left, so
+    the output keeps the input's length and output ``t`` sees no input after ``t``: its last tap
+    reads input ``t s - P + k_eff - 1 = t - (s - 1)(n - 1 - t) <= t``.
 
     Raises
     ------
@@ -144,10 +163,10 @@ def resolve_pad2d(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
     pad = check_pad_spec(pad, owner, strings=strings)
     keff = (effective_kernel(kernel[0], dilation), effective_kernel(kernel[1], dilation))
     if pad == "same":
-        pads: Pad4 = (*_same_pads(in_shape[0], keff[0], stride[0]),
-                      *_same_pads(in_shape[1], keff[1], stride[1]))
+        pads: Pad4 = (*same_pads(in_shape[0], keff[0], stride[0], same_rule),
+                      *same_pads(in_shape[1], keff[1], stride[1], same_rule))
     elif pad == "causal":
-        pads = (0, 0, keff[1] - 1, 0)
+        pads = (0, 0, sum(same_pads(in_shape[1], keff[1], stride[1])), 0)
     else:
         pads = explicit_pads(pad)
     for axis, name in ((0, "rows"), (1, "cols")):

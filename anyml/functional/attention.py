@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 from anyml.functional.softmax import _softmax, _softmax_grad_inplace
 
 __all__ = ["AttentionCache", "attention_backward", "attention_forward"]
@@ -46,6 +46,7 @@ class AttentionCache(NamedTuple):
     alpha: float
 
 
+@replaceable
 def attention_forward(Q: Array, K: Array, V: Array, scale: bool = True, keep: Array | None = None,
                       xp: Any = None) -> tuple[Array, AttentionCache]:
     r"""Compute :math:`Y = \tilde A V` (see the module docstring).
@@ -78,6 +79,7 @@ def attention_forward(Q: Array, K: Array, V: Array, scale: bool = True, keep: Ar
     return xp.matmul(A_used, V), AttentionCache(Q, K, V, A, keep, alpha)
 
 
+@replaceable
 def attention_backward(dY: Array, cache: AttentionCache,
                        xp: Any = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`attention_forward`.

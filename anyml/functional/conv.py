@@ -9,12 +9,13 @@ by :func:`im2col`, whose adjoint is :func:`col2im` (both, with :func:`to_planes`
 :func:`from_planes`, live in :mod:`anyml.functional._im2col` and are re-exported here); a convolution
 is then ``colsT.T @ W.reshape(-1, out_ch)``.
 
-On a CPU the kernels below run over the batch in chunks of a few examples, so that each chunk's
-column matrix (about 2 MB) stays in the cache between being gathered and being multiplied, and no
-full-size column matrix is ever allocated: the forward pass keeps only the padded input, and the
-backward pass gathers each chunk's columns again. On a GPU (a ``cuda`` device) the whole batch is one
-chunk. ``max_chunk`` overrides the choice; every chunking gives the same result up to the rounding of
-the sums over chunks. Scratch memory can live in a caller-kept workspace (see
+The kernels below run over the batch in chunks of a few examples, each chunk's column matrix within
+the byte budget that the array's backend sets for its device (:func:`anyml.backend.chunk_bytes`: about
+2 MB on a CPU, which stays in the cache between being gathered and being multiplied; more on a GPU,
+where fewer, larger products are faster). No full-size column matrix is allocated unless the whole
+batch fits the budget: the forward pass keeps only the padded input, and the backward pass gathers each
+chunk's columns again. ``max_chunk`` overrides the choice; every chunking gives the same result up to
+the rounding of the sums over chunks. Scratch memory can live in a caller-kept workspace (see
 :mod:`anyml.functional._workspace`).
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import chunk_bytes, namespace_of, replaceable
 from anyml.functional._im2col import (
     col2im,
     flat_shifts,
@@ -37,6 +38,7 @@ from anyml.functional._im2col import (
     window_offsets,
     windows_disjoint,
 )
+from anyml.functional._memo import memo
 from anyml.functional._padding import (
     Pad4,
     as_pair,
@@ -64,23 +66,27 @@ __all__ = [
 
 Array = Any
 
-#: Column-matrix elements per chunk on a CPU: 2 MB of float32, which stays in the cache.
-CPU_CHUNK = 1 << 19
-
 #: The flat stride-1 kernels compute every position of the padded grid; they are used while the
 #: grid has at most this many positions per output position (the rest is wasted work).
 FLAT_MAX_WASTE = 1.2
+
+#: ... and always while the whole padded batch has at most this many grid positions: for a small
+#: input the contiguous slices cost less than the strided ones, whatever the waste.
+FLAT_SMALL_GRID = 4096
 
 
 def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> list[tuple[int, int]]:
     """Split ``range(n)`` into near-equal ``(start, stop)`` chunks of at most ``max_chunk`` elements.
 
     ``per_example`` is the column-matrix size of one example; a chunk holds at least one example.
-    The default ``max_chunk`` is :data:`CPU_CHUNK`, or no limit for an array on a ``cuda`` device
-    (where fewer, larger products are faster).
+    The default ``max_chunk`` is the backend's budget (:func:`anyml.backend.chunk_bytes`) in elements
+    of ``like``'s dtype.
     """
-    if max_chunk is None and "cuda" not in str(getattr(like, "device", "cpu")).lower():
-        max_chunk = CPU_CHUNK
+    if max_chunk is None:
+        budget = chunk_bytes(like)
+        if budget is not None:
+            itemsize = namespace_of(like).finfo(like.dtype).bits // 8
+            max_chunk = max(1, budget // itemsize)
     if max_chunk is None or n * per_example <= max_chunk:
         return [(0, n)]
     count = -(-n // max(1, max_chunk // max(per_example, 1)))
@@ -112,6 +118,19 @@ def _check_w(X: Array, W: Array, b: Array | None, owner: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Conv2D
+def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
+                     dilation: int) -> tuple[tuple[int, int], Pad4, tuple[int, int]]:
+    """The strides, the resolved pads and the output size of a 2-D convolution (memoized)."""
+    strides = as_pair(stride, "stride", "conv2d")
+    pads = resolve_pad2d(pad, in_shape, kernel, strides, dilation, owner="conv2d")
+    out_shape = (conv_out_size(in_shape[0], effective_kernel(kernel[0], dilation), strides[0],
+                               pads[0] + pads[1]),
+                 conv_out_size(in_shape[1], effective_kernel(kernel[1], dilation), strides[1],
+                               pads[2] + pads[3]))
+    return strides, pads, out_shape
+
+
+@replaceable
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
@@ -157,19 +176,15 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     _check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
     _check_w(X, W, b, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
-    strides = as_pair(stride, "stride", "conv2d")
     in_shape = (int(X.shape[1]), int(X.shape[2]))
-    pads = resolve_pad2d(pad, in_shape, kernel, strides, dilation, owner="conv2d")
-    out_shape = (conv_out_size(in_shape[0], effective_kernel(kernel[0], dilation), strides[0],
-                               pads[0] + pads[1]),
-                 conv_out_size(in_shape[1], effective_kernel(kernel[1], dilation), strides[1],
-                               pads[2] + pads[3]))
+    strides, pads, out_shape = memo(_conv2d_geometry, pad, stride, in_shape, kernel, dilation)
     n, ch, out_ch = int(X.shape[0]), int(X.shape[3]), int(W.shape[3])
     W2 = xp.reshape(W, (-1, out_ch))
     b1 = None if b is None else xp.reshape(b, (out_ch,))
     per = out_shape[0] * out_shape[1]
     rows, cols = in_shape[0] + pads[0] + pads[1], in_shape[1] + pads[2] + pads[3]
-    flat = strides == (1, 1) and rows * cols <= FLAT_MAX_WASTE * per
+    flat = strides == (1, 1) and (rows * cols <= FLAT_MAX_WASTE * per
+                                  or n * rows * cols <= FLAT_SMALL_GRID)
     batches = _batches(n, (rows * cols if flat else per) * int(W2.shape[0]), X, max_chunk)
     colsT = None
     if flat:
@@ -205,6 +220,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     return Z, (P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, None)
 
 
+@replaceable
 def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`conv2d_forward` wrt. ``X``, ``W`` and ``b``.
@@ -291,6 +307,7 @@ def _pads_1d(pad: Any, owner: str) -> Any:
     return pad
 
 
+@replaceable
 def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: int = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
                    workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
@@ -304,9 +321,10 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     W : array of shape (kernel_width, in_ch, out_ch)
     b : array of out_ch values, optional
     pad : int, (left, right), "same" or "causal"
-        ``"same"``: output length ``ceil(l_in / stride)``, an odd pad pixel on the right.
-        ``"causal"``: ``k_eff - 1`` zeros on the left only, so ``Z[:, t]`` depends on
-        ``X[:, :t*stride + 1]``; the output length is also ``ceil(l_in / stride)``.
+        ``"same"``: output length ``l_in`` at every stride (numpy-ml's rule, see
+        :func:`anyml.functional._padding.same_pads`), an odd pad pixel on the right.
+        ``"causal"``: the same total of zeros, all on the left, so the output length is also
+        ``l_in`` and ``Z[:, t]`` depends on ``X[:, :t + 1]`` only.
     stride, dilation : int
     max_chunk, workspace
         As for :func:`conv2d_forward`.
@@ -326,10 +344,11 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     if W.ndim != 3:
         msg = f"conv1d: expected W of shape (kernel_width, in_ch, out_ch), got {tuple(W.shape)}"
         raise ValueError(msg)
-    pads = _pads_1d(pad, "conv1d")
-    if pads == "causal":
-        pads = (0, 0, effective_kernel(int(W.shape[0]), dilation) - 1, 0)
     n, length, ch = X.shape
+    pads = _pads_1d(pad, "conv1d")
+    if isinstance(pads, str):
+        pads = resolve_pad2d(pads, (1, int(length)), (1, int(W.shape[0])), (1, stride), dilation,
+                             owner="conv1d", strings=("same", "causal"))
     X4 = xp.reshape(X, (n, 1, length, ch))
     W4 = xp.reshape(W, (1, *W.shape))
     Z, cache = conv2d_forward(X4, W4, b, pads, (1, stride), dilation, xp, max_chunk=max_chunk,
@@ -337,6 +356,7 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     return xp.reshape(Z, (n, Z.shape[2], Z.shape[3])), (cache, tuple(W.shape))
 
 
+@replaceable
 def conv1d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv1d_forward` wrt. ``X``, ``W`` and ``b`` (see :func:`conv2d_backward`)."""
@@ -353,18 +373,14 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
     """How many rows/columns a transposed convolution crops from each side of its full output.
 
     An int or tuple crops like ``torch.nn.functional.conv_transpose2d(padding=...)``: the output has
-    ``(n - 1) * stride + k - pad_total`` positions. ``"same"`` crops ``k - stride`` in all (odd pixel at
-    the bottom/right), giving ``n * stride`` positions; it needs ``k >= stride``.
+    ``(n - 1) * stride + k - pad_total`` positions. ``"same"`` is numpy-ml's: it crops ``k - 1`` in
+    all, ``k // 2`` before and ``(k - 1) // 2`` after (an odd pixel at the top/left), leaving
+    ``stride * (n - 1) + 1`` positions: the input's grid with ``stride - 1`` new positions between
+    neighbours, and ``n`` positions at stride 1. (Keras's ``"same"`` gives ``stride * n``.)
     """
     pad = check_pad_spec(pad, owner)
     if pad == "same":
-        totals = [k - s for k, s in zip(kernel, stride, strict=True)]
-        if min(totals) < 0:
-            msg = (f"{owner}: pad='same' needs a kernel at least as large as the stride, got kernel "
-                   f"{kernel} and stride {stride}")
-            raise ValueError(msg)
-        pads: Pad4 = (totals[0] // 2, totals[0] - totals[0] // 2,
-                      totals[1] // 2, totals[1] - totals[1] // 2)
+        pads: Pad4 = (kernel[0] // 2, (kernel[0] - 1) // 2, kernel[1] // 2, (kernel[1] - 1) // 2)
     else:
         pads = explicit_pads(pad)
     for axis, name in ((0, "rows"), (1, "cols")):
@@ -377,6 +393,7 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
     return pads
 
 
+@replaceable
 def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                      xp: Any = None, *, max_chunk: int | None = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Transposed 2-D convolution (the adjoint of :func:`conv2d_forward` wrt. its input), channels last.
@@ -437,6 +454,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     return Z, cache
 
 
+@replaceable
 def deconv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
                       workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`deconv2d_forward` wrt. ``X``, ``W`` and ``b``.

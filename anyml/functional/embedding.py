@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 
 __all__ = [
     "POOLS",
@@ -63,6 +63,7 @@ def _check_pool(pool: str | None) -> None:
         raise ValueError(msg)
 
 
+@replaceable
 def embedding_forward(ids: Array, W: Array, pool: str | None = None,
                       xp: Any = None) -> tuple[Array, EmbeddingCache]:
     r"""Look up the rows of ``W`` named by a rectangular array of ids.
@@ -92,6 +93,7 @@ def embedding_forward(ids: Array, W: Array, pool: str | None = None,
     return Y, EmbeddingCache(flat, None, None, (n_ex, n_in), pool, tuple(W.shape))
 
 
+@replaceable
 def embedding_bag_forward(ids: Array, segments: Array, n_ex: int, W: Array, pool: str,
                           index_add: IndexAdd, xp: Any = None) -> tuple[Array, EmbeddingCache]:
     r"""Pool the embeddings of a ragged batch, given as flat ids and the example of each id.
@@ -129,6 +131,7 @@ def embedding_bag_forward(ids: Array, segments: Array, n_ex: int, W: Array, pool
     return Y, EmbeddingCache(ids, segments, counts, (n_ex,), pool, tuple(W.shape))
 
 
+@replaceable
 def embedding_backward(dY: Array, cache: EmbeddingCache, index_add: IndexAdd,
                        xp: Any = None, accumulate_into: Array | None = None) -> Array:
     r"""The gradient wrt. ``W`` of :func:`embedding_forward` or :func:`embedding_bag_forward`.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 
 __all__ = ["linear_backward", "linear_forward"]
 
 Array = Any
 
 
+@replaceable
 def linear_forward(X: Array, W: Array, b: Array, xp: Any = None) -> tuple[Array, tuple[Array, Array]]:
     r"""Compute :math:`Z = XW + b`.
 
@@ -30,6 +31,7 @@ def linear_forward(X: Array, W: Array, b: Array, xp: Any = None) -> tuple[Array,
     return xp.matmul(X, W) + b, (X, W)
 
 
+@replaceable
 def linear_backward(dZ: Array, cache: tuple[Array, Array], xp: Any = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :math:`Z = XW + b`.
 

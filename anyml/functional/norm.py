@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 
 __all__ = [
     "NormCache",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 Array = Any
+#: Sums arrays over the parts of a batch split across workers, in place, and returns them.
+Reduce = Callable[[list[Array]], list[Array]]
 
 
 class NormCache(NamedTuple):
@@ -53,6 +56,11 @@ class NormCache(NamedTuple):
     batch_stats : bool
         Whether the statistics came from the input itself (so the gradient flows through them) or were
         given as constants (inference with running statistics).
+    inv_count : array or None
+        With a ``reduce``: one over the number of values per feature over all the parts, shape
+        ``(1,)`` (kept on the device).
+    reduce : callable or None
+        The reduction the statistics were summed with (the backward pass sums its means with it).
     """
 
     centred: Array
@@ -61,6 +69,8 @@ class NormCache(NamedTuple):
     mean: Array
     var: Array
     batch_stats: bool
+    inv_count: Array | None = None
+    reduce: Reduce | None = None
 
 
 #: Row length of the 2-D layouts where a per-feature row is broadcast: NumPy broadcasts along rows of
@@ -112,12 +122,23 @@ def _batch_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: Array | None,
-               var: Array | None, xp: Any) -> tuple[Array, NormCache]:
+               var: Array | None, xp: Any, reduce: Reduce | None = None) -> tuple[Array, NormCache]:
     n, k, n_ch = _batch_layout(tuple(X.shape))
     stat_shape = (1,) * (X.ndim - 1) + (n_ch,)
     X2 = xp.reshape(X, (n // k, k * n_ch))
     batch_stats = mean is None or var is None
-    if mean is None or var is None:
+    inv_count = None
+    if batch_stats and reduce is not None:
+        # pass 1: the sums and the count over every part, then pass 2: the centred squares
+        part = xp.concat([_feature_sums(X2, k, n_ch, xp),
+                          xp.full((1,), float(n), dtype=X.dtype, device=X.device)])
+        part = reduce([part])[0]
+        inv_count = 1.0 / part[n_ch:]
+        mu = part[:n_ch] * inv_count
+        centred = X2 - _tile(mu, k, xp)
+        sigma2 = reduce([_feature_sums(centred * centred, k, n_ch, xp)])[0] * inv_count
+        mean, var = xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape)
+    elif mean is None or var is None:
         mu = _feature_sums(X2, k, n_ch, xp) * _reciprocal(n)
         centred = X2 - _tile(mu, k, xp)
         sq = centred * centred
@@ -131,7 +152,7 @@ def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: 
     Y = centred * _tile(scaler * inv_std, k, xp)
     Y += _tile(intercept, k, xp)
     cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape), mean,
-                      var, batch_stats)
+                      var, batch_stats, inv_count, reduce if inv_count is not None else None)
     return xp.reshape(Y, X.shape), cache
 
 
@@ -147,8 +168,14 @@ def _batchnorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Ar
         return xp.reshape(dY2 * _tile(gain, k, xp), dY.shape), d_scaler, d_intercept
     # dX = gain * (dY - mean(dY) - X_hat * mean(dY * X_hat)), the means per feature and
     # X_hat = centred * inv_std; built as -gain * (centred * b + a - dY)
-    dX = centred * _tile(d_scaler * inv_std * _reciprocal(n), k, xp)
-    dX += _tile(d_intercept * _reciprocal(n), k, xp)
+    if cache.reduce is not None and cache.inv_count is not None:
+        # the means over every part; the parameter gradients stay this part's own sums
+        sums = cache.reduce([xp.concat([d_scaler, d_intercept])])[0] * cache.inv_count
+        g_scaler, g_intercept = sums[:n_ch], sums[n_ch:]
+    else:
+        g_scaler, g_intercept = d_scaler * _reciprocal(n), d_intercept * _reciprocal(n)
+    dX = centred * _tile(g_scaler * inv_std, k, xp)
+    dX += _tile(g_intercept, k, xp)
     dX -= dY2
     dX *= _tile(-gain, k, xp)
     return xp.reshape(dX, dY.shape), d_scaler, d_intercept
@@ -207,9 +234,10 @@ def _layernorm_backward(dY: Array, cache: NormCache, xp: Any,
     return xp.reshape(dX, dY.shape), d_scaler, d_intercept
 
 
+@replaceable
 def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
                       running_mean: Array | None = None, running_var: Array | None = None,
-                      xp: Any = None) -> tuple[Array, NormCache]:
+                      xp: Any = None, reduce: Reduce | None = None) -> tuple[Array, NormCache]:
     r"""Batch normalization over every axis of ``X`` but the last.
 
     Parameters
@@ -223,6 +251,13 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     running_mean, running_var : arrays of shape (n_in,), optional
         When both are given they replace the batch statistics (inference); otherwise the mean and the
         biased variance (divided by the number of values, not one less) of the batch are used.
+    reduce : callable, optional
+        For a batch split across workers (synchronized batch normalization): a function that sums a
+        list of arrays over the workers in place and returns them. The statistics are then those of
+        the whole batch, in two passes (the sums and the count, then the sums of squared deviations
+        from the global mean: never :math:`E[x^2] - E[x]^2`, which cancels catastrophically), and
+        the backward pass sums its two per-feature means the same way. Every worker must call the
+        forward and backward passes (with an empty part if it has no values).
 
     Returns
     -------
@@ -244,9 +279,10 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     :math:`g / \sqrt{\sigma^2 + \epsilon}`.
     """
     xp = namespace_of(X) if xp is None else xp
-    return _batchnorm(X, scaler, intercept, epsilon, running_mean, running_var, xp)
+    return _batchnorm(X, scaler, intercept, epsilon, running_mean, running_var, xp, reduce)
 
 
+@replaceable
 def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`batchnorm_forward`.
 
@@ -265,6 +301,7 @@ def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Arr
     return _batchnorm_backward(dY, cache, xp)
 
 
+@replaceable
 def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
                       xp: Any = None) -> tuple[Array, NormCache]:
     r"""Layer normalization of each example over all of its values.
@@ -293,6 +330,7 @@ def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     return _layernorm(X, scaler, intercept, epsilon, xp)
 
 
+@replaceable
 def layernorm_backward(dY: Array, cache: NormCache, xp: Any = None, *,
                        consume_cache: bool = False) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`layernorm_forward`.

@@ -9,9 +9,11 @@ backward pass adds each view's share of the gradient back with a strided ``+=``.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
+from anyml.functional._memo import memo
 from anyml.functional._padding import Pad4, as_pair, conv_out_size, pad2d, resolve_pad2d
 
 __all__ = ["POOL_MODES", "pool2d_backward", "pool2d_forward", "resolve_pool_pads"]
@@ -29,7 +31,7 @@ def resolve_pool_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, in
     Each side's pad must be smaller than the kernel along that axis (``"same"`` always is), so that
     no window lies wholly in the padding.
     """
-    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner)
+    pads = resolve_pad2d(pad, in_shape, kernel, stride, 0, owner=owner, same_rule="ceil")
     for side, value in zip(("top", "bottom", "left", "right"), pads, strict=True):
         k = kernel[0] if side in ("top", "bottom") else kernel[1]
         if value >= k:
@@ -39,13 +41,26 @@ def resolve_pool_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, in
     return pads
 
 
+def _pool2d_geometry(kernel_shape: Any, stride: Any, pad: Any, in_shape: tuple[int, int]
+                     ) -> tuple[tuple[int, int], tuple[int, int], Pad4, tuple[int, int]]:
+    """The kernel, strides, resolved pads and output size of a pooling (memoized)."""
+    kernel = as_pair(kernel_shape, "kernel_shape", "pool2d")
+    strides = as_pair(stride, "stride", "pool2d")
+    pads = resolve_pool_pads(pad, in_shape, kernel, strides)
+    out_shape = (conv_out_size(in_shape[0], kernel[0], strides[0], pads[0] + pads[1]),
+                 conv_out_size(in_shape[1], kernel[1], strides[1], pads[2] + pads[3]))
+    return kernel, strides, pads, out_shape
+
+
+@lru_cache(maxsize=256)
 def _views(kernel: tuple[int, int], stride: tuple[int, int],
-           out_shape: tuple[int, int]) -> list[tuple[slice, slice]]:
+           out_shape: tuple[int, int]) -> tuple[tuple[slice, slice], ...]:
     (kr, kc), (sr, sc), (orows, ocols) = kernel, stride, out_shape
-    return [(slice(i, i + sr * (orows - 1) + 1, sr), slice(j, j + sc * (ocols - 1) + 1, sc))
-            for i in range(kr) for j in range(kc)]
+    return tuple((slice(i, i + sr * (orows - 1) + 1, sr), slice(j, j + sc * (ocols - 1) + 1, sc))
+                 for i in range(kr) for j in range(kc))
 
 
+@replaceable
 def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
                    xp: Any = None) -> tuple[Array, tuple[Any, ...]]:
     r"""Pool each channel of ``X`` over ``kernel_shape`` windows.
@@ -78,12 +93,8 @@ def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, m
     if X.ndim != 4:
         msg = f"pool2d: expected X of shape (n_ex, in_rows, in_cols, in_ch), got {tuple(X.shape)}"
         raise ValueError(msg)
-    kernel = as_pair(kernel_shape, "kernel_shape", "pool2d")
-    strides = as_pair(stride, "stride", "pool2d")
     in_shape = (int(X.shape[1]), int(X.shape[2]))
-    pads = resolve_pool_pads(pad, in_shape, kernel, strides)
-    out_shape = (conv_out_size(in_shape[0], kernel[0], strides[0], pads[0] + pads[1]),
-                 conv_out_size(in_shape[1], kernel[1], strides[1], pads[2] + pads[3]))
+    kernel, strides, pads, out_shape = memo(_pool2d_geometry, kernel_shape, stride, pad, in_shape)
     Xp = pad2d(X, pads, xp, value=-math.inf if mode == "max" else 0.0)
     views = _views(kernel, strides, out_shape)
     rs, cs = views[0]
@@ -104,6 +115,7 @@ def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, m
     return Y, cache
 
 
+@replaceable
 def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
     r"""Gradient of :func:`pool2d_forward` wrt. ``X``.
 

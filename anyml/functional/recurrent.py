@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from anyml.activations import Identity, Sigmoid, Tanh
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 from anyml.functional._workspace import buffer
 
 __all__ = [
@@ -125,6 +125,7 @@ def lstm_unpack(dW: Array, db: Array) -> dict[str, Array]:
 
 
 # --------------------------------------------------------------------------- RNN
+@replaceable
 def rnn_step_forward(Xt: Array, A_prev: Array, W: Array, b: Array, act_fn: Any,
                      xp: Any = None) -> tuple[Array, tuple]:
     r"""One step of an Elman RNN, :math:`A_t = f([A_{t-1}, X_t]\,W + b)`.
@@ -151,6 +152,7 @@ def rnn_step_forward(Xt: Array, A_prev: Array, W: Array, b: Array, act_fn: Any,
     return A, (Z, W, pre, A, act_fn)
 
 
+@replaceable
 def rnn_step_backward(dA: Array, cache: tuple, xp: Any = None) -> tuple[Array, Array, Array, Array]:
     r"""Gradients of one RNN step.
 
@@ -171,6 +173,7 @@ def rnn_step_backward(dA: Array, cache: tuple, xp: Any = None) -> tuple[Array, A
     return dZ[:, n_out:], dZ[:, :n_out], dW, xp.sum(dP, axis=0)
 
 
+@replaceable
 def rnn_forward(X: Array, W: Array, b: Array, act_fn: Any, A0: Array | None = None,
                 workspace: dict | None = None, xp: Any = None) -> tuple[Array, tuple]:
     r"""An Elman RNN over a whole sequence.
@@ -222,6 +225,7 @@ def rnn_forward(X: Array, W: Array, b: Array, act_fn: Any, A0: Array | None = No
     return Y, (W, act_fn, ws)
 
 
+@replaceable
 def rnn_backward(dY: Array, cache: tuple, dA_last: Array | None = None,
                  xp: Any = None) -> tuple[Array, Array, Array, Array]:
     r"""Backpropagation through time for :func:`rnn_forward`.
@@ -303,6 +307,7 @@ def _lstm_gates_backward(dA: Array, dC: Array | None, pre: Array | None, S: Arra
     return (gate_grad(pre_gates, S, dS), act_grad(pre_cand, Cc, dCt * Gu), dCt * Gf)
 
 
+@replaceable
 def lstm_step_forward(Xt: Array, A_prev: Array, C_prev: Array, W: Array, b: Array, act_fn: Any,
                       gate_fn: Any, xp: Any = None) -> tuple[Array, Array, tuple]:
     r"""One LSTM step; see :func:`lstm_forward` for the equations.
@@ -331,6 +336,7 @@ def lstm_step_forward(Xt: Array, A_prev: Array, C_prev: Array, W: Array, b: Arra
     return A, C, (Z, W, pre, S, Cc, C, TC, C_prev, act_fn, gate_fn)
 
 
+@replaceable
 def lstm_step_backward(dA: Array, dC: Array | None, cache: tuple,
                        xp: Any = None) -> tuple[Array, Array, Array, Array, Array]:
     r"""Gradients of one LSTM step.
@@ -359,6 +365,7 @@ def lstm_step_backward(dA: Array, dC: Array | None, cache: tuple,
     return dZ[:, n:], dZ[:, :n], dC_prev, dW, xp.sum(dP, axis=0)
 
 
+@replaceable
 def lstm_forward(X: Array, W: Array, b: Array, act_fn: Any, gate_fn: Any, A0: Array | None = None,
                  C0: Array | None = None, workspace: dict | None = None,
                  xp: Any = None) -> tuple[Array, tuple]:
@@ -425,6 +432,7 @@ def lstm_forward(X: Array, W: Array, b: Array, act_fn: Any, gate_fn: Any, A0: Ar
     return Y, (W, act_fn, gate_fn, ws)
 
 
+@replaceable
 def lstm_backward(dY: Array, cache: tuple, dA_last: Array | None = None, dC_last: Array | None = None,
                   xp: Any = None) -> tuple[Array, Array, Array, Array, Array]:
     r"""Backpropagation through time for :func:`lstm_forward`.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 
 __all__ = ["log_softmax", "softmax_backward", "softmax_forward"]
 
 Array = Any
 
 
+@replaceable
 def softmax_forward(X: Array, axis: int = -1, xp: Any = None) -> tuple[Array, tuple[Array, int]]:
     r"""Compute :math:`y_i = e^{x_i - m} / \sum_j e^{x_j - m}` along ``axis``, with :math:`m = \max_j x_j`.
 
@@ -27,6 +28,7 @@ def softmax_forward(X: Array, axis: int = -1, xp: Any = None) -> tuple[Array, tu
     return Y, (Y, axis)
 
 
+@replaceable
 def log_softmax(X: Array, axis: int = -1, xp: Any = None) -> Array:
     r"""Compute :math:`\log y_i = (x_i - m) - \log \sum_j e^{x_j - m}` along ``axis``, :math:`m = \max_j x_j`.
 
@@ -68,6 +70,7 @@ def _weighted_sums(G: Array, Y: Array, axis: int, xp: Any) -> Array:
     return xp.sum(G * Y, axis=axis, keepdims=True)
 
 
+@replaceable
 def softmax_backward(dY: Array, cache: tuple[Array, int], xp: Any = None) -> Array:
     r"""The vector-Jacobian product of the softmax.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, replaceable
 
 __all__ = ["erf", "erfc"]
 
@@ -79,6 +79,7 @@ def _both(x: Array, xp: Any | None) -> tuple[Array, Array, Array, Any]:
     return small, series, tail, xp
 
 
+@replaceable
 def erf(x: Array, xp: Any = None) -> Array:
     r"""The error function, elementwise, in the dtype and on the device of ``x``.
 
@@ -135,6 +136,7 @@ def erf(x: Array, xp: Any = None) -> Array:
     return xp.where(small, series, xp.where(x < 0, -large, large))
 
 
+@replaceable
 def erfc(x: Array, xp: Any = None) -> Array:
     r"""The complementary error function :math:`1 - \operatorname{erf}(x)`, elementwise.
 

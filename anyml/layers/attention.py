@@ -6,6 +6,7 @@ from typing import Any
 
 from anyml._validate import real
 from anyml.backend import Backend
+from anyml.distributed import noise
 from anyml.functional.attention import attention_backward, attention_forward
 from anyml.initializers import get_initializer
 from anyml.layers.base import LayerBase
@@ -112,7 +113,7 @@ class DotProductAttention(LayerBase):
         keep = mask = None
         if self.dropout_active:
             shape = (*Q.shape[:-1], K.shape[-2])
-            mask = self.backend.rng.bernoulli(shape, 1.0 - self.dropout_p, dtype=Q.dtype)
+            mask = noise.draw(self.backend, "bernoulli", shape, 1.0 - self.dropout_p, dtype=Q.dtype)
             keep = mask * (1.0 / (1.0 - self.dropout_p))
         Y, cache = attention_forward(Q, K, V, self.scale, keep, xp=self.xp)
         self._push(retain_derived, X=[Q, K, V], attention_weights=cache.weights, dropout_mask=mask,

@@ -41,6 +41,12 @@ class LayerBase:
 
     A frozen layer (:meth:`freeze`) keeps its parameters but still passes gradients to its input.
 
+    Where this differs from numpy-ml's layers: biases are 1-D (``(n_out,)``; numpy-ml's ``(1, n_out)``
+    or ``(1, 1, 1, out_ch)`` load through :meth:`set_params`), a retained forward pass is consumed
+    by its ``backward`` (numpy-ml keeps ``layer.X`` until :meth:`update`), and arrays are float32
+    unless the backend says otherwise (numpy-ml computes in float64). Inputs are channels-last, as in
+    numpy-ml.
+
     Parameters
     ----------
     optimizer : str, dict, Optimizer or None
@@ -386,8 +392,9 @@ def accepts_gradient_list(backward: Callable[..., Any]) -> Callable[..., Any]:
     back through every pass, newest first, and returns ``owner._collate_list_grads`` of the results
     put back in forward order. Every entry is checked before any pass is consumed. A plain real
     number stands for a gradient of that constant value (numpy-ml passes ``0`` for a pass that does
-    not contribute). Methods whose first argument is not a gradient (``RBM.backward(retain_grads)``)
-    and methods already wrapped are returned unchanged.
+    not contribute). The gradient may also be passed by keyword under either spelling the spec uses
+    (``dLdy`` or ``dLdY``). Methods whose first argument is not a gradient
+    (``RBM.backward(retain_grads)``) and methods already wrapped are returned unchanged.
     """
     if getattr(backward, "_accepts_list", False):
         return backward
@@ -398,6 +405,10 @@ def accepts_gradient_list(backward: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(backward)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and grad_name not in kwargs:  # the spec writes dLdy for some layers, dLdY for others
+            alias = next((k for k in kwargs if k.lower() == grad_name.lower()), None)
+            if alias is not None:
+                kwargs[grad_name] = kwargs.pop(alias)
         if args and isinstance(args[0], list):
             return _backward_each(self, backward, args[0], args[1:], kwargs)
         if not args and isinstance(kwargs.get(grad_name), list):

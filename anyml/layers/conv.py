@@ -142,9 +142,11 @@ class Conv2D(_ConvLayer):
         ``(kernel_rows, kernel_cols)``.
     pad : int, tuple or "same"
         An int pads every side; ``(rows, cols)`` pads top and bottom by ``rows`` and left and right by
-        ``cols``; ``(top, bottom, left, right)`` is explicit. ``"same"`` gives each output axis
-        ``ceil(n / stride)`` positions (so the input's size at stride 1), with an odd pad pixel on
-        the bottom/right. Zeros are padded. Default 0.
+        ``cols``; ``(top, bottom, left, right)`` is explicit. ``"same"`` keeps the input's size
+        at every stride, as numpy-ml does: each axis of ``n`` pixels is padded with
+        ``(s - 1)(n - 1) + k_eff - 1`` zeros in all, split evenly with an odd pixel on the
+        bottom/right (Keras's ``"same"`` gives ``ceil(n / s)`` positions instead; the two agree at
+        stride 1). Zeros are padded. Default 0.
     stride : int or (int, int)
         The hop between windows. Default 1.
     dilation : int
@@ -161,8 +163,9 @@ class Conv2D(_ConvLayer):
 
     Notes
     -----
-    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``; ``in_ch``
-    comes from the first input. With :math:`s` the stride and :math:`d` the dilation,
+    ``W`` has shape ``(kernel_rows, kernel_cols, in_ch, out_ch)``, ``b`` shape ``(out_ch,)``
+    (numpy-ml's ``(1, 1, 1, out_ch)`` loads through ``set_params``); ``in_ch`` comes from the first
+    input. Images are channels-last, as in numpy-ml. With :math:`s` the stride and :math:`d` the dilation,
 
     .. math::
 
@@ -181,9 +184,10 @@ class Conv2D(_ConvLayer):
     by the padding. Both passes are matrix products over im2col matrices, a few examples at a
     time on a CPU (:mod:`anyml.functional.conv`).
 
-    Unlike numpy-ml, whose ``"same"`` aims at the input's size whatever the stride, ``"same"`` here
-    means ``ceil(n / stride)`` positions (identical at stride 1); numpy-ml's target is unreachable
-    for most strides.
+    ``pad="same"`` follows numpy-ml rather than Keras or TensorFlow: the output has the input's
+    size at any stride (the padding grows with the stride, ``(s - 1)(n - 1) + k_eff - 1`` in all),
+    where Keras pads to ``ceil(n / s)`` positions. With a stride above 1 the outer windows then
+    cover mostly padding; give an explicit ``pad`` for a Keras-sized output.
 
     Examples
     --------
@@ -192,7 +196,7 @@ class Conv2D(_ConvLayer):
     >>> be = anyml.make_backend("numpy", seed=0)
     >>> layer = Conv2D(8, (3, 3), pad="same", stride=2, backend=be)
     >>> layer.forward(be.rng.normal((2, 9, 9, 3))).shape
-    (2, 5, 5, 8)
+    (2, 9, 9, 8)
     """
 
     def __init__(self, out_ch: int, kernel_shape: Any, pad: Any = 0, stride: Any = 1,
@@ -249,10 +253,12 @@ class Conv1D(_ConvLayer):
     kernel_width : int
         The number of taps of each kernel.
     pad : int, (left, right), "same" or "causal"
-        Zeros added to the sequence ends. ``"same"`` gives ``ceil(l_in / stride)`` outputs (``l_in``
-        at stride 1) with an odd pad on the right; ``"causal"`` pads ``k_eff - 1`` zeros on the left
-        only, so that output ``t`` sees inputs up to ``t * stride`` and never later ones (also
-        ``ceil(l_in / stride)`` outputs). Default 0.
+        Zeros added to the sequence ends. ``"same"`` keeps the length ``l_in`` at every stride
+        (numpy-ml's rule: ``(s - 1)(l_in - 1) + k_eff - 1`` zeros in all, an odd one on the right;
+        Keras gives ``ceil(l_in / s)`` outputs instead). ``"causal"`` puts that same total on the
+        left only, so the output also has ``l_in`` positions and output ``t`` sees inputs up to
+        ``t`` and never later ones (numpy-ml's rule; Keras's ``"causal"`` pads ``k_eff - 1`` and
+        gives ``ceil(l_in / s)`` outputs). Default 0.
     stride : int
         The hop between windows. Default 1.
     dilation : int
@@ -262,7 +268,8 @@ class Conv1D(_ConvLayer):
 
     Notes
     -----
-    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)``.
+    ``W`` has shape ``(kernel_width, in_ch, out_ch)`` and ``b`` shape ``(out_ch,)`` (numpy-ml's
+    ``(1, 1, out_ch)`` loads through ``set_params``).
 
     .. math::
 
@@ -346,9 +353,11 @@ class Deconv2D(_ConvLayer):
     pad : int, tuple or "same"
         What is *cropped* from the full output, side by side as for :class:`Conv2D` (int, ``(rows,
         cols)`` or ``(top, bottom, left, right)``): an int ``p`` is
-        ``torch.nn.functional.conv_transpose2d(..., padding=p)``. ``"same"`` crops ``k - stride`` so
-        the output is ``stride`` times the input (needs ``k >= stride``; an odd pixel is cropped at
-        the bottom/right). Default 0.
+        ``torch.nn.functional.conv_transpose2d(..., padding=p)``. ``"same"`` is numpy-ml's: it
+        crops ``k - 1`` (``k // 2`` at the top/left, ``(k - 1) // 2`` at the bottom/right), so
+        the output has ``stride * (in - 1) + 1`` rows and columns, the input's grid with
+        ``stride - 1`` new positions between neighbours (Keras's ``"same"`` gives
+        ``stride * in``). Default 0.
     stride : int or (int, int)
         The spacing of the patches in the output. Default 1.
     act_fn : str, Activation or None
@@ -398,15 +407,6 @@ class Deconv2D(_ConvLayer):
         self.kernel_shape = as_pair(kernel_shape, "kernel_shape", name)
         self.pad = check_pad_spec(pad, name)
         self.stride = pair_or_int(stride, "stride", name)
-        self._check_config()
-
-    def _check_config(self) -> None:
-        """Checks that involve several hyperparameters (the forward pass repeats them)."""
-        stride = as_pair(self.stride, "stride", self._name)
-        if self.pad == "same" and any(k < s for k, s in zip(self.kernel_shape, stride, strict=True)):
-            msg = (f"{self._name}: pad='same' needs a kernel at least as large as the stride, got "
-                   f"kernel_shape {self.kernel_shape} and stride {self.stride}")
-            raise ValueError(msg)
 
     def _normalizers(self) -> dict[str, Callable[[Any], Any]]:
         name = self._name

@@ -21,8 +21,10 @@ class FullyConnected(LayerBase):
 
     Parameters
     ----------
-    n_out : int
-        The number of output features.
+    n_out : int or None
+        The number of output features. ``None`` leaves it to be set later with
+        ``set_params({"n_out": ...})`` (numpy-ml builds a layer whose size depends on the data so);
+        :meth:`forward` refuses to run until it is set.
     act_fn : str, Activation or None
         The elementwise output nonlinearity :math:`f`; ``None`` is the identity. Default ``None``.
     init : str or Initializer
@@ -43,8 +45,9 @@ class FullyConnected(LayerBase):
         \frac{\partial L}{\partial W} = X^\top \frac{\partial L}{\partial Z}, \quad
         \frac{\partial L}{\partial b} = \textstyle\sum_i \frac{\partial L}{\partial Z_i}
 
-    ``W`` has shape ``(n_in, n_out)`` and ``b`` shape ``(n_out,)``; ``n_in`` is learned from the first
-    input. (numpy-ml writes :math:`f(WX + b)`, but its arrays are laid out as here.)
+    ``W`` has shape ``(n_in, n_out)`` and ``b`` shape ``(n_out,)`` (numpy-ml's ``(1, n_out)`` loads
+    through ``set_params``); ``n_in`` is learned from the first input. (numpy-ml writes
+    :math:`f(WX + b)`, but its arrays are laid out as here.)
 
     Examples
     --------
@@ -59,10 +62,11 @@ class FullyConnected(LayerBase):
 
     _trainable_names = ("W", "b")
 
-    def __init__(self, n_out: int, act_fn: Any = None, init: Any = "glorot_uniform",
+    def __init__(self, n_out: int | None, act_fn: Any = None, init: Any = "glorot_uniform",
                  optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
-        self.n_out = positive_int("FullyConnected", "n_out", n_out)
+        self.n_out: int | None = None if n_out is None else positive_int("FullyConnected", "n_out",
+                                                                          n_out)
         self.n_in: int | None = None
         self.act_fn = get_activation(act_fn)
         self.init = init
@@ -78,8 +82,28 @@ class FullyConnected(LayerBase):
     def _infer_from_param(self, key: str, shape: tuple[int, ...]) -> None:
         if key == "W" and len(shape) == 2:
             self.n_in = int(shape[0])
+            if self.n_out is None:
+                self.n_out = int(shape[1])
+        elif key == "b" and self.n_out is None and len(shape) >= 1:
+            self.n_out = int(shape[-1])
+
+    def _set_hyperparameter(self, key: str, value: Any) -> None:
+        if key != "n_out":
+            super()._set_hyperparameter(key, value)
+            return
+        n_out = None if value is None else positive_int("FullyConnected.set_params", "n_out", value)
+        if n_out != self.n_out:  # weights of another size no longer apply: drawn again or loaded
+            for name in ("W", "b"):
+                self.parameters.pop(name, None)
+                self.gradients.pop(name, None)
+            self._caches.clear()
+        self.n_out = n_out
 
     def _init_params(self, n_in: int) -> None:
+        if self.n_out is None:
+            msg = ("FullyConnected: n_out is not set; give it to the constructor or set it with "
+                   "set_params({'n_out': ...}) before the first forward")
+            raise ValueError(msg)
         self.n_in = n_in
         weights = get_initializer(self.init, act_fn=self.act_fn)
         self._new_param("W", weights((n_in, self.n_out), self.backend.host_rng))

@@ -33,8 +33,9 @@ class Embedding(LayerBase):
     vocab_size : int
         The number of ids; valid ids are ``0 .. vocab_size - 1``.
     pool : {None, "sum", "mean"}
-        ``None`` returns one vector per id; ``"sum"``/``"mean"`` pool the vectors of each example into
-        one (and then accept ragged input). Default ``None``.
+        ``None`` returns one vector per id, ``(n_ex, n_in, n_out)``; ``"sum"``/``"mean"`` pool the
+        vectors of each example into one, ``(n_ex, 1, n_out)`` as in numpy-ml (and then accept ragged
+        input). Default ``None``.
     init : str or Initializer
         How ``W`` is drawn. Default ``"glorot_uniform"``.
     optimizer : str, dict, Optimizer or None
@@ -52,8 +53,10 @@ class Embedding(LayerBase):
     .. math:: \frac{\partial L}{\partial W_v} = \sum_{(i,t):\, x_{i,t} = v} c_i
               \frac{\partial L}{\partial Y_{i(,t)}}
 
-    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean). Ids are indices, so there is no
-    gradient wrt. the input and :meth:`backward` returns ``None``: the layer comes first in a network.
+    with :math:`c_i = 1` (no pooling, sum) or :math:`1/n_i` (mean), every occurrence of a repeated
+    id counting (as in PyTorch; numpy-ml's pooled backward counts an id repeated within one example
+    once). Ids are indices, so there is no gradient wrt. the input and :meth:`backward` returns
+    ``None``: the layer comes first in a network.
 
     ``W`` (``(vocab_size, n_out)``) is created when the layer is built, since its shape is known then.
     Ids are validated (integer dtype, within ``[0, vocab_size)``) at every call; an example of a ragged
@@ -66,7 +69,9 @@ class Embedding(LayerBase):
     >>> be = anyml.make_backend("numpy", seed=0)
     >>> emb = Embedding(4, vocab_size=10, pool="mean", backend=be)
     >>> emb.forward([[1, 2, 3], [4]]).shape
-    (2, 4)
+    (2, 1, 4)
+    >>> emb.forward([be.asarray([1, 2], dtype="int64"), be.asarray([3], dtype="int64")]).shape
+    (2, 1, 4)
     """
 
     _trainable_names = ("W",)
@@ -132,27 +137,68 @@ class Embedding(LayerBase):
                 raise ValueError(msg)
         return ids if ids.dtype == xp.int64 else xp.astype(ids, xp.int64)
 
-    def _ragged(self, X: Sequence[Any]) -> tuple[Array, Array, int]:
-        """Flatten a list of id sequences into flat ids and the example index of each id."""
-        flat: list[int] = []
-        segments: list[int] = []
+    def _rows(self, X: Sequence[Any]) -> list[Any]:
+        """Check each example of a list ``X``: a list of Python ints (host data, kept as a list) or a
+        1-D integer array of this backend (kept as an int64 array). Ids are range-checked later, once
+        for the whole batch, and no array's values are read on the host here."""
+        xp, rows = self.xp, []
         for i, seq in enumerate(X):
-            if not hasattr(seq, "__len__") or getattr(seq, "ndim", 1) != 1:
-                msg = (f"Embedding: each example of a ragged X must be a 1-D sequence of ids, "
-                       f"example {i} is {seq!r}")
+            if isinstance(seq, list | tuple):
+                for value in seq:
+                    try:
+                        operator.index(value)
+                    except TypeError:
+                        msg = (f"Embedding: expected X to hold integer ids, X[{i}] holds "
+                               f"{value!r}")
+                        raise TypeError(msg) from None
+                rows.append(list(seq))
+                continue
+            if not (hasattr(seq, "shape") and hasattr(seq, "dtype")):
+                msg = (f"Embedding: each example of a list X must be a list of ints or a 1-D integer "
+                       f"array, X[{i}] is a {type(seq).__module__}.{type(seq).__qualname__}")
+                raise TypeError(msg)
+            self.backend.check_array(seq, "Embedding", f"X[{i}]")
+            if seq.ndim != 1:
+                msg = (f"Embedding: each example of a list X must be a 1-D sequence of ids, X[{i}] "
+                       f"has shape {tuple(seq.shape)}")
                 raise ValueError(msg)
-            for value in seq:
-                try:
-                    flat.append(operator.index(value))
-                except TypeError:
-                    msg = (f"Embedding: expected X to hold integer ids, example {i} holds "
-                           f"{value!r}")
-                    raise TypeError(msg) from None
-            segments.extend([i] * len(seq))
-        if not flat:
-            empty = self.xp.zeros((0,), dtype=self.xp.int64, device=self.backend.device)
-            return empty, empty, len(X)
-        return self._check_ids(flat), self.backend.asarray(segments), len(X)
+            if not xp.isdtype(seq.dtype, "integral"):
+                msg = (f"Embedding: expected X to hold integer ids, X[{i}] has dtype {seq.dtype}; "
+                       f"convert it with backend.asarray(X[{i}], dtype='int64') if it holds whole "
+                       f"numbers")
+                raise TypeError(msg)
+            rows.append(seq if seq.dtype == xp.int64 else xp.astype(seq, xp.int64))
+        return rows
+
+    def _row_array(self, row: Any) -> Array:
+        if not isinstance(row, list):
+            return row
+        if not row:
+            return self.xp.zeros((0,), dtype=self.xp.int64, device=self.backend.device)
+        return self.backend.asarray(row, dtype="int64")
+
+    def _stack_rows(self, rows: list[Any]) -> Array:
+        """Equal-length examples as one ``(n_ex, n_in)`` array (one transfer for host lists)."""
+        if all(isinstance(row, list) for row in rows):
+            n_in = len(rows[0])
+            flat = [int(v) for row in rows for v in row]
+            host = self.backend.asarray(flat, dtype="int64") if flat else self._row_array([])
+            return self.xp.reshape(host, (len(rows), n_in))
+        return self.xp.stack([self._row_array(row) for row in rows], axis=0)
+
+    def _ragged(self, rows: list[Any]) -> tuple[Array, Array, int]:
+        """Flatten ragged examples into flat ids and the example index of each id."""
+        lengths = [len(row) if isinstance(row, list) else int(row.shape[0]) for row in rows]
+        segments = [i for i, length in enumerate(lengths) for _ in range(length)]
+        if not segments:
+            empty = self._row_array([])
+            return empty, empty, len(rows)
+        if all(isinstance(row, list) for row in rows):
+            flat = self.backend.asarray([int(v) for row in rows for v in row], dtype="int64")
+        else:
+            flat = self.xp.concat([self._row_array(row) for row, n in zip(rows, lengths, strict=True)
+                                   if n > 0], axis=0)
+        return self._check_ids(flat), self.backend.asarray(segments, dtype="int64"), len(rows)
 
     # ------------------------------------------------------------------ the seed API
     def lookup(self, ids: Any) -> Array:
@@ -168,42 +214,56 @@ class Embedding(LayerBase):
 
         Parameters
         ----------
-        X : integer array of shape (n_ex, n_in), or a list of n_ex id sequences
-            A list of sequences of different lengths (ragged) needs ``pool``.
+        X : integer array of shape (n_ex, n_in), or a list of n_ex examples
+            Each example of a list is a list of Python ints or a 1-D integer array of this backend.
+            Examples of different lengths (a ragged batch) need ``pool``.
         retain_derived : bool
             Keep what :meth:`backward` needs.
 
         Returns
         -------
-        Y : array of shape (n_ex, n_in, n_out), or (n_ex, n_out) when pooled
+        Y : array of shape (n_ex, n_in, n_out), or (n_ex, 1, n_out) when pooled (numpy-ml's shape)
         """
-        ragged = isinstance(X, list | tuple) and not _is_rectangular(X)
         W = self.parameters["W"]
-        if ragged:
+        rows = self._rows(X) if isinstance(X, list | tuple) else None
+        ragged = rows is not None and len({len(row) if isinstance(row, list) else int(row.shape[0])
+                                           for row in rows}) > 1
+        if ragged and rows is not None:
             if self.pool is None:
                 msg = ("Embedding: ragged X (examples of different lengths) needs pool='sum' or "
                        "'mean'")
                 raise ValueError(msg)
-            ids, segments, n_ex = self._ragged(X)
+            ids, segments, n_ex = self._ragged(rows)
             Y, cache = embedding_bag_forward(ids, segments, n_ex, W, self.pool,
                                              self.backend.index_add, xp=self.xp)
         else:
-            ids = self._check_ids(X)
+            if rows is not None:  # a list of equal-length examples
+                if not rows:
+                    msg = "Embedding: expected X with at least one example, got an empty list"
+                    raise ValueError(msg)
+                X_ids = self._stack_rows(rows)
+            else:
+                X_ids = X
+            ids = self._check_ids(X_ids)
             if ids.ndim != 2 or (self.pool == "mean" and int(ids.shape[1]) == 0):
                 msg = f"Embedding: expected X of shape (n_ex, n_in) with n_in >= 1, got {tuple(ids.shape)}"
                 raise ValueError(msg)
             Y, cache = embedding_forward(ids, W, self.pool, xp=self.xp)
+        if self.pool is not None:  # numpy-ml's pooled shape keeps a length-1 axis
+            Y = self.xp.reshape(Y, (int(Y.shape[0]), 1, self.n_out))
         self._push(retain_derived, X=X, _embedding=cache, _shape=tuple(Y.shape))
         return Y
 
     def backward(self, dLdy: Array, retain_grads: bool = True) -> None:
-        """Accumulate the gradient of ``W``; returns ``None`` (ids have no gradient)."""
+        """Accumulate the gradient of ``W``; returns ``None`` (ids have no gradient).
+
+        ``dLdy`` has the shape of the matching forward's output: ``(n_ex, n_in, n_out)``, or
+        ``(n_ex, 1, n_out)`` when pooled.
+        """
         cache = self._pop(dLdy)
+        if self.pool is not None:
+            dLdy = self.xp.reshape(dLdy, (int(dLdy.shape[0]), self.n_out))
         if retain_grads and self.trainable:  # scatter straight into the accumulated gradient
             self.gradients["W"] = embedding_backward(dLdy, cache["_embedding"], self.backend.index_add,
                                                      xp=self.xp, accumulate_into=self.gradients["W"])
 
-
-def _is_rectangular(X: Sequence[Any]) -> bool:
-    lengths = {len(row) if hasattr(row, "__len__") else -1 for row in X}
-    return len(lengths) <= 1 and -1 not in lengths

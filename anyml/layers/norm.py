@@ -84,12 +84,28 @@ class _BatchNormBase(_NormBase):
     _stat_names = ("running_mean", "running_var")
 
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, optimizer: Any = None, *,
-                 backend: str | Backend | None = None) -> None:
+                 sync: bool = False, backend: str | Backend | None = None) -> None:
         super().__init__(optimizer, backend=backend)
         name = type(self).__name__
         self.momentum = real(name, "momentum", momentum, low=0.0, high=1.0)
         self.epsilon = real(name, "epsilon", epsilon, low=0.0, low_open=True)
         self.n_in: int | None = None
+        self.sync = _check_sync(name, sync)
+
+    def _set_hyperparameter(self, key: str, value: Any) -> None:
+        if key == "sync":
+            self.sync = _check_sync(type(self).__name__, value)
+        else:
+            super()._set_hyperparameter(key, value)
+
+    def _reduce(self) -> Any:
+        """The current communicator's allreduce when statistics are synchronized over its ranks."""
+        if not self.sync:
+            return None
+        from anyml.distributed.context import get_comm
+
+        comm = get_comm()
+        return comm.allreduce if comm.size > 1 else None
 
     def _example_shape(self) -> tuple[int | None, ...]:
         return (self.n_in,)
@@ -127,7 +143,8 @@ class _BatchNormBase(_NormBase):
         self._prepare(X)
         P = self.parameters
         if self.uses_batch_stats:
-            Y, cache = batchnorm_forward(X, P["scaler"], P["intercept"], self.epsilon, xp=self.xp)
+            Y, cache = batchnorm_forward(X, P["scaler"], P["intercept"], self.epsilon, xp=self.xp,
+                                         reduce=self._reduce())
             if retain_derived:
                 m = self.momentum
                 shape = (int(self.n_in),)  # type: ignore[arg-type]
@@ -162,6 +179,12 @@ class BatchNorm1D(_BatchNormBase):
         Added to the variance before the square root. Default 1e-5.
     optimizer : str, dict, Optimizer or None
         The update rule of :meth:`update`; ``None`` is ``SGD()``.
+    sync : bool
+        Synchronized batch normalization: under a communicator of several ranks (data-parallel
+        training, :mod:`anyml.distributed`), take the statistics of the global batch, all ranks'
+        shares together, instead of this rank's share (see
+        :func:`~anyml.functional.norm.batchnorm_forward`); :meth:`Sequential.sync_batchnorm
+        <anyml.model.Sequential.sync_batchnorm>` switches a whole model. Default False.
     backend : str or Backend, optional
         Where the parameters live; default the current backend.
 
@@ -212,7 +235,7 @@ class BatchNorm1D(_BatchNormBase):
 
     def _config(self) -> dict[str, Any]:
         return {"act_fn": None, "n_in": self.n_in, "n_out": self.n_in,
-                "momentum": self.momentum, "epsilon": self.epsilon}
+                "momentum": self.momentum, "epsilon": self.epsilon, "sync": self.sync}
 
     def _set_hyperparameter(self, key: str, value: Any) -> None:
         if key != "n_out":
@@ -242,7 +265,7 @@ class BatchNorm2D(_BatchNormBase):
 
     def _config(self) -> dict[str, Any]:
         return {"act_fn": None, "in_ch": self.n_in, "out_ch": self.n_in,
-                "momentum": self.momentum, "epsilon": self.epsilon}
+                "momentum": self.momentum, "epsilon": self.epsilon, "sync": self.sync}
 
     def _set_hyperparameter(self, key: str, value: Any) -> None:
         if key == "in_ch":
@@ -361,3 +384,10 @@ class LayerNorm2D(LayerNorm1D):
     def _set_hyperparameter(self, key: str, value: Any) -> None:
         if key != "out_ch":
             super()._set_hyperparameter(key, value)
+
+
+def _check_sync(owner: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{owner}: sync must be True or False, got {value!r}"
+        raise TypeError(msg)
+    return value

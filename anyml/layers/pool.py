@@ -33,7 +33,9 @@ class Pool2D(LayerBase):
         The hop between windows. Default 1.
     pad : int, tuple or "same"
         As for :class:`~anyml.layers.conv.Conv2D` (int, ``(rows, cols)``, ``(top, bottom, left,
-        right)``, or ``"same"`` for ``ceil(n / stride)`` outputs). Each side's pad must be smaller
+        right)``, or ``"same"`` for ``ceil(n / stride)`` outputs, as in Keras; numpy-ml's pooling
+        keeps the input's size at every stride, which would put whole windows in the padding, so
+        the two differ at strides above 1). Each side's pad must be smaller
         than the kernel, so that every window covers at least one input pixel. Max pooling pads
         with :math:`-\infty`, so padding never wins; average pooling pads with zeros and always
         divides by ``kernel_rows * kernel_cols``, counting the padding (PyTorch's

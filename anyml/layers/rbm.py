@@ -7,6 +7,7 @@ from typing import Any
 
 from anyml._validate import positive_int
 from anyml.backend import Backend
+from anyml.distributed import noise
 from anyml.initializers import get_initializer
 from anyml.layers.base import LayerBase
 
@@ -127,7 +128,7 @@ class RBM(LayerBase):
         return 1.0 / e
 
     def _sample(self, p: Array) -> Array:
-        u = self.backend.rng.uniform(tuple(p.shape), dtype=p.dtype)
+        u = noise.draw(self.backend, "uniform", tuple(p.shape), dtype=p.dtype)
         return self.xp.astype(u < p, p.dtype)
 
     def _prepare(self, V: Array) -> None:

@@ -119,7 +119,8 @@ class RNN(_Sequence):
         \frac{\partial L}{\partial W_{aa}} = \sum_t A_{t-1}^\top dZ_t, \quad
         \frac{\partial L}{\partial b_x} = \frac{\partial L}{\partial b_a} = \sum_{t, i} dZ_{t,i}
 
-    ``Wax`` is ``(n_in, n_out)``, ``Waa`` ``(n_out, n_out)``, ``bx`` and ``ba`` ``(n_out,)``. Each
+    ``Wax`` is ``(n_in, n_out)``, ``Waa`` ``(n_out, n_out)``, ``bx`` and ``ba`` ``(n_out,)`` (numpy-ml
+    keeps them as ``(n_out, 1)``, which ``set_params`` loads). Each
     ``forward`` stacks them into one ``(n_out + n_in, n_out)`` matrix acting on
     :math:`[A_{t-1}, X_t]`, so a step costs one matrix product, and the backward pass forms the
     weight and input gradients with one product each over all timesteps.
@@ -187,10 +188,10 @@ class LSTM(_Sequence):
     dP^k_t W_k^\top`.
 
     The parameters are kept as numpy-ml has them, ``Wf, Wu, Wc, Wo`` of shape ``(n_out + n_in,
-    n_out)`` and ``bf, bu, bc, bo`` of shape ``(n_out,)``; each ``forward`` packs them into one
-    ``(n_out + n_in, 4 n_out)`` matrix, so all four gates of a step come from a single matrix
-    product, and each ``backward`` forms the packed weight gradient with one product over all
-    timesteps and splits it once. ``Wu`` is what PyTorch calls the input gate.
+    n_out)``, and ``bf, bu, bc, bo`` of shape ``(n_out,)`` (numpy-ml's ``(1, n_out)`` loads); each
+    ``forward`` packs them into one ``(n_out + n_in, 4 n_out)`` matrix, so all four gates of a step
+    come from a single matrix product, and each ``backward`` forms the packed weight gradient with
+    one product over all timesteps and splits it once. ``Wu`` is what PyTorch calls the input gate.
 
     Examples
     --------

@@ -3,6 +3,7 @@ shape) and ``Identity``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anyml.backend import Backend
@@ -57,7 +58,7 @@ class Flatten(LayerBase):
             msg = f"Flatten: expected X with at least one axis, got shape {tuple(X.shape)}"
             raise ValueError(msg)
         if self.keep_dim == "first":
-            shape = (X.shape[0], -1)
+            shape = (X.shape[0], math.prod(X.shape[1:]))  # -1 is ambiguous for 0 examples
         elif self.keep_dim == "last":
             shape = (-1, X.shape[-1])
         else:

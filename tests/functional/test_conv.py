@@ -7,7 +7,7 @@ import pytest
 
 import anyml
 from anyml.functional import conv
-from anyml.functional._padding import resolve_pad2d
+from anyml.functional._padding import conv_out_size, resolve_pad2d, same_pads
 from anyml.functional.conv import (
     col2im,
     conv1d_backward,
@@ -123,8 +123,10 @@ def test_conv1d_functional_matches_torch(backend):
     G = rng.standard_normal(tuple(Z.shape)).astype(dt)
     dX, dW, db = conv1d_backward(backend.asarray(G), cache, xp=backend.xp)
     Xt, Wt = _torch_leaf(torch, X), _torch_leaf(torch, W)
-    Zt = F.conv1d(F.pad(Xt.permute(0, 2, 1), (4, 0)), Wt.permute(2, 1, 0), stride=2,
+    # numpy-ml's causal rule: (s - 1)(n - 1) + k_eff - 1 = 8 + 4 zeros, all on the left
+    Zt = F.conv1d(F.pad(Xt.permute(0, 2, 1), (12, 0)), Wt.permute(2, 1, 0), stride=2,
                   dilation=2).permute(0, 2, 1)
+    assert tuple(Z.shape) == (2, 9, 3)
     Zt.backward(torch.tensor(G, dtype=torch.float64))
     assert_close(Z, Zt.detach().numpy(), backend=backend)
     assert_close(dX, Xt.grad.numpy(), backend=backend)
@@ -158,11 +160,33 @@ def test_to_planes_pads_with_zeros(backend):
 
 @pytest.mark.parametrize(("pad", "expected"), [
     (0, (0, 0, 0, 0)), (2, (2, 2, 2, 2)), ((1, 2), (1, 1, 2, 2)), ((1, 2, 3, 0), (1, 2, 3, 0)),
-    ("same", (1, 1, 0, 1)),  # rows: 5 at stride 2 -> 3 outputs; cols: 4 -> 2
+    ("same", (3, 3, 2, 3)),  # numpy-ml: 5 x 4 stays 5 x 4 at stride 2 (4 + 2 and 3 + 2 zeros)
     ([0, 1], (0, 0, 1, 1)),
 ])
 def test_resolve_pad2d(pad, expected):
     assert resolve_pad2d(pad, (5, 4), (3, 3), (2, 2)) == expected
+
+
+def test_resolve_pad2d_keras_rule_for_pooling():
+    """``same_rule="ceil"`` (Pool2D) pads to ceil(n / stride) outputs: 5 -> 3 rows, 4 -> 2 cols."""
+    assert resolve_pad2d("same", (5, 4), (3, 3), (2, 2), same_rule="ceil") == (1, 1, 0, 1)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 4, 5, 8])
+@pytest.mark.parametrize("k_eff", [1, 2, 5])
+def test_same_pads_rules(n, k_eff, stride):
+    before, after = same_pads(n, k_eff, stride)
+    assert after - before in (0, 1)
+    assert conv_out_size(n, k_eff, stride, before + after) == n
+    assert conv_out_size(n, k_eff, stride, before + after - 1) == n - 1  # the fewest zeros
+    before, after = same_pads(n, k_eff, stride, "ceil")
+    assert conv_out_size(n, k_eff, stride, before + after) == -(-n // stride)
+
+
+def test_deconv2d_same_crop():
+    """numpy-ml's "same": k - 1 cropped, the odd one at the top/left; stride * (n - 1) + 1 remain."""
+    assert resolve_deconv_pads("same", (3, 3), (4, 3), (2, 5)) == (2, 1, 1, 1)
 
 
 @pytest.mark.parametrize(("call", "error", "match"), [
@@ -174,8 +198,6 @@ def test_resolve_pad2d(pad, expected):
     (lambda X, W: conv2d_forward(X, W, dilation=3), ValueError, r"conv2d: the kernel spans 9"),
     (lambda X, W: conv1d_forward(X, W), ValueError, r"conv1d: expected X of shape"),
     (lambda X, W: deconv2d_forward(X, W, pad=3), ValueError, r"deconv2d: pad 3\+3 crops all"),
-    (lambda X, W: deconv2d_forward(X, W, pad="same", stride=4), ValueError,
-     r"deconv2d: pad='same' needs a kernel"),
 ])
 def test_errors(call, error, match):
     X = np.ones((1, 4, 4, 2))
@@ -224,6 +246,7 @@ def test_conv2d_paths_match_torch(backend, monkeypatch, flat, chunks, kernel, pa
     by a second call: every combination gives torch's forward and gradients."""
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    monkeypatch.setattr(conv, "FLAT_SMALL_GRID", 10**9 if flat else 0)
     per_example = _per_example(kernel, pads, stride, dilation, x_shape, flat and stride == 1)
     max_chunk = {"one": 10**9, "uneven": 2 * per_example, "per-example": 1}[chunks]
     rng = np.random.default_rng(6)
@@ -251,6 +274,7 @@ def test_conv1d_chunked_paths_match_torch(backend, monkeypatch, flat):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
+    monkeypatch.setattr(conv, "FLAT_SMALL_GRID", 10**9 if flat else 0)
     rng = np.random.default_rng(7)
     dt = backend.dtype_name
     X, W = rng.standard_normal((5, 9, 2)).astype(dt), rng.standard_normal((3, 2, 3)).astype(dt)
@@ -307,10 +331,15 @@ def test_workspace_grid_buffer_follows_the_output_shape(backend64, monkeypatch):
             assert_close(got, anyml.to_numpy(want), backend=backend64)
 
 
-def test_default_chunking_keeps_a_gpu_batch_whole():
-    class _Cuda:
-        device = "cuda:0"
-
-    assert conv._batches(64, 10**6, _Cuda(), None) == [(0, 64)]
+def test_default_chunking_follows_the_backend_budget(monkeypatch):
+    """The chunk size comes from the backend's byte budget for the array's device: no budget keeps
+    the batch whole; the CPU budget (2 MB) splits large column matrices."""
+    with monkeypatch.context() as patched:
+        patched.setattr(conv, "chunk_bytes", lambda like: None)
+        assert conv._batches(64, 10**6, np.ones(1), None) == [(0, 64)]
     assert conv._batches(64, 10**6, np.ones(1), None) == [(i, i + 1) for i in range(64)]
+    assert conv._batches(64, 2**15, np.ones(1, dtype=np.float64), None) == [
+        (i, i + 8) for i in range(0, 64, 8)]
+    assert conv._batches(64, 2**15, np.ones(1, dtype=np.float32), None) == [
+        (i, i + 16) for i in range(0, 64, 16)]
     assert conv._batches(5, 10, np.ones(1), 20) == [(0, 2), (2, 4), (4, 5)]

@@ -31,6 +31,7 @@ LAYERS = {
     "RNNCell": (lambda be: L.RNNCell(3, backend=be), (2, 4)),
     "LSTMCell": (lambda be: L.LSTMCell(3, backend=be), (2, 4)),
     "Embedding": (lambda be: L.Embedding(3, vocab_size=7, backend=be), "ids"),
+    "Embedding(pool)": (lambda be: L.Embedding(3, vocab_size=7, pool="mean", backend=be), "ids"),
     "DotProductAttention": (lambda be: L.DotProductAttention(backend=be), "qkv"),
     "Dropout(FullyConnected)": (lambda be: Dropout(L.FullyConnected(3, backend=be), p=0.3), (4, 5)),
 }
@@ -135,3 +136,82 @@ def test_single_array_form_unchanged(backend64):
     dX = layer.backward(Y)
     assert not isinstance(dX, list)
     assert_close(dX, Y @ layer.parameters["W"].T, backend=backend64)
+
+
+# ------------------------------------------------------------------ numpy-ml's objects
+class _NumpyMLReLU:
+    """Stands in for numpy-ml's activation objects, which print their spec."""
+
+    def __str__(self) -> str:
+        return "ReLU"
+
+
+class _NumpyMLLeakyReLU:
+    def __init__(self, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+
+    def __str__(self) -> str:
+        return f"Leaky ReLU(alpha={self.alpha})"
+
+
+class _NumpyMLAdam:
+    def __init__(self, lr: float = 0.001) -> None:
+        self.lr = lr
+
+    def __str__(self) -> str:
+        return (f"Adam(lr={self.lr}, decay1=0.9, decay2=0.999, eps=1e-07, clip_norm=None, "
+                f"lr_scheduler=ExponentialScheduler(initial_lr={self.lr}, stage_length=500, "
+                f"staircase=False, decay=0.1))")
+
+
+class _Unrelated:
+    def __str__(self) -> str:
+        return "Adam(lr=0.1)"  # a spec, but of an optimizer: not an activation
+
+
+OBJECT_LAYERS = {
+    "FullyConnected": lambda act, opt: L.FullyConnected(2, act_fn=act, optimizer=opt),
+    "Conv2D": lambda act, opt: L.Conv2D(2, 3, act_fn=act, optimizer=opt),
+    "LSTM": lambda act, opt: L.LSTM(2, act_fn=act, gate_fn=act, optimizer=opt),
+    "RNNCell": lambda act, opt: L.RNNCell(2, act_fn=act, optimizer=opt),
+    "Add": lambda act, opt: L.Add(act_fn=act, optimizer=opt),
+    "SparseEvolution": lambda act, opt: L.SparseEvolution(2, act_fn=act, optimizer=opt),
+}
+
+
+@pytest.mark.parametrize("name", list(OBJECT_LAYERS))
+def test_numpy_ml_style_objects_are_accepted_through_their_spec(name):
+    layer = OBJECT_LAYERS[name](_NumpyMLLeakyReLU(0.2), _NumpyMLAdam(0.01))
+    assert str(layer.act_fn) == "LeakyReLU(alpha=0.2)"
+    hp = layer.optimizer.hyperparameters
+    assert (hp["id"], hp["lr"]) == ("Adam", 0.01)
+    assert str(layer.optimizer.lr_scheduler).startswith("ExponentialScheduler(initial_lr=0.01")
+    assert str(OBJECT_LAYERS[name](_NumpyMLReLU(), None).act_fn) == "ReLU"
+    layer.set_params({"act_fn": _NumpyMLReLU(), "optimizer": _NumpyMLAdam(0.5)})
+    assert str(layer.act_fn) == "ReLU" and layer.optimizer.hyperparameters["lr"] == 0.5
+
+
+@pytest.mark.parametrize("name", list(OBJECT_LAYERS))
+@pytest.mark.parametrize("bad", [object(), _Unrelated(), 3, np.ones(3), L.FullyConnected])
+def test_unrelated_objects_are_a_type_error(name, bad):
+    with pytest.raises(TypeError, match="expected a(n)? activation as None, a string"):
+        OBJECT_LAYERS[name](bad, None)
+    bad_optimizer = _NumpyMLReLU() if isinstance(bad, _Unrelated) else bad  # "ReLU": no optimizer
+    with pytest.raises(TypeError, match="expected a(n)? optimizer as None, a string"):
+        OBJECT_LAYERS[name](None, bad_optimizer)
+
+
+@pytest.mark.parametrize(("layer", "shape"), [
+    (lambda be: L.Deconv2D(2, (2, 2), backend=be), (1, 2, 2, 1)),
+    (lambda be: L.Pool2D((2, 2), backend=be), (1, 3, 3, 1)),
+    (lambda be: L.Add(backend=be), None),
+    (lambda be: L.FullyConnected(2, backend=be), (3, 2)),
+])
+def test_gradient_by_keyword_in_either_spelling(backend, layer, shape):
+    """The spec names the gradient ``dLdY`` (Deconv2D, Pool2D, Add) or ``dLdy`` (most others)."""
+    lay = layer(backend)
+    X = [backend.rng.normal((2, 3))] * 2 if shape is None else backend.rng.normal(shape)
+    for name in ("dLdy", "dLdY"):
+        Y = lay.forward(X)
+        dX = lay.backward(**{name: Y})
+        assert (len(dX) == 2) if shape is None else tuple(dX.shape) == shape

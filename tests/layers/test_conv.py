@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -20,6 +18,7 @@ CONV2D_CASES = {
     "asym-pad-dilation": ((3, 3), (0, 2, 1, 1), 1, 1, (2, 7, 6, 2), 2, "Tanh"),
     "same": ((3, 3), "same", 1, 0, (2, 5, 5, 3), 4, None),
     "same-stride2": ((3, 3), "same", 2, 0, (2, 6, 7, 2), 3, None),
+    "same-stride3-even-kernel-dilation2": ((2, 4), "same", (3, 2), 2, (1, 5, 7, 2), 2, "Tanh"),
     "same-even-kernel-dilation": ((2, 2), "same", 1, 1, (1, 5, 4, 2), 2, None),
     "1x1": ((1, 1), 0, 1, 0, (2, 3, 3, 4), 2, None),
     "kernel-gt-stride": ((4, 4), 0, 2, 0, (2, 6, 8, 1), 2, None),
@@ -34,6 +33,8 @@ CONV1D_CASES = {
     "same-stride3-dilation": (4, "same", 3, 1, (2, 10, 2), 2, "Tanh"),
     "causal": (3, "causal", 1, 0, (2, 6, 2), 3, None),
     "causal-stride2-dilation2": (3, "causal", 2, 2, (1, 9, 2), 2, None),
+    "causal-stride3-even-kernel": (4, "causal", 3, 0, (2, 8, 2), 2, "ReLU"),
+    "same-stride2-even-kernel-odd-length": (2, "same", 2, 0, (1, 7, 3), 2, None),
     "right-pad-stride2": (5, (0, 3), 2, 0, (2, 7, 1), 2, None),
 }
 # (kernel, pad, stride, x_shape, out_ch, act_fn)
@@ -43,6 +44,8 @@ DECONV_CASES = {
     "nonsquare-tuple-stride": ((2, 3), 0, (2, 3), (1, 3, 4, 2), 2, None),
     "asym-pad": ((4, 4), (1, 0, 2, 1), 2, (2, 3, 3, 2), 2, None),
     "same-stride2": ((3, 3), "same", 2, (2, 3, 4, 2), 2, None),
+    "same-even-kernel-stride3": ((2, 4), "same", 3, (1, 3, 2, 2), 2, None),
+    "same-kernel-lt-stride": ((1, 2), "same", (2, 3), (2, 3, 3, 1), 2, "Tanh"),
     "disjoint": ((2, 2), 0, 2, (2, 3, 3, 2), 3, "Tanh"),
     "1x1-batch1": ((1, 1), 0, 1, (1, 3, 3, 2), 2, None),
     "stride-gt-kernel-pair-pad": ((3, 2), (1, 0), 3, (2, 3, 2, 2), 2, None),
@@ -62,8 +65,18 @@ def _leaf(torch, a):
 
 
 def _same(n, k_eff, s):
-    total = max((math.ceil(n / s) - 1) * s + k_eff - n, 0)
+    """numpy-ml's "same": the fewest zeros for which floor((n + total - k_eff) / s) + 1 == n."""
+    total = next(t for t in range(10 * (n + k_eff) * s) if (n + t - k_eff) // s + 1 == n)
     return total // 2, total - total // 2
+
+
+def _causal(n, k_eff, s):
+    return sum(_same(n, k_eff, s)), 0
+
+
+def _deconv_same_crop(k):
+    """numpy-ml's Deconv2D "same": k - 1 cropped in all, the odd one at the top/left."""
+    return (k - 1) - (k - 1) // 2, (k - 1) // 2
 
 
 def _pads2d(pad, x_shape, kernel, stride, dilation):
@@ -119,8 +132,7 @@ def test_conv2d_matches_torch(backend, kernel, pad, stride, dilation, x_shape, o
     Yt = _torch_act(torch, act)(Zt).permute(0, 2, 3, 1)
     _compare(backend, layer, Y, dX, Xt, Wt, bt, Yt, dY)
     if pad == "same":
-        s = (stride, stride) if isinstance(stride, int) else stride
-        assert tuple(Y.shape[1:3]) == (math.ceil(x_shape[1] / s[0]), math.ceil(x_shape[2] / s[1]))
+        assert tuple(Y.shape[1:3]) == x_shape[1:3]
 
 
 @pytest.mark.parametrize(("kernel", "pad", "stride", "dilation", "x_shape", "out_ch", "act"),
@@ -139,7 +151,7 @@ def test_conv1d_matches_torch(backend, kernel, pad, stride, dilation, x_shape, o
     if pad == "same":
         left, right = _same(x_shape[1], k_eff, stride)
     elif pad == "causal":
-        left, right = k_eff - 1, 0
+        left, right = _causal(x_shape[1], k_eff, stride)
     else:
         left, right = (pad, pad) if isinstance(pad, int) else pad
     Xt, Wt, bt = _leaf(torch, X), _leaf(torch, params["W"]), _leaf(torch, params["b"])
@@ -148,7 +160,7 @@ def test_conv1d_matches_torch(backend, kernel, pad, stride, dilation, x_shape, o
     Yt = _torch_act(torch, act)(Zt).permute(0, 2, 1)
     _compare(backend, layer, Y, dX, Xt, Wt, bt, Yt, dY)
     if isinstance(pad, str):
-        assert Y.shape[1] == math.ceil(x_shape[1] / stride)
+        assert Y.shape[1] == x_shape[1]
 
 
 @pytest.mark.parametrize(("kernel", "pad", "stride", "x_shape", "out_ch", "act"),
@@ -165,18 +177,17 @@ def test_deconv2d_matches_torch(backend, kernel, pad, stride, x_shape, out_ch, a
 
     s = (stride, stride) if isinstance(stride, int) else stride
     if pad == "same":
-        crops = [k - st for k, st in zip(kernel, s, strict=True)]
-        top, bottom, left, right = (crops[0] // 2, crops[0] - crops[0] // 2,
-                                    crops[1] // 2, crops[1] - crops[1] // 2)
+        top, bottom, left, right = (*_deconv_same_crop(kernel[0]), *_deconv_same_crop(kernel[1]))
     else:
         top, bottom, left, right = _pads2d(pad, x_shape, kernel, stride, 0)
     Xt, Wt, bt = _leaf(torch, X), _leaf(torch, params["W"]), _leaf(torch, params["b"])
-    full = F.conv_transpose2d(Xt.permute(0, 3, 1, 2), Wt.permute(2, 3, 0, 1), bt, stride=stride)
+    full = F.conv_transpose2d(Xt.permute(0, 3, 1, 2), Wt.permute(2, 3, 0, 1).contiguous(), bt,
+                              stride=stride)
     Zt = full[:, :, top:full.shape[2] - bottom, left:full.shape[3] - right]
     Yt = _torch_act(torch, act)(Zt).permute(0, 2, 3, 1)
     _compare(backend, layer, Y, dX, Xt, Wt, bt, Yt, dY)
     if pad == "same":
-        assert tuple(Y.shape[1:3]) == (x_shape[1] * s[0], x_shape[2] * s[1])
+        assert tuple(Y.shape[1:3]) == (s[0] * (x_shape[1] - 1) + 1, s[1] * (x_shape[2] - 1) + 1)
 
 
 def test_deconv2d_int_pad_is_torch_padding(backend64):
@@ -197,16 +208,19 @@ def test_deconv2d_int_pad_is_torch_padding(backend64):
 GRADCHECK_2D = {
     "stride2-asym-pad": ((2, 3), (1, 0, 0, 2), 2, 0, (1, 4, 5, 2), 2, "Tanh"),
     "same-dilation": ((2, 2), "same", 1, 1, (2, 3, 4, 1), 2, None),
+    "same-stride2-3-dilation": ((2, 3), "same", (2, 3), 1, (1, 3, 4, 1), 2, "Tanh"),
     "pair-stride": ((3, 2), (1, 1), (2, 1), 0, (1, 5, 4, 2), 2, None),
 }
 GRADCHECK_1D = {
     "causal-dilation": (3, "causal", 1, 1, (2, 6, 2), 2, None),
     "same-stride2": (2, "same", 2, 0, (1, 7, 3), 2, "Tanh"),
+    "causal-stride3-dilation": (2, "causal", 3, 1, (2, 5, 2), 2, None),
     "pair-pad-stride3": (3, (2, 1), 3, 0, (2, 5, 2), 2, None),
 }
 GRADCHECK_DECONV = {
     "pad1-stride2": ((3, 3), 1, 2, (1, 3, 3, 2), 2, "Tanh"),
     "same-tuple-stride": ((3, 2), "same", (2, 1), (2, 2, 3, 1), 2, None),
+    "same-even-kernel-stride3": ((2, 1), "same", 3, (1, 3, 2, 2), 2, "Tanh"),
     "asym-stride-gt-kernel": ((2, 2), (0, 1, 1, 0), 3, (1, 3, 2, 2), 2, None),
 }
 
@@ -304,6 +318,55 @@ def test_summary_from_json_lists(backend):
     assert_close(fresh.forward(X), Y, backend=backend, rtol=0, atol=0)
 
 
+# ------------------------------------------------------- numpy-ml's padding rule, shapes only
+@pytest.mark.parametrize("dilation", [0, 1, 2])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_same_and_causal_keep_the_input_size(backend, stride, dilation):
+    """The spec's rule: Conv1D/Conv2D "same" and Conv1D "causal" keep the input's size at any stride
+    and dilation; odd and even sizes and kernels."""
+    for n in (1, 5, 6, 7):
+        for k in (1, 2, 3, 4):
+            X1 = backend.asarray(np.ones((2, n, 3)))
+            for pad in ("same", "causal"):
+                layer = Conv1D(2, k, pad=pad, stride=stride, dilation=dilation, backend=backend)
+                Y = layer.forward(X1)
+                assert tuple(Y.shape) == (2, n, 2), (pad, n, k)
+                assert tuple(layer.backward(Y).shape) == (2, n, 3)
+            X2 = backend.asarray(np.ones((1, n, n + 2, 2)))
+            layer = Conv2D(3, (k, 5 - k), pad="same", stride=(stride, 4 - stride), dilation=dilation,
+                           backend=backend)
+            Y = layer.forward(X2)
+            assert tuple(Y.shape) == (1, n, n + 2, 3), (n, k)
+            assert tuple(layer.backward(Y).shape) == (1, n, n + 2, 2)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_deconv2d_same_gives_stride_times_in_minus_one_plus_one(backend, stride):
+    for n in (1, 2, 3, 4):
+        for k in (1, 2, 3, 4):
+            layer = Deconv2D(2, (k, 5 - k), pad="same", stride=(stride, 4 - stride), backend=backend)
+            Y = layer.forward(backend.asarray(np.ones((1, n, n + 1, 3))))
+            assert tuple(Y.shape) == (1, stride * (n - 1) + 1, (4 - stride) * n + 1, 2), (n, k)
+            assert tuple(layer.backward(Y).shape) == (1, n, n + 1, 3)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "dilation"), [(3, 1, 1), (2, 2, 0), (3, 3, 1), (4, 2, 2)])
+def test_conv1d_causal_never_looks_ahead(backend64, kernel, stride, dilation):
+    """Output t depends on inputs 0..t only, at every stride (its gradient wrt. later inputs is 0)."""
+    n = 9
+    layer = Conv1D(2, kernel, pad="causal", stride=stride, dilation=dilation, backend=backend64)
+    X = backend64.rng.normal((1, n, 2))
+    Y = layer.forward(X)
+    assert tuple(Y.shape) == (1, n, 2)
+    for t in range(n):
+        layer.forward(X)
+        dY = np.zeros((1, n, 2))
+        dY[0, t, :] = 1.0
+        dX = anyml.to_numpy(layer.backward(backend64.asarray(dY)))
+        assert not np.any(dX[0, t + 1:, :]), t
+    layer.flush_gradients()
+
+
 def test_conv1d_causal_output_ignores_the_future(backend64):
     layer = Conv1D(2, 3, pad="causal", dilation=1, backend=backend64)
     rng = np.random.default_rng(0)
@@ -338,7 +401,7 @@ def test_workspaces_keep_interleaved_forwards_apart(backend64, monkeypatch, flat
     """Two retained forwards of the same shape (and an unretained one between them) each keep their
     own scratch memory: the backward passes, newest first, match separate forward/backward pairs."""
     monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0 if flat else 0.0)
-    monkeypatch.setattr(conv, "CPU_CHUNK", 1)  # one example per chunk
+    monkeypatch.setattr(conv, "chunk_bytes", lambda like: 1)  # one example per chunk
     build = {"Conv2D": lambda: Conv2D(3, (3, 3), pad=1, backend=backend64),
              "Conv1D": lambda: Conv1D(3, 3, pad="same", backend=backend64),
              "Deconv2D": lambda: Deconv2D(3, (3, 3), stride=2, backend=backend64)}[name]
@@ -382,7 +445,6 @@ def test_workspaces_keep_interleaved_forwards_apart(backend64, monkeypatch, flat
     (lambda: Conv1D(2, 3, pad="full"), r"Conv1D: unknown pad 'full'"),
     (lambda: Conv1D(2, 3, stride=(1, 2)), r"Conv1D: stride must be a positive integer"),
     (lambda: Conv1D(2, 3, dilation=1.5), r"Conv1D: dilation must be a non-negative integer"),
-    (lambda: Deconv2D(2, 2, pad="same", stride=3), r"Deconv2D: pad='same' needs a kernel"),
     (lambda: Deconv2D(2, 3, stride=-1), r"Deconv2D: stride must be a positive integer"),
     (lambda: Deconv2D(2, 3, act_fn="sigmod"), r"Deconv2D: unknown activation 'sigmod'"),
 ])

@@ -226,3 +226,39 @@ def test_n_out_must_be_an_integer(n_out):
 
 def test_numpy_integers_are_accepted():
     assert FullyConnected(np.int64(3)).n_out == 3
+
+
+def test_n_out_none_is_set_later_through_set_params(backend64):
+    """numpy-ml builds a layer with n_out=None and sets it once the data's size is known."""
+    layer = FullyConnected(None, act_fn="Sigmoid", backend=backend64)
+    X = backend64.rng.normal((3, 5))
+    with pytest.raises(ValueError, match=r"FullyConnected: n_out is not set; .*set_params\(\{'n_out'"):
+        layer.forward(X)
+    assert layer.X == [] and layer.parameters == {}
+    assert layer.summary()["hyperparameters"]["n_out"] is None
+    assert layer.set_params({"n_out": 4}) is layer
+    Y = layer.forward(X)
+    assert tuple(Y.shape) == (3, 4) and tuple(layer.parameters["W"].shape) == (5, 4)
+    layer.backward(Y)
+    gradcheck(layer, [X])
+    with pytest.raises(ValueError, match="FullyConnected.set_params: n_out must be a positive integer"):
+        layer.set_params({"n_out": 0})
+
+
+def test_n_out_none_learns_it_from_loaded_parameters(backend):
+    reference = FullyConnected(3, backend=backend)
+    X = backend.rng.normal((2, 4))
+    Y = reference.forward(X)
+    params = reference.summary()["parameters"]
+    for order in (("W", "b"), ("b", "W")):
+        params_host = {k: params[k].reshape(1, -1) if k == "b" else params[k] for k in order}
+        fresh = FullyConnected(None, backend=backend).set_params({"parameters": params_host})
+        assert (fresh.n_in, fresh.n_out) == (4, 3)
+        assert_close(fresh.forward(X), Y, backend=backend, rtol=0, atol=0)
+
+
+def test_changing_n_out_redraws_the_weights(backend):
+    layer = FullyConnected(2, backend=backend)
+    layer.forward(backend.rng.normal((2, 4)))
+    layer.set_params({"n_out": 5})
+    assert tuple(layer.forward(backend.rng.normal((2, 4))).shape) == (2, 5)

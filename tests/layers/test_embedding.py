@@ -25,36 +25,51 @@ def test_rectangular_matches_torch(backend, pool):
     layer = Embedding(3, vocab_size=10, pool=pool, backend=backend)
     ids = backend.asarray(IDS)
     Y = layer.forward(ids)
-    expected_shape = (3, 4, 3) if pool is None else (3, 3)
+    expected_shape = (3, 4, 3) if pool is None else (3, 1, 3)  # numpy-ml's pooled shape
     assert tuple(Y.shape) == expected_shape
     dY = np.random.default_rng(0).standard_normal(expected_shape).astype(backend.dtype_name)
     assert layer.backward(backend.asarray(dY)) is None
 
     W = _torch_weight(torch, layer)
     ids_t = torch.tensor(IDS)
-    Yt = F.embedding(ids_t, W) if pool is None else F.embedding_bag(ids_t, W, mode=pool)
+    Yt = F.embedding(ids_t, W) if pool is None else F.embedding_bag(ids_t, W, mode=pool)[:, None, :]
     Yt.backward(torch.tensor(dY, dtype=torch.float64))
     assert_close(Y, Yt.detach().numpy(), backend=backend)
     assert_close(layer.gradients["W"], W.grad.numpy(), backend=backend)
 
 
 @pytest.mark.parametrize("pool", ["sum", "mean"])
-def test_ragged_matches_torch_embedding_bag(backend, pool):
+@pytest.mark.parametrize("given_as", ["lists", "arrays", "mixed"])
+def test_ragged_matches_torch_embedding_bag(backend, pool, given_as):
+    """A ragged batch as lists of ints, as 1-D arrays of the backend (every backend, array-api-strict
+    included), or both."""
     torch = pytest.importorskip("torch")
     layer = Embedding(4, vocab_size=10, pool=pool, backend=backend)
-    Y = layer.forward(RAGGED)
-    assert tuple(Y.shape) == (4, 4)
-    dY = np.random.default_rng(1).standard_normal((4, 4)).astype(backend.dtype_name)
+    X = [seq if given_as == "lists" or (given_as == "mixed" and i % 2) else
+         backend.asarray(np.asarray(seq, dtype=np.int64), dtype="int64")
+         for i, seq in enumerate(RAGGED)]
+    Y = layer.forward(X)
+    assert tuple(Y.shape) == (4, 1, 4)
+    dY = np.random.default_rng(1).standard_normal((4, 1, 4)).astype(backend.dtype_name)
     layer.backward(backend.asarray(dY))
 
     W = _torch_weight(torch, layer)
     flat = torch.tensor([i for seq in RAGGED for i in seq])
     offsets = torch.tensor(np.cumsum([0] + [len(s) for s in RAGGED[:-1]]))
-    Yt = torch.nn.functional.embedding_bag(flat, W, offsets, mode=pool)
+    Yt = torch.nn.functional.embedding_bag(flat, W, offsets, mode=pool)[:, None, :]
     Yt.backward(torch.tensor(dY, dtype=torch.float64))
     assert_close(Y, Yt.detach().numpy(), backend=backend)
     assert_close(layer.gradients["W"], W.grad.numpy(), backend=backend)
-    assert_close(Y[1, :], np.zeros(4), backend=backend)  # the empty example
+    assert_close(Y[1, ...], np.zeros((1, 4)), backend=backend)  # the empty example
+
+
+@pytest.mark.parametrize("pool", [None, "sum"])
+def test_list_of_equal_length_arrays_is_a_rectangular_batch(backend, pool):
+    layer = Embedding(3, vocab_size=10, pool=pool, backend=backend)
+    rows = [backend.asarray(np.asarray(r, dtype=np.int32), dtype="int32") for r in IDS]
+    Y = layer.forward(rows)
+    assert_close(Y, layer.forward(backend.asarray(IDS)), backend=backend, rtol=0, atol=0)
+    assert_close(Y, layer.forward(IDS), backend=backend, rtol=0, atol=0)
 
 
 def test_repeated_ids_accumulate(backend):
@@ -101,7 +116,7 @@ def test_summary_round_trip(backend, pool):
                       backend=backend)
     ids = backend.asarray(IDS)
     layer.forward(ids)
-    layer.backward(backend.asarray(np.ones((3, 4, 3) if pool is None else (3, 3))))
+    layer.backward(backend.asarray(np.ones((3, 4, 3) if pool is None else (3, 1, 3))))
     layer.update()
     summary = layer.summary()
     assert summary["hyperparameters"]["pool"] == pool
@@ -137,10 +152,28 @@ def test_bad_input_errors(backend):
     with pytest.raises(ValueError, match=r"Embedding: expected X of shape \(n_ex, n_in\)"):
         layer.forward(backend.asarray([0, 1]))
     pooled = Embedding(3, vocab_size=5, pool="sum", backend=backend)
-    with pytest.raises(TypeError, match="Embedding: expected X to hold integer ids, example 1"):
+    with pytest.raises(TypeError, match=r"Embedding: expected X to hold integer ids, X\[1\] holds"):
         pooled.forward([[0, 1], [2.5]])
     with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\)"):
         pooled.forward([[0, 1], [7]])
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\)"):
+        pooled.forward([backend.asarray([0, 1], dtype="int64"), backend.asarray([9], dtype="int64")])
+    with pytest.raises(ValueError, match=r"Embedding: each example of a list X must be a 1-D "
+                                         r"sequence of ids, X\[1\] has shape \(1, 1\)"):
+        pooled.forward([backend.asarray([0, 1], dtype="int64"), backend.asarray([[2]], dtype="int64")])
+    with pytest.raises(TypeError, match=r"Embedding: expected X to hold integer ids, X\[0\] has dtype"):
+        pooled.forward([backend.asarray([0.0, 1.0]), [2]])
+    with pytest.raises(TypeError, match=r"Embedding: each example of a list X must be a list of ints "
+                                        r"or a 1-D integer array, X\[1\] is a builtins.int"):
+        pooled.forward([[0, 1], 3])
+    with pytest.raises(ValueError, match="Embedding: expected X with at least one example"):
+        pooled.forward([])
+    if backend.name != "numpy":
+        with pytest.raises(TypeError, match=r"Embedding: expected X\[0\] to be a"):
+            pooled.forward([np.array([0, 1]), [2]])
+    pooled.forward([[0, 1], [2]])
+    with pytest.raises(ValueError, match=r"Embedding: expected dLdy of shape \(2, 1, 3\)"):
+        pooled.backward(backend.rng.normal((2, 3)))
     if backend.name != "numpy":
         with pytest.raises(TypeError, match="Embedding: expected X to be a"):
             layer.forward(np.array([[0, 1]]))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from anyml.backend import Backend
+    from anyml.backend._base import Backend
 
 __all__ = ["CupyGenerator", "RandomGenerator", "TorchGenerator"]
 

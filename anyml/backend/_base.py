@@ -1,0 +1,233 @@
+"""The :class:`Backend` base class: one array library on one device, and what every library shares."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from anyml.backend._random import RandomGenerator
+
+__all__ = ["Array", "Backend", "BackendUnavailableError", "dtype_name"]
+
+#: Any backend's array (the Array API standard has no common class to name).
+Array = Any
+
+FLOAT_DTYPES = ("float32", "float64")
+_DTYPE_NAMES = ("float32", "float64", "int64", "int32", "bool", "uint8", "float16", "int8", "int16",
+                "uint16", "uint32", "uint64")
+
+#: Bytes of scratch memory one convolution chunk may take on a CPU: about 2 MB, which stays in the
+#: cache between being gathered and being multiplied.
+CPU_CHUNK_BYTES = 2 << 20
+
+#: Bytes of scratch memory one convolution chunk may take on a GPU: large enough for matrix products
+#: that fill the device, small enough to leave its memory to activations.
+GPU_CHUNK_BYTES = 256 << 20
+
+
+class BackendUnavailableError(RuntimeError):
+    """Raised when a backend is chosen that cannot work on this machine; the message says why."""
+
+
+def dtype_name(xp: Any, dtype: Any) -> str:
+    """The standard name (``"float32"``, ``"int64"``, ...) of ``dtype`` in namespace ``xp``."""
+    for name in _DTYPE_NAMES:
+        if getattr(xp, name, None) == dtype:
+            return name
+    return str(dtype)
+
+
+class Backend:
+    """One array library on one device, with a default float dtype and a seeded generator.
+
+    Parameters
+    ----------
+    device : object, optional
+        The library's device (``"cpu"``, ``"cuda:1"``, an array-api-strict ``Device`` or its name).
+        Default: the library's default device, except that the torch backend takes a CUDA device
+        when PyTorch sees one (``"cpu"`` otherwise).
+    dtype : {"float32", "float64"} or dtype, optional
+        The float dtype of parameters and of arrays made from host data. Default ``"float32"``.
+    seed : int, optional
+        Seeds both generators: :attr:`host_rng` (NumPy PCG64, used for initial weights, so that one
+        seed gives the same model on every backend) and :attr:`rng` (per-step randomness on the
+        device). Default: fresh entropy.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array-api-strict"``.
+    xp : module
+        The Array API namespace that layers compute with.
+    module : module
+        The array library itself.
+    array_type : type
+        The class of this library's arrays.
+    fast_paths : dict
+        Native implementations registered with :meth:`register_fast_path`, by the name of the pure
+        function each replaces (shared by every backend of the class).
+    """
+
+    name = "base"
+    _install_hint = ""
+    _generator_class: type[RandomGenerator] = RandomGenerator
+    fast_paths: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.fast_paths = {}  # each library registers its own
+
+    def __init__(self, *, device: Any = None, dtype: Any = None, seed: int | None = None) -> None:
+        self.module, self.xp, self.array_type = self._load()
+        from anyml.backend._fastpath import register_array_type
+
+        register_array_type(self.array_type, type(self))
+        self.device = self._resolve_device(device)
+        self.dtype = self._resolve_dtype(dtype)
+        self.host_rng = np.random.default_rng(seed)
+        self.rng = self._generator_class(self, seed)
+
+    # --- native fast paths ---------------------------------------------------------------
+    @classmethod
+    def register_fast_path(cls, name: str,
+                           fn: Callable[..., Any] | None = None) -> Callable[..., Any]:
+        """Register ``fn`` as this library's implementation of the pure function ``name``.
+
+        Usable as a decorator (``@TorchBackend.register_fast_path("conv2d_forward")``). ``fn`` takes
+        the pure function's arguments and returns what it returns, or ``NotImplemented`` to hand this
+        call back to the pure path. See :mod:`anyml.backend` for the contract.
+        """
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            cls.fast_paths[name] = f
+            return f
+
+        return register if fn is None else register(fn)
+
+    @classmethod
+    def chunk_bytes(cls, device: Any) -> int | None:
+        """Bytes of scratch memory one chunk of a chunked kernel (a convolution) may take on
+        ``device``; ``None`` means no limit."""
+        return CPU_CHUNK_BYTES
+
+    # --- per-library hooks -------------------------------------------------------------
+    def _load(self) -> tuple[Any, Any, type]:
+        raise NotImplementedError
+
+    def _resolve_device(self, device: Any) -> Any:
+        return device
+
+    def from_host(self, a: np.ndarray, dtype: Any = None) -> Array:
+        """Copy a NumPy array onto this backend's device; float arrays take ``dtype`` or the default."""
+        raise NotImplementedError
+
+    def to_host(self, x: Array) -> np.ndarray:
+        """Copy an array of this backend to a NumPy array."""
+        raise NotImplementedError
+
+    def index_add(self, target: Array, index: Array, source: Array) -> Array:
+        """Add ``source[i]`` into ``target[index[i]]`` along axis 0, accumulating repeated indices.
+
+        Works in place where the library can and returns the result either way.
+        """
+        from anyml.backend._numpy import numpy_index_add
+
+        host = self.to_host(target).copy()
+        numpy_index_add(host, self.to_host(index), self.to_host(source))
+        return self.from_host(host, dtype=target.dtype)
+
+    def row_broadcasts(self, length: int) -> contextlib.AbstractContextManager[None]:
+        """A context for elementwise work that broadcasts per-row values along rows of ``length``.
+
+        It changes how fast such work runs, never its results. The default does nothing; see
+        :meth:`NumpyBackend.row_broadcasts` for the one library that needs it.
+        """
+        return contextlib.nullcontext()
+
+    def activate(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which the library allocates and computes on this backend's device.
+
+        CuPy allocates on its *current* device (and array-api-compat's CuPy creation functions ignore
+        ``device=``), so every public entry point of anyml runs inside this context. It does nothing
+        on libraries whose every call names its device.
+        """
+        return contextlib.nullcontext()
+
+    # --- shared API ----------------------------------------------------------------------
+    def _resolve_dtype(self, dtype: Any) -> Any:
+        if dtype is None:
+            return self.xp.float32
+        for name in FLOAT_DTYPES:
+            candidate = getattr(self.xp, name)
+            if dtype in (name, candidate) or (
+                    isinstance(dtype, type | np.dtype) and np.dtype(dtype) == np.dtype(name)):
+                return candidate
+        msg = f"{self.name} backend: dtype must be 'float32' or 'float64', got {dtype!r}"
+        raise ValueError(msg)
+
+    @property
+    def dtype_name(self) -> str:
+        """The default float dtype as a string, ``"float32"`` or ``"float64"``."""
+        return "float64" if self.dtype == self.xp.float64 else "float32"
+
+    def _host_dtype(self, a: np.ndarray, dtype: Any) -> np.dtype:
+        if dtype is not None:
+            return np.dtype(self.dtype_name if dtype == self.dtype else dtype_name(self.xp, dtype))
+        if a.dtype.kind == "f":
+            return np.dtype(self.dtype_name)
+        if a.dtype.kind in "iu":
+            return np.dtype(np.int64)
+        return a.dtype
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work (a no-op on the CPU); for timing."""
+
+    def seed(self, seed: int | None) -> None:
+        """Reseed :attr:`host_rng` and :attr:`rng`."""
+        self.host_rng = np.random.default_rng(seed)
+        self.rng.seed(seed)
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        """Convert ``x`` (host data, a list, or an array of any backend) to an array of this backend.
+
+        Floats become the backend's default dtype unless ``dtype`` (a dtype or its name, such as
+        ``"int64"``) is given; host integers become ``int64``. This is the explicit conversion: layers
+        refuse arrays of another backend instead of copying them.
+        """
+        from anyml.backend._arrays import to_numpy
+
+        if self.owns(x):
+            if dtype is None:
+                want = self.dtype if self.xp.isdtype(x.dtype, "real floating") else None
+            else:
+                want = getattr(self.xp, dtype) if isinstance(dtype, str) else dtype
+            if want is None or x.dtype == want:
+                return x
+            with self.activate():
+                return self.xp.astype(x, want)
+        return self.from_host(to_numpy(x), dtype=dtype)
+
+    def owns(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this library on this backend's device."""
+        return isinstance(x, self.array_type) and self._same_device(x)
+
+    def _same_device(self, x: Array) -> bool:
+        return bool(x.device == self.device)
+
+    def check_array(self, x: Any, owner: str, name: str = "X") -> None:
+        """Raise a ``TypeError`` naming ``owner`` unless ``x`` is an array of this backend and device."""
+        if self.owns(x):
+            return
+        if isinstance(x, self.array_type):
+            got = f"an array on device {getattr(x, 'device', None)!r}"
+        else:
+            got = f"{type(x).__module__}.{type(x).__qualname__}"
+        msg = (f"{owner}: expected {name} to be a {self.name} array on device {self.device!r}, got "
+               f"{got}; convert it with anyml.get_backend().asarray({name}) or move the layer "
+               f"with layer.to(...)")
+        raise TypeError(msg)
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"

@@ -1,0 +1,100 @@
+"""Native fast paths and scratch budgets, found from an array's library (see :mod:`anyml.backend`)."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from anyml.backend._base import Backend
+
+__all__ = ["backend_class_of", "chunk_bytes", "fast_path", "register_array_type", "replaceable",
+           "use_fast_paths"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ARRAY_TYPES: dict[type, type[Backend] | None] = {}
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("anyml_fast_paths", default=True)
+
+
+def register_array_type(array_type: type, backend_class: type[Backend]) -> None:
+    """Record that arrays of ``array_type`` belong to ``backend_class`` (done by each new Backend)."""
+    _ARRAY_TYPES[array_type] = backend_class
+
+
+def backend_class_of(x: Any) -> type[Backend] | None:
+    """The Backend class whose library made ``x`` (``None`` for anything else), cached by type."""
+    kind = type(x)
+    try:
+        return _ARRAY_TYPES[kind]
+    except KeyError:
+        pass
+    found = None
+    for array_type, cls in list(_ARRAY_TYPES.items()):
+        if cls is not None and issubclass(kind, array_type):
+            found = cls
+            break
+    else:
+        from anyml.backend._selector import backend_class_for_module
+
+        found = backend_class_for_module(kind.__module__.split(".")[0])
+    _ARRAY_TYPES[kind] = found
+    return found
+
+
+def fast_path(name: str, like: Any) -> Callable[..., Any] | None:
+    """The native implementation registered for ``name`` by the library of array ``like``, if any.
+
+    ``None`` when the library registered none, when ``like`` is no backend's array, or inside
+    ``use_fast_paths(False)``.
+    """
+    if not _enabled.get():
+        return None
+    cls = backend_class_of(like)
+    return None if cls is None else cls.fast_paths.get(name)
+
+
+def chunk_bytes(like: Any) -> int | None:
+    """Bytes one chunk of a chunked kernel may take for arrays like ``like``, as the library of
+    ``like`` decides for its device (``None``: no limit)."""
+    cls = backend_class_of(like)
+    if cls is None:
+        from anyml.backend._base import CPU_CHUNK_BYTES
+
+        return CPU_CHUNK_BYTES
+    return cls.chunk_bytes(getattr(like, "device", None))
+
+
+@contextlib.contextmanager
+def use_fast_paths(enabled: bool) -> Iterator[None]:
+    """Turn native fast paths on or off inside a ``with`` block (off: every call takes the pure path)."""
+    token = _enabled.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _enabled.reset(token)
+
+
+def replaceable(fn: F) -> F:
+    """Let a backend replace the pure function ``fn`` by a native one registered under its name.
+
+    The wrapper looks up :func:`fast_path` with ``fn.__name__`` and the first argument (an array);
+    the native function gets the same arguments, and may return ``NotImplemented`` to hand the call
+    back to ``fn``. The pure function stays reachable as ``wrapper.pure``, for tests that compare.
+    """
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        native = fast_path(name, args[0]) if args else None
+        if native is not None:
+            out = native(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        return fn(*args, **kwargs)
+
+    wrapper.pure = fn  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
