@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._threads import training_threads
 from anyml._training import Batches, Data, Inference, InterruptGuard, Progress, Totals, check_host_labels
 from anyml._validate import real
 from anyml.backend import Backend, resolve_backend
@@ -563,7 +564,7 @@ class Sequential:
         source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
                                   else Data(self.backend, X, y, "fit"))
         comm = get_comm() if comm is None else comm
-        with guarded(comm):
+        with guarded(comm), training_threads():
             return self._fit(loss, source, comm, epochs=epochs, batch_size=batch_size,
                              shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
@@ -687,7 +688,7 @@ class Sequential:
         _check_positive("evaluate", batch_size=step)
         comm = get_comm() if comm is None else comm
         lo, hi = shard(data.n, comm.rank, comm.size)
-        with guarded(comm), self._inference():
+        with guarded(comm), self._inference(), training_threads():
             for start in range(lo, hi, step):
                 Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
@@ -713,7 +714,7 @@ class Sequential:
         comm = get_comm() if comm is None else comm
         lo, hi = shard(data.n, comm.rank, comm.size)
         outs = []
-        with guarded(comm), self._inference():
+        with guarded(comm), self._inference(), training_threads():
             for start in range(lo, hi, step):
                 Xb, _ = data.batch(None, start, min(step, hi - start))
                 outs.append(self.forward(Xb, retain_derived=False))
