@@ -1,5 +1,5 @@
 """Shape layers: ``Flatten`` (an input volume into a matrix), ``Reshape`` (each example to a given
-shape) and ``Identity``."""
+shape), ``Permute`` (the axes of each example) and ``Identity``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from anyml.backend import Backend
 from anyml.layers.base import LayerBase
 
-__all__ = ["Flatten", "Identity", "Reshape"]
+__all__ = ["Flatten", "Identity", "Permute", "Reshape"]
 
 Array = Any
 
@@ -147,6 +147,75 @@ def _check_target(value: Any) -> tuple[int, ...]:
     if not ok or sum(d == -1 for d in value) > 1:
         msg = (f"Reshape: target_shape must be a non-empty tuple of positive integers with at most "
                f"one -1, got {value!r}")
+        raise ValueError(msg)
+    return tuple(int(d) for d in value)
+
+
+class Permute(LayerBase):
+    """Reorder the axes of each example, keeping the first (examples) axis.
+
+    Parameters
+    ----------
+    dims : tuple of int
+        A permutation of ``1, ..., k`` for inputs of ``k + 1`` axes: output axis ``i`` is input axis
+        ``dims[i - 1]``. ``Permute((2, 1))`` turns the recurrent layers' ``(n_ex, n_out, n_t)`` into
+        channels-last sequences ``(n_ex, n_t, n_out)``.
+    optimizer : str, dict, Optimizer or None
+        Unused (the layer has no parameters).
+    backend : str or Backend, optional
+        Default the current backend.
+
+    Notes
+    -----
+    Backward applies the inverse permutation to the gradient.
+
+    Examples
+    --------
+    >>> import anyml
+    >>> from anyml.layers import Permute
+    >>> be = anyml.make_backend("numpy", seed=0)
+    >>> Permute((2, 1), backend=be).forward(be.rng.normal((4, 16, 10))).shape
+    (4, 10, 16)
+    """
+
+    def __init__(self, dims: Any, optimizer: Any = None, *,
+                 backend: str | Backend | None = None) -> None:
+        super().__init__(optimizer, backend=backend)
+        self.dims = _check_dims(dims)
+
+    def _config(self) -> dict[str, Any]:
+        return {"dims": self.dims}
+
+    def _set_hyperparameter(self, key: str, value: Any) -> None:
+        if key == "dims":
+            value = _check_dims(value)
+        super()._set_hyperparameter(key, value)
+
+    def forward(self, X: Array, retain_derived: bool = True) -> Array:
+        """Return ``X`` with the axes of each example reordered."""
+        self._check_input(X)
+        if X.ndim != len(self.dims) + 1:
+            msg = (f"Permute: dims={self.dims} needs inputs with {len(self.dims) + 1} axes, got "
+                   f"shape {tuple(X.shape)}")
+            raise ValueError(msg)
+        Y = self.xp.permute_dims(X, (0, *self.dims))
+        self._push(retain_derived, X=X, _shape=tuple(Y.shape))
+        return Y
+
+    def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
+        """Return the gradient with the axes put back."""
+        self._pop(dLdy)
+        inverse = [0] * (len(self.dims) + 1)
+        for i, d in enumerate((0, *self.dims)):
+            inverse[d] = i
+        return self.xp.permute_dims(dLdy, tuple(inverse))
+
+
+def _check_dims(value: Any) -> tuple[int, ...]:
+    ok = isinstance(value, tuple | list) and all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value)
+    if not ok or sorted(value) != list(range(1, len(value) + 1)):
+        msg = f"Permute: dims must be a permutation of 1, ..., k, got {value!r}"
         raise ValueError(msg)
     return tuple(int(d) for d in value)
 

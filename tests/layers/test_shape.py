@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import anyml
-from anyml.layers import Flatten, FullyConnected, Identity, Reshape, Softmax
+from anyml.layers import Flatten, FullyConnected, Identity, Permute, Reshape, Softmax
 from anyml.testing import assert_close, gradcheck
 
 
@@ -86,3 +86,27 @@ def test_reshape_summary_checkpoint_and_errors(backend, tmp_path):
         Reshape((2, 3), backend=backend).forward(backend.rng.normal((2, 5)))
     with pytest.raises(ValueError, match=r"Reshape: cannot reshape"):
         Reshape((2, -1), backend=backend).forward(backend.rng.normal((2, 5)))
+
+
+@pytest.mark.parametrize(("dims", "in_shape"),
+                         [((2, 1), (2, 3, 4)), ((3, 1, 2), (2, 3, 4, 5)), ((1,), (3, 2))])
+def test_permute_matches_numpy(backend, dims, in_shape):
+    host = np.random.default_rng(0).standard_normal(in_shape)
+    layer = Permute(dims, backend=backend)
+    Y = layer.forward(backend.asarray(host))
+    expected = np.transpose(host, (0, *dims))
+    assert_close(Y, expected, backend=backend)
+    dY = np.random.default_rng(1).standard_normal(expected.shape)
+    inverse = np.argsort((0, *dims))
+    assert_close(layer.backward(backend.asarray(dY)), np.transpose(dY, inverse), backend=backend)
+
+
+def test_permute_gradcheck_summary_and_errors(backend64):
+    gradcheck(Permute((3, 1, 2), backend=backend64), [backend64.rng.normal((2, 3, 2, 4))])
+    fresh = Permute((1,), backend=backend64).set_params(Permute((2, 1), backend=backend64).summary())
+    assert fresh.dims == (2, 1)
+    for bad in [(0, 1), (1, 1), (2, 3), "21", (1.0,)]:
+        with pytest.raises(ValueError, match="Permute: dims must be a permutation"):
+            Permute(bad)
+    with pytest.raises(ValueError, match=r"Permute: dims=\(2, 1\) needs inputs with 3 axes"):
+        Permute((2, 1), backend=backend64).forward(backend64.rng.normal((2, 3)))
