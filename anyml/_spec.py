@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -61,6 +62,10 @@ def format_spec(name: str, params: Mapping[str, Any]) -> str:
 # CPython 3.11 before 3.11.8 counts the depth of its AST conversion per interpreter rather than per
 # thread, so two threads parsing at once can fail with "AST constructor recursion depth mismatch".
 _PARSE_LOCK = threading.Lock()
+#: The longest spec string :func:`parse_spec` reads (anyml's own are under 200 characters).
+MAX_SPEC_LENGTH = 1000
+#: The deepest nesting of the parsed expression: calls, containers and operators, each one level.
+MAX_SPEC_DEPTH = 24
 
 
 def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
@@ -70,42 +75,100 @@ def parse_spec(text: str, kind: str = "spec") -> tuple[str, dict[str, Any]]:
     such as ``lr_scheduler=ConstantScheduler(lr=0.1)`` is returned as its own text, for the receiving
     constructor to parse with its registry.
 
+    The text is bounded before it is parsed: at most :data:`MAX_SPEC_LENGTH` characters and
+    :data:`MAX_SPEC_DEPTH` levels of nesting, so no input makes the parser recurse or allocate without
+    limit. A keyword may appear once, and numbers must be finite.
+
     Raises
     ------
+    TypeError
+        If ``text`` is not a string.
     ValueError
-        If the text is not of that form; the message quotes it.
+        If the text is not of that form, too long or too deeply nested, repeats a keyword or holds
+        an infinite or NaN number; the message quotes it (shortened when long).
     """
+    if not isinstance(text, str):
+        msg = f"cannot parse {kind}: expected a string, got {type(text).__name__}"
+        raise TypeError(msg)
+    if len(text) > MAX_SPEC_LENGTH:
+        msg = (f"cannot parse {kind} {_short(text)}: it is {len(text)} characters long, more than the "
+               f"{MAX_SPEC_LENGTH} a spec may have")
+        raise ValueError(msg)
     try:
         with _PARSE_LOCK:
             node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
-        msg = f"cannot parse {kind} {text!r}: expected Name or Name(key=value, ...)"
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        msg = f"cannot parse {kind} {_short(text)}: expected Name or Name(key=value, ...)"
         raise ValueError(msg) from exc
+    depth = _depth(node)
+    if depth > MAX_SPEC_DEPTH:
+        msg = (f"cannot parse {kind} {_short(text)}: it is nested {depth} levels deep, more than the "
+               f"{MAX_SPEC_DEPTH} a spec may have")
+        raise ValueError(msg)
     if isinstance(node, ast.Name):
         return node.id, {}
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        msg = f"cannot parse {kind} {text!r}: expected Name or Name(key=value, ...)"
+        msg = f"cannot parse {kind} {_short(text)}: expected Name or Name(key=value, ...)"
         raise ValueError(msg)
     if node.args:
-        msg = f"cannot parse {kind} {text!r}: give the arguments as key=value"
+        msg = f"cannot parse {kind} {_short(text)}: give the arguments as key=value"
         raise ValueError(msg)
     kwargs: dict[str, Any] = {}
     for kw in node.keywords:
         if kw.arg is None:
-            msg = f"cannot parse {kind} {text!r}: '**' is not allowed"
+            msg = f"cannot parse {kind} {_short(text)}: '**' is not allowed"
+            raise ValueError(msg)
+        if kw.arg in kwargs:
+            msg = f"cannot parse {kind} {_short(text)}: the keyword {kw.arg!r} is given twice"
             raise ValueError(msg)
         kwargs[kw.arg] = _literal(kw.value, text, kind)
     return node.func.id, kwargs
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``repr(text)``, cut in the middle when long."""
+    if len(text) <= limit:
+        return repr(text)
+    half = limit // 2
+    return repr(text[:half]) + f" ... ({len(text)} characters) ... " + repr(text[-half:])
+
+
+def _depth(root: ast.AST) -> int:
+    """The depth of the syntax tree below ``root``, counted without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_SPEC_DEPTH:  # deeper than that is refused anyway
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _literal(node: ast.expr, text: str, kind: str) -> Any:
     if isinstance(node, ast.Call):
         return ast.unparse(node)
     try:
-        return ast.literal_eval(node)
-    except ValueError as exc:
-        msg = f"cannot parse {kind} {text!r}: {ast.unparse(node)!r} is not a literal value"
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        msg = f"cannot parse {kind} {_short(text)}: {_short(ast.unparse(node))} is not a literal value"
         raise ValueError(msg) from exc
+    if not _finite(value):
+        msg = f"cannot parse {kind} {_short(text)}: {_short(ast.unparse(node))} is not a finite number"
+        raise ValueError(msg)
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in a literal (possibly a tuple, list, set or dict) is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, complex):
+        return math.isfinite(value.real) and math.isfinite(value.imag)
+    if isinstance(value, tuple | list | set | frozenset):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(k) and _finite(v) for k, v in value.items())
+    return True
 
 
 def _normalize(name: str) -> str:
@@ -143,6 +206,9 @@ class Registry(Generic[T]):
 
     def lookup(self, name: str) -> Callable[..., T]:
         """The constructor registered as ``name``; a ``ValueError`` lists the choices otherwise."""
+        if not isinstance(name, str) or len(name) > MAX_SPEC_LENGTH:
+            msg = f"unknown {self.kind} {_short(str(name))}; choose one of: {', '.join(self._names)}"
+            raise ValueError(msg)
         try:
             return self._entries[_normalize(name)]
         except KeyError:

@@ -5,7 +5,8 @@ message names the owner and the argument and echoes what came:
 ``"Embedding: n_out must be a positive integer, got 2.5"``.
 
 Integers are Python or NumPy integers; ``bool`` is refused (``True`` is not a count) and so is a float,
-even a whole one. Real numbers are any :class:`numbers.Real` but ``bool`` and NaN.
+even a whole one. Real numbers are any finite :class:`numbers.Real` but ``bool`` (NaN and infinity
+are refused: no setting of anyml means anything at infinity).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def real(owner: str, name: str, value: Any, *, low: float | None = None, high: f
     ok = isinstance(value, Real) and not isinstance(value, bool)
     if ok:
         v = float(value)
-        ok = not math.isnan(v)
+        ok = math.isfinite(v)
         if ok and low is not None:
             ok = v > low if low_open else v >= low
         if ok and high is not None:

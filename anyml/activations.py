@@ -43,10 +43,14 @@ Array = Any
 
 
 def _real(owner: str, name: str, value: Any) -> float:
-    """``value`` as a float, or a ``TypeError`` naming the argument."""
+    """``value`` as a float: a ``TypeError`` naming the argument for a non-number, a ``ValueError``
+    for NaN or infinity."""
     if isinstance(value, bool) or not isinstance(value, Real):
         msg = f"{owner}: {name} must be a real number, got {value!r}"
         raise TypeError(msg)
+    if not math.isfinite(float(value)):
+        msg = f"{owner}: {name} must be a finite number, got {value!r}"
+        raise ValueError(msg)
     return float(value)
 
 
@@ -136,12 +140,14 @@ class ReLU(Activation):
 
         f(z) = \max(0, z), \qquad f'(z) = [z > 0], \qquad f''(z) = 0.
 
-    The derivative at :math:`z = 0` is taken as 0 (as in numpy-ml and PyTorch).
+    The derivative at :math:`z = 0` is taken as 0 (as in numpy-ml and PyTorch). NaN passes through
+    :math:`f` unchanged (as in PyTorch and every other activation here); its derivative there is 0,
+    as PyTorch's.
     """
 
     def fn(self, z: Array) -> Array:
         xp = namespace_of(z)
-        return xp.where(z > 0, z, xp.zeros_like(z))
+        return xp.where(z < 0, xp.zeros_like(z), z)  # z > 0 would turn NaN into 0
 
     def grad(self, z: Array) -> Array:
         xp = namespace_of(z)

@@ -34,6 +34,7 @@ rather than a loss of ``(y, y_pred)``; it is left out until anyml has such a sam
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anyml._spec import Registry, Spec
@@ -203,7 +204,10 @@ class CrossEntropy(Loss):
     -----
     The classes lie along the last axis. ``y`` is either a float array shaped like ``y_pred`` (one-hot
     rows, or any distributions) or an integer array of class indices of shape ``y_pred.shape[:-1]``;
-    the latter is turned into one-hot rows (an index outside ``[0, n_classes)`` gives a zero row).
+    the latter is turned into one-hot rows. Integer labels outside ``[0, n_classes)`` raise a
+    ``ValueError`` (:meth:`check_labels`, one read-back from the device per call; pass
+    ``check_labels=False`` to :meth:`loss` and :meth:`grad` when the labels were checked already),
+    and so do float labels shaped like class indices.
 
     :meth:`grad` returns the gradient with respect to the **logits** :math:`z`, whichever input form
     is used (numpy-ml's convention: with ``from_logits=False`` the predictions are assumed to be
@@ -237,21 +241,67 @@ class CrossEntropy(Loss):
             raise TypeError(msg)
         self.from_logits = from_logits
 
-    def targets(self, y: Array, y_pred: Array) -> Array:
-        """``y`` as float rows shaped like ``y_pred`` (integer class indices become one-hot)."""
+    def targets(self, y: Array, y_pred: Array, *, check_labels: bool = True) -> Array:
+        """``y`` as float rows shaped like ``y_pred`` (integer class indices become one-hot).
+
+        Parameters
+        ----------
+        y, y_pred : arrays
+            Labels (class indices or rows) and predictions, see the class Notes.
+        check_labels : bool
+            Check that integer labels lie in ``[0, n_classes)`` (see :meth:`check_labels`).
+
+        Raises
+        ------
+        ValueError
+            For labels out of range, float labels shaped like class indices, or a shape that fits
+            neither form.
+        TypeError
+            For labels that are neither integers nor floats of ``y_pred``'s dtype.
+        """
         xp = self._check_pair(y, y_pred)
         if y_pred.ndim < 1:
             msg = f"CrossEntropy: expected y_pred with a class axis, got shape {tuple(y_pred.shape)}"
             raise ValueError(msg)
+        n_classes = int(y_pred.shape[-1])
         if xp.isdtype(y.dtype, "integral"):
             if tuple(y.shape) != tuple(y_pred.shape[:-1]):
                 msg = (f"CrossEntropy: expected integer labels y of shape {tuple(y_pred.shape[:-1])} "
                        f"(y_pred's without the class axis), got {tuple(y.shape)}")
                 raise ValueError(msg)
-            classes = xp.arange(int(y_pred.shape[-1]), dtype=y.dtype, device=y.device)
+            if check_labels:
+                self.check_labels(y, n_classes)
+            classes = xp.arange(n_classes, dtype=y.dtype, device=y.device)
             return xp.astype(xp.expand_dims(y, axis=-1) == classes, y_pred.dtype)
+        if not xp.isdtype(y.dtype, "real floating"):
+            msg = (f"CrossEntropy: labels y must be integer class indices or float rows, got dtype "
+                   f"{y.dtype}")
+            raise TypeError(msg)
+        if y.ndim == y_pred.ndim - 1 and tuple(y.shape) == tuple(y_pred.shape[:-1]):
+            msg = (f"CrossEntropy: the labels y hold floats of shape {tuple(y.shape)}; class indices "
+                   f"must be integers in [0, {n_classes}) (convert with astype), or give one-hot "
+                   f"rows of y_pred's shape {tuple(y_pred.shape)}")
+            raise ValueError(msg)
         self._check_same(xp, y, y_pred)
         return y
+
+    @staticmethod
+    def check_labels(y: Array, n_classes: int) -> None:
+        """Raise a ``ValueError`` unless every integer label in ``y`` lies in ``[0, n_classes)``.
+
+        A label out of range would otherwise be a zero row, a loss of 0 and no gradient: training
+        on it silently. The check reads one boolean back from the device (a synchronization on a
+        GPU); :class:`~anyml.model.Sequential` checks the labels where they enter instead, on the
+        host, and calls the loss with ``check_labels=False``.
+        """
+        xp = namespace_of(y)
+        if math.prod(int(d) for d in y.shape) == 0:
+            return
+        if not bool(xp.all((y >= 0) & (y < n_classes))):
+            low, high = int(xp.min(y)), int(xp.max(y))
+            msg = (f"CrossEntropy: class labels must lie in [0, {n_classes}) for y_pred of "
+                   f"{n_classes} classes, got labels from {low} to {high}")
+            raise ValueError(msg)
 
     def log_probs(self, y_pred: Array) -> Array:
         """:math:`\\log p` along the last axis: log-softmax of logits, or clipped log of probabilities."""
@@ -267,15 +317,20 @@ class CrossEntropy(Loss):
             return y_pred
         return softmax_forward(y_pred, axis=-1, xp=namespace_of(y_pred))[0]
 
-    def loss(self, y: Array, y_pred: Array) -> Array:
-        """:math:`-\\sum y \\log p` (divided by ``n_ex`` for ``"mean"``), a 0-d array."""
-        target = self.targets(y, y_pred)
+    def loss(  # type: ignore[override]  # a keyword the base class does not have
+            self, y: Array, y_pred: Array, *, check_labels: bool = True) -> Array:
+        """:math:`-\\sum y \\log p` (divided by ``n_ex`` for ``"mean"``), a 0-d array.
+
+        ``check_labels``: see :meth:`targets` (integer labels are checked unless it is False)."""
+        target = self.targets(y, y_pred, check_labels=check_labels)
         xp = namespace_of(y_pred)
         return xp.asarray(-self._scale(y_pred) * xp.sum(target * self.log_probs(y_pred)))
 
-    def grad(self, y: Array, y_pred: Array) -> Array:
-        """The gradient wrt. the logits, :math:`p \\sum_k y_k - y` (see Notes)."""
-        target = self.targets(y, y_pred)
+    def grad(self, y: Array, y_pred: Array, *, check_labels: bool = True) -> Array:
+        """The gradient wrt. the logits, :math:`p \\sum_k y_k - y` (see Notes).
+
+        ``check_labels``: see :meth:`targets`."""
+        target = self.targets(y, y_pred, check_labels=check_labels)
         xp = namespace_of(y_pred)
         dz = self.probs(y_pred) * xp.sum(target, axis=-1, keepdims=True) - target
         scale = self._scale(y_pred)

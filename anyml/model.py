@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from anyml._threads import training_threads
-from anyml._training import Batches, Data, Inference, InterruptGuard, Progress, Totals, check_host_labels
+from anyml._training import (
+    Batches,
+    Data,
+    Inference,
+    InterruptGuard,
+    Progress,
+    Totals,
+    batch_starts,
+    check_host_labels,
+)
 from anyml._validate import real
 from anyml.backend import Backend, resolve_backend
 from anyml.callbacks import Callback, as_callback
@@ -446,12 +455,29 @@ class Sequential:
         it costs a device synchronization).
         """
         loss = self._need_loss("train_on_batch")
-        Xb, yb = self.backend.asarray(X), self.backend.asarray(y)
+        data = self._data(X, y, "train_on_batch")
+        Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
-        value = loss.loss(yb, out)
-        self._train_backward(loss.grad(yb, out))
+        data.check_labels(out, "train_on_batch")
+        value = loss.loss(yb, out, **self._checked)
+        self._train_backward(loss.grad(yb, out, **self._checked))
         self.update(float(value) if cur_loss else None)
         return value
+
+    @property
+    def _checked(self) -> dict[str, bool]:
+        """Keywords for the loss: the labels were checked where they entered (:class:`Data`)."""
+        return {"check_labels": False} if isinstance(self.loss, CrossEntropy) else {}
+
+    def _data(self, X: Any, y: Any, owner: str) -> Data:
+        """The entry point of data: checked and converted as :class:`~anyml._training.Data` says."""
+        from anyml.layers.embedding import Embedding
+
+        first = self.layers[0]
+        while isinstance(first, WrapperBase):
+            first = first.base_layer
+        return Data(self.backend, X, y, owner, float_inputs=not isinstance(first, Embedding),
+                    int_labels=isinstance(self.loss, CrossEntropy))
 
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
@@ -496,7 +522,10 @@ class Sequential:
         epochs : int
             Passes over the data.
         batch_size : int
-            Examples per step (the last batch of an epoch may be smaller); arrays only.
+            Examples per step. The last batch of an epoch may be smaller, but never holds a single
+            example: when ``n_ex % batch_size == 1`` that example joins the batch before it (which
+            then holds ``batch_size + 1``), since a batch of one has no batch statistics.
+            Arrays only.
         shuffle : bool
             Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order);
             arrays only (an iterable is read in its own order).
@@ -561,8 +590,12 @@ class Sequential:
                        "Sequential.fit: validation_split needs arrays X and y, not an iterable")
                 raise ValueError(msg)
             X, y, validation_data = _split(X, y, validation_split)
+        _check_validation_data(validation_data)
         source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
-                                  else Data(self.backend, X, y, "fit"))
+                                  else self._data(X, y, "fit"))
+        if (isinstance(validation_data, tuple | list) and len(validation_data) == 2
+                and hasattr(validation_data[0], "shape")):
+            self._data(validation_data[0], validation_data[1], "fit")  # checked now
         comm = get_comm() if comm is None else comm
         with guarded(comm), training_threads():
             return self._fit(loss, source, comm, epochs=epochs, batch_size=batch_size,
@@ -632,15 +665,18 @@ class Sequential:
         if isinstance(source, Batches):
             for Xb, yb, _ in source.epoch():
                 n = int(Xb.shape[0])
-                yield Data(self.backend, Xb, yb, "fit"), None, 0, n, n, True
+                yield self._data(Xb, yb, "fit"), None, 0, n, n, True
             return
         order = self.backend.host_rng.permutation(source.n) if shuffle else None
         window_size = batch_size * accumulate
-        for start in range(0, source.n, batch_size):
-            stop = min(start + batch_size, source.n)
+        for start, size in batch_starts(source.n, batch_size):
+            stop = start + size
             first = start - start % window_size
-            window = min(first + window_size, source.n) - first
-            last = stop == min(first + window_size, source.n)
+            window_end = min(first + window_size, source.n)
+            if source.n - window_end == 1:  # the example that joined the last batch
+                window_end = source.n
+            window = window_end - first
+            last = stop == window_end
             yield source, order, start, stop, window, last
 
     def _evaluate_any(self, data: Any, batch_size: int | None, comm: Any) -> dict[str, float]:
@@ -683,7 +719,7 @@ class Sequential:
         if y is None:
             msg = "Sequential.evaluate: expected targets y with the inputs X"
             raise ValueError(msg)
-        data = Data(self.backend, X, y, "evaluate")
+        data = self._data(X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
         comm = get_comm() if comm is None else comm
@@ -693,7 +729,7 @@ class Sequential:
                 Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
-                totals.add(self._per_example_sum(loss.loss(yb, out), out),
+                totals.add(self._per_example_sum(loss.loss(yb, out, **self._checked), out),
                            self._metric_sums(yb, out), int(Xb.shape[0]))
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
@@ -708,7 +744,7 @@ class Sequential:
         from anyml.distributed import get_comm, guarded
         from anyml.distributed.training import gather_rows, shard
 
-        data = Data(self.backend, X, None, "predict")
+        data = self._data(X, None, "predict")
         step = data.n if batch_size is None else batch_size
         _check_positive("predict", batch_size=step)
         comm = get_comm() if comm is None else comm
@@ -751,6 +787,22 @@ def _innermost(layer: Any) -> LayerBase:
     while isinstance(layer, WrapperBase):
         layer = layer.base_layer
     return layer
+
+
+def _check_validation_data(value: Any) -> None:
+    """``(X_val, y_val)`` arrays, or an iterable of ``(X, y)`` minibatches."""
+    if value is None:
+        return
+    pair = isinstance(value, tuple | list) and len(value) > 0 and hasattr(value[0], "shape")
+    if pair and len(value) == 2:
+        return
+    if pair or isinstance(value, tuple) or hasattr(value, "shape") or not (
+            callable(value) or hasattr(value, "__iter__")):
+        got = (f"a {type(value).__name__} of {len(value)}" if isinstance(value, tuple | list)
+               else type(value).__name__)
+        msg = (f"Sequential.fit: validation_data must be a pair (X_val, y_val) or an iterable of "
+               f"(X, y) minibatches, got {got}")
+        raise ValueError(msg)
 
 
 def _split(X: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple[Any, Any]]:

@@ -194,3 +194,27 @@ def test_numpy_ml_bernoulli_vae_runs_on_anyml_layers(nml, be64, monkeypatch):
     ours.update(ours.loss(X.reshape(3, -1), be64.asarray(recon_ours), ours._dv["t_mean"],
                           ours._dv["t_log_var"]))
     assert all(layer.X == [] for layer in ours.encoder.values())
+
+
+def test_numpy_ml_nce_loss_takes_the_pooled_embedding(nml, be64):
+    """numpy-ml's NCELoss (what its Word2Vec trains with) on anyml's pooled Embedding: the
+    (n_ex, 1, n_out) output goes in, its (n_ex, 1, n_out) gradient comes back."""
+    sampler_module = importlib.import_module("numpy_ml.utils.data_structures")
+    ids, targets = np.array([[1, 4, 3], [0, 6, 5], [2, 3, 1]]), np.array([2, 5, 0])
+    results = []
+    for kind in ("theirs", "ours"):
+        np.random.seed(0)
+        sampler = sampler_module.DiscreteSampler(np.full(7, 1 / 7), log=False,
+                                                 with_replacement=False)
+        nce = nml.losses.NCELoss(n_classes=7, noise_sampler=sampler, num_negative_samples=2,
+                                 subtract_log_label_prob=False)
+        theirs = nml.layers.Embedding(3, vocab_size=7, pool="mean")
+        emb = theirs if kind == "theirs" else _load(L.Embedding(3, vocab_size=7, pool="mean"), theirs)
+        X = emb.forward(ids if kind == "theirs" else be64.asarray(ids))
+        loss, _ = nce.loss(X, targets, retain_derived=True)
+        dX = nce.grad(retain_grads=True, update_params=False)
+        emb.backward(dX)
+        results.append((float(loss), _host(emb.gradients["W"]), np.shape(X)))
+    assert results[0][2] == results[1][2] == (3, 1, 3)
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-10, atol=1e-14)

@@ -56,6 +56,10 @@ def make_backend(name: str = "numpy", *, device: Any = None, dtype: Any = None,
     BackendUnavailableError
         If the library is not installed or has no usable device here; the message says what to do.
     """
+    if not isinstance(name, str):
+        msg = (f"make_backend: expected a backend name ({', '.join(BACKEND_NAMES)} or 'auto'), "
+               f"got {type(name).__name__} {name!r}")
+        raise TypeError(msg)
     key = _canonical(name)
     if key == "auto":
         key = "cupy" if _cuda_visible_to_cupy() else "numpy"

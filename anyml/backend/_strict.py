@@ -40,7 +40,7 @@ class ArrayApiStrictBackend(Backend):
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
         a = np.asarray(a)
-        a = np.ascontiguousarray(a, dtype=self._host_dtype(a, dtype))
+        a = np.asarray(a, dtype=self._host_dtype(a, dtype), order="C")  # keeps 0-d arrays 0-d
         return self.xp.asarray(a, device=self.device, copy=True)
 
     def to_host(self, x: Any) -> np.ndarray:

@@ -54,8 +54,9 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
-        a = np.ascontiguousarray(np.asarray(a))
-        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True))
+        a = np.asarray(a)  # not ascontiguousarray, which turns a 0-d array into shape (1,)
+        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True,
+                                                order="C"))
         return host.to(self.device)
 
     def to_host(self, x: Any) -> np.ndarray:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
 from typing import Any
 
+import numpy as np
+
+from anyml._validate import is_integer
 from anyml.activations import get_activation
 from anyml.backend import Backend, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
@@ -18,6 +23,33 @@ Array = Any
 
 #: Keys of a summary or hyperparameter dict that describe the layer but are not settable.
 _DESCRIPTIVE_KEYS = frozenset({"layer", "id", "wrappers"})
+#: Sizes learned from the data (or a summary): ``None`` until known, else a positive integer.
+_SIZE_KEYS = frozenset({"n_in", "n_out", "in_ch", "out_ch", "in_rows", "in_cols", "vocab_size"})
+
+_defer_params: contextvars.ContextVar[bool] = contextvars.ContextVar("anyml_defer_params",
+                                                                      default=False)
+
+
+@contextlib.contextmanager
+def deferred_parameters() -> Iterator[None]:
+    """Build layers without creating their parameters inside this block.
+
+    Layers that create their parameters in the constructor (``Embedding``) leave them for
+    :meth:`LayerBase.set_params` to load, so nothing is drawn from the random generators and nothing
+    of the size a setting claims is allocated: :meth:`LayerBase.set_params` runs the constructor to
+    check settings, and :func:`anyml.load` builds each layer before loading its arrays.
+    """
+    token = _defer_params.set(True)
+    try:
+        yield
+    finally:
+        _defer_params.reset(token)
+
+
+def parameters_deferred() -> bool:
+    """Whether layers built now should leave their parameters to ``set_params`` (see
+    :func:`deferred_parameters`)."""
+    return _defer_params.get()
 
 
 class LayerBase:
@@ -67,6 +99,8 @@ class LayerBase:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            cls.__init__ = _naming_errors(vars(cls)["__init__"])  # type: ignore[method-assign]
         method = cls.__dict__.get("backward")
         if method is not None:
             cls.backward = accepts_gradient_list(method)  # type: ignore[method-assign]
@@ -217,46 +251,164 @@ class LayerBase:
         """Set parameters and hyperparameters from a :meth:`summary`-style dict; return the layer.
 
         Accepts the nested form ``{"parameters": {...}, "hyperparameters": {...}}`` or a flat dict,
-        numpy-ml's summaries included. Parameter values may be arrays of any backend, host arrays or
-        nested lists; they are reshaped to the layer's layout when only singleton axes differ
-        (numpy-ml keeps biases as ``(1, n)``). Keys the summary does not mention keep their values.
+        numpy-ml's summaries included. Keys the summary does not mention keep their values.
+
+        Everything is checked before the layer changes (on any error it is left as it was):
+
+        - the hyperparameters the constructor takes go through the constructor's own checks (it is
+          run on the settings as they would be after the update, without creating parameters), so
+          ``set_params`` accepts exactly what the constructor accepts; sizes learned from the data
+          (``n_in``, ``in_ch`` ...) must be positive integers or ``None``;
+        - each parameter must hold real floating-point numbers (float16, float32 or float64, cast to
+          the backend's dtype: the layer computes in that precision, as it would had it been trained
+          there), all finite, in the layer's layout. Values may be arrays of any backend, host
+          arrays or nested lists; they are reshaped only when singleton axes alone differ (numpy-ml
+          keeps biases as ``(1, n)``; a transposed matrix is refused). Integer, boolean, complex,
+          text and object arrays are refused, not converted;
+        - the parameters must agree with the hyperparameters afterwards (a new ``n_out`` needs new
+          weights of that size), and a saved optimizer state must name this layer's trainable
+          parameters, with the state entries its optimizer keeps, each shaped like its parameter.
 
         Raises
         ------
+        TypeError
+            If ``summary_dict`` is not a dict, or a parameter is not an array of numbers.
         ValueError
-            On an unknown key, a summary of another layer class, or a parameter of another layout
-            (a transposed matrix is refused, not silently reshaped).
+            On an unknown key, a summary of another layer class, a setting the constructor refuses,
+            or a parameter or optimizer state that does not fit the layer. The message names the
+            layer and the key.
         """
+        name = type(self).__name__
+        if not isinstance(summary_dict, Mapping):
+            msg = (f"{name}.set_params: expected a dict such as summary() returns, got "
+                   f"{type(summary_dict).__name__}")
+            raise TypeError(msg)
         flat: dict[str, Any] = {}
         for key, value in summary_dict.items():
             if key in ("parameters", "hyperparameters") and isinstance(value, Mapping):
                 flat.update(value)
             else:
                 flat[key] = value
-        name = type(self).__name__
+        for key in flat:
+            if not isinstance(key, str):
+                msg = f"{name}.set_params: keys must be strings, got {key!r}"
+                raise TypeError(msg)
         if flat.get("layer", name) not in (name, *self._summary_names):
             msg = f"{name}.set_params: the summary describes a {flat['layer']!r} layer"
             raise ValueError(msg)
         known_hp = set(self._config()) | {"optimizer", "act_fn"}
-        params = {}
+        params, hyper = {}, {}
+        optimizer = None
         for key, value in flat.items():
             if key in _DESCRIPTIVE_KEYS or key in self._ignored_summary_keys:
                 continue
             if key in self._param_shapes() or key in self.parameters:
                 params[key] = value
             elif key == "optimizer":
-                self._set_optimizer(value)
+                optimizer = value
             elif key in known_hp:
-                self._set_hyperparameter(key, value)
+                hyper[key] = value
             else:
                 msg = f"{name}.set_params: unknown key {key!r}; expected one of {sorted(known_hp)}"
                 raise ValueError(msg)
-        for key, value in params.items():
-            self._load_param(key, value)
+        hyper = self._checked_hyperparameters(hyper)
+        saved = dict(vars(self))
+        saved_params, saved_grads = dict(self.parameters), dict(self.gradients)
+        try:
+            if optimizer is not None:
+                self._set_optimizer(optimizer)
+            for key, value in hyper.items():
+                self._set_hyperparameter(key, value)
+            for key, value in params.items():
+                self._load_param(key, value)
+            self._check_consistent()
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            self.parameters.clear()
+            self.parameters.update(saved_params)
+            self.gradients.clear()
+            self.gradients.update(saved_grads)
+            raise
         return self
 
+    def _checked_hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
+        """The settings of a summary, checked by the constructor: it is run (without creating
+        parameters) on the layer's settings with these applied; returns them, those the constructor
+        takes as it stored them."""
+        name = type(self).__name__
+        out = dict(hyper)
+        for key, value in hyper.items():
+            if key in _SIZE_KEYS and value is not None and not (is_integer(value) and value >= 1):
+                msg = f"{name}.set_params: {key} must be a positive integer or None, got {value!r}"
+                raise ValueError(msg)
+        try:
+            signature = inspect.signature(type(self).__init__)
+        except (TypeError, ValueError):  # pragma: no cover - a constructor without a signature
+            return out
+        args: dict[str, Any] = {}
+        for p in list(signature.parameters.values())[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in ("optimizer", "backend"):
+                continue
+            if p.name in hyper:
+                args[p.name] = hyper[p.name]
+            elif hasattr(self, p.name):
+                args[p.name] = getattr(self, p.name)
+        if not any(key in args for key in hyper) and not hyper.keys() & {"act_fn"}:
+            return out
+        try:
+            with deferred_parameters():
+                trial = type(self)(**args, backend=self.backend)
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+            prefix = f"{name}: "
+            text = text[len(prefix):] if text.startswith(prefix) else text
+            msg = f"{name}.set_params: {text}"
+            raise type(exc)(msg) from exc
+        for key in hyper:
+            if key in args and key in vars(trial):
+                out[key] = getattr(trial, key)
+        return out
+
+    def _check_consistent(self) -> None:
+        """Raise unless every parameter has the shape the hyperparameters give it, and the optimizer
+        state fits the parameters."""
+        name = type(self).__name__
+        for key, declared in self._param_shapes().items():
+            value = self.parameters.get(key)
+            if value is None or None in declared:
+                continue
+            want = tuple(int(d) for d in declared)  # type: ignore[arg-type]
+            if tuple(value.shape) != want:
+                msg = (f"{name}.set_params: parameter {key!r} has shape {tuple(value.shape)}, but "
+                       f"the hyperparameters give {want}; set both together")
+                raise ValueError(msg)
+        for pname, state in self.optimizer.cache.items():
+            opt = type(self.optimizer).__name__
+            if pname not in self._trainable_names:
+                msg = (f"{name}.set_params: the optimizer state names a parameter {pname!r}; this "
+                       f"layer trains {list(self._trainable_names)}")
+                raise ValueError(msg)
+            expected = set(self.optimizer._new_state(np.zeros(()), np))
+            if set(state) != expected:
+                msg = (f"{name}.set_params: the {opt} state of {pname!r} should hold "
+                       f"{sorted(expected)}, got {sorted(state)}")
+                raise ValueError(msg)
+            shape = tuple(self.parameters[pname].shape) if pname in self.parameters else None
+            for entry, value in state.items():
+                if hasattr(value, "shape"):
+                    if shape is not None and tuple(value.shape) != shape:
+                        msg = (f"{name}.set_params: the {opt} state {entry!r} of {pname!r} has shape "
+                               f"{tuple(value.shape)}, the parameter {shape}")
+                        raise ValueError(msg)
+                elif not (is_integer(value) and value >= 0):
+                    msg = (f"{name}.set_params: the {opt} state {entry!r} of {pname!r} should be a "
+                           f"non-negative integer, got {value!r}")
+                    raise ValueError(msg)
+
     def _set_hyperparameter(self, key: str, value: Any) -> None:
-        """Set one hyperparameter from a summary value; layers with derived state override this."""
+        """Set one hyperparameter from a summary value (already checked by the constructor, see
+        :meth:`set_params`); layers with derived state override this."""
         if key == "act_fn":
             if getattr(self, "act_fn", None) is None:  # numpy-ml writes act_fn=None where there is none
                 if value not in (None, "None", "Identity"):
@@ -269,24 +421,79 @@ class LayerBase:
     def _set_optimizer(self, value: Any) -> None:
         """Build the optimizer from a spec or a summary, restoring a summary's saved state: the
         cache onto this backend and the ``"state"`` entry (absent from numpy-ml's summaries)."""
-        self.optimizer = get_optimizer(value)
-        self._optimizer_given = True
+        name = type(self).__name__
+        try:
+            optimizer = get_optimizer(value)
+        except (ValueError, TypeError) as exc:
+            msg = f"{name}.set_params: bad optimizer: {exc}"
+            raise type(exc)(msg) from exc
         if isinstance(value, Mapping):
-            if value.get("cache"):
-                self.optimizer.load_cache(value["cache"], self.backend.asarray)
+            cache = value.get("cache")
+            if cache:
+                if not isinstance(cache, Mapping):
+                    msg = (f"{name}.set_params: the optimizer cache should be a dict of parameter "
+                           f"names, got {type(cache).__name__}")
+                    raise ValueError(msg)
+                optimizer.load_cache(self._checked_cache(cache), self.backend.asarray)
             if value.get("state") is not None:
-                self.optimizer.load_state(value["state"])
+                try:
+                    optimizer.load_state(value["state"])
+                except (ValueError, TypeError) as exc:
+                    msg = f"{name}.set_params: bad optimizer state: {exc}"
+                    raise ValueError(msg) from exc
+        self.optimizer = optimizer
+        self._optimizer_given = True
+
+    def _checked_cache(self, cache: Mapping[str, Any]) -> dict[str, Any]:
+        """A saved optimizer cache with each array as a checked host array (real floats, finite)."""
+        out: dict[str, Any] = {}
+        for pname, saved in cache.items():
+            where = f"the optimizer state of {pname!r}"
+            if isinstance(saved, Mapping):
+                out[pname] = {k: v if is_integer(v) else self._host_floats(v, f"{where}, {k!r}")
+                              for k, v in saved.items()}
+            else:
+                out[pname] = self._host_floats(saved, where)
+        return out
+
+    def _host_floats(self, value: Any, what: str) -> np.ndarray:
+        """``value`` as a host array of real floats, all finite; a clear error otherwise."""
+        name = type(self).__name__
+        try:
+            host = to_numpy(value) if hasattr(value, "shape") else np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            msg = f"{name}.set_params: {what} is not an array of numbers ({exc})"
+            raise TypeError(msg) from exc
+        if host.dtype.kind != "f":
+            advice = (f"; convert it with .astype({self.backend.dtype_name!r}) if it holds numbers"
+                      if host.dtype.kind in "iub" else "")
+            msg = (f"{name}.set_params: {what} must hold real floating-point numbers, got dtype "
+                   f"{host.dtype}{advice}")
+            raise TypeError(msg)
+        if not np.isfinite(host).all():
+            msg = f"{name}.set_params: {what} holds NaN or infinity"
+            raise ValueError(msg)
+        return host
 
     def _load_param(self, key: str, value: Any) -> None:
-        host = to_numpy(value)
+        name = type(self).__name__
+        host = self._host_floats(value, f"parameter {key!r}")
+        if host.ndim == 0 or 0 in host.shape:
+            msg = f"{name}.set_params: parameter {key!r} must have a size on every axis, got {host.shape}"
+            raise ValueError(msg)
         declared = self._param_shapes().get(key)
-        if declared is None or None in declared:
+        if declared is None and key in self.parameters:
+            declared = tuple(int(d) for d in self.parameters[key].shape)
+        if declared is not None and None in declared:
             self._infer_from_param(key, host.shape)
             declared = self._param_shapes().get(key)
-        expected = host.shape if declared is None or None in declared else tuple(
-            int(dim) for dim in declared if dim is not None)
+        if declared is None or None in declared:
+            msg = (f"{name}.set_params: parameter {key!r} of shape {host.shape} does not fit the "
+                   f"layout {_layout(declared)}")
+            raise ValueError(msg)
+        expected = tuple(int(dim) for dim in declared)  # type: ignore[arg-type]
         if _squeezed(host.shape) != _squeezed(expected):
-            msg = (f"{type(self).__name__}.set_params: parameter {key!r} should have shape "
+            msg = (f"{name}.set_params: parameter {key!r} should have shape "
                    f"{expected}, got {host.shape}")
             raise ValueError(msg)
         self.parameters[key] = self.backend.from_host(host.reshape(expected))
@@ -365,8 +572,12 @@ class LayerBase:
             msg = f"{owner}: expected {name} of shape {shape or f'with {ndim} axes'}, got {tuple(X.shape)}"
             raise ValueError(msg)
         if floating and X.dtype != self.backend.dtype:
-            msg = (f"{owner}: expected {name} of dtype {self.backend.dtype_name} (the backend's), got "
-                   f"{X.dtype}; convert it with backend.asarray({name})")
+            want = self.backend.dtype_name
+            msg = (f"{owner}: expected {name} of dtype {want} (the backend's), got {X.dtype}; "
+                   f"convert it with backend.asarray({name}, dtype={want!r})")
+            if not self.xp.isdtype(X.dtype, "real floating"):
+                msg += (" (Sequential.fit, evaluate and predict convert integer and boolean data "
+                        "themselves)")
             raise TypeError(msg)
 
     def _check_grad(self, dLdy: Any, shape: tuple[int, ...], name: str = "dLdy") -> None:
@@ -383,6 +594,32 @@ class LayerBase:
             config["optimizer"] = str(self.optimizer)
         args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
+
+
+def _naming_errors(init: Any) -> Any:
+    """Wrap a layer constructor so that a ``ValueError`` or ``TypeError`` raised inside it (by an
+    activation, initializer or optimizer registry, say) names the layer being built."""
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            name = type(self).__name__
+            if name in str(exc):
+                raise
+            try:
+                renamed = type(exc)(f"{name}: {exc}")
+            except Exception:  # noqa: BLE001 - an exception type with another signature
+                renamed = (TypeError if isinstance(exc, TypeError) else ValueError)(f"{name}: {exc}")
+            raise renamed from exc
+
+    return wrapped
+
+
+def _layout(declared: tuple[int | None, ...] | None) -> str:
+    if declared is None:
+        return "of this layer"
+    return "(" + ", ".join("?" if d is None else str(d) for d in declared) + ")"
 
 
 def accepts_gradient_list(backward: Callable[..., Any]) -> Callable[..., Any]:

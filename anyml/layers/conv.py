@@ -342,7 +342,8 @@ class Deconv2D(_ConvLayer):
     Each input pixel spreads ``X[n, h, w, :] @ W[i, j]`` over a ``kernel_shape`` patch of the output
     placed ``stride`` pixels apart; where patches overlap they add. This is the gradient of a
     :class:`Conv2D` wrt. its input, so a ``Deconv2D`` with the same ``kernel_shape``, ``stride`` and
-    ``pad`` maps a ``Conv2D``'s output size back to its input size (up to the rounding of a stride).
+    numeric ``pad`` maps a ``Conv2D``'s output size back to its input size (up to the rounding of a
+    stride). ``"same"`` does not pair up so: both follow numpy-ml (see ``pad`` below).
 
     Parameters
     ----------

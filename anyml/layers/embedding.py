@@ -16,7 +16,7 @@ from anyml.functional.embedding import (
     embedding_forward,
 )
 from anyml.initializers import get_initializer
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, parameters_deferred
 
 __all__ = ["Embedding"]
 
@@ -88,7 +88,8 @@ class Embedding(LayerBase):
         self.pool = pool
         self.init = init
         get_initializer(init)  # fail early on an unknown name
-        self._init_params()
+        if not parameters_deferred():  # a checkpoint or set_params supplies W
+            self._init_params()
 
     def _config(self) -> dict[str, Any]:
         return {"init": str(self.init), "pool": self.pool, "n_out": self.n_out,

@@ -133,6 +133,19 @@ class _BatchNormBase(_NormBase):
         self.parameters["running_mean"] = self._zeros((self.n_in,))
         self.parameters["running_var"] = self._ones((self.n_in,))
 
+    def _check_batch(self, X: Array) -> None:
+        """Refuse a training batch with fewer than two values per feature: its variance is 0 (or
+        undefined), so the output would be the intercept alone and the running variance would
+        shrink towards 0 (or become NaN). PyTorch refuses it too."""
+        per_feature = math.prod(int(d) for d in X.shape[:-1])
+        if per_feature < 2:
+            name = type(self).__name__
+            what = "an empty batch" if per_feature == 0 else "one value per feature"
+            msg = (f"{name}: a training batch needs at least 2 values per feature to estimate its "
+                   f"variance, got {what} (X of shape {tuple(X.shape)}); use larger batches, or "
+                   f"call eval() to normalize with the running statistics")
+            raise ValueError(msg)
+
     @property
     def uses_batch_stats(self) -> bool:
         """Whether :meth:`forward` normalizes with the batch's statistics (training and not frozen)."""
@@ -143,8 +156,11 @@ class _BatchNormBase(_NormBase):
         self._prepare(X)
         P = self.parameters
         if self.uses_batch_stats:
+            reduce = self._reduce()
+            if reduce is None:  # synchronized statistics: the batch is that of every rank together
+                self._check_batch(X)
             Y, cache = batchnorm_forward(X, P["scaler"], P["intercept"], self.epsilon, xp=self.xp,
-                                         reduce=self._reduce())
+                                         reduce=reduce)
             if retain_derived:
                 m = self.momentum
                 shape = (int(self.n_in),)  # type: ignore[arg-type]
@@ -207,6 +223,12 @@ class BatchNorm1D(_BatchNormBase):
 
     In inference (after :meth:`eval`) or when frozen, ``running_mean`` and ``running_var`` replace
     :math:`\mu` and :math:`\sigma^2` and are constants for the backward pass.
+
+    A training batch must hold at least two values per feature (``n_ex >= 2`` here; for
+    :class:`BatchNorm2D`, ``n_ex * in_rows * in_cols >= 2``): with one, the variance is 0 and the
+    output the intercept alone, and an empty batch has no statistics at all; both raise a
+    ``ValueError`` (as PyTorch does), and :meth:`anyml.model.Sequential.fit` never makes a last
+    batch of one example. Inference takes batches of any size, empty ones included.
 
     Backward, through the batch statistics (:math:`\hat X` the normalized input,
     :math:`g = \gamma \odot \partial L/\partial Y`, bars are means over the batch):

@@ -178,10 +178,50 @@ class RBM(LayerBase):
         self._push(retain_derived, X=V, **chain, _shape=tuple(chain["p_H"].shape))
         return chain["p_H"]
 
-    def backward(  # type: ignore[override]  # the seed's signature: no dLdy
-            self, retain_grads: bool = True, *args: Any) -> None:
-        """Accumulate the CD-K gradients of the most recent retained :meth:`forward` (see Notes)."""
-        cache = self._pop()
+    def backward(  # type: ignore[override]  # the seed's signature, plus an optional dLdy
+            self, dLdy: Array | None = None, retain_grads: bool = True, *args: Any) -> Array | None:
+        r"""Accumulate the gradients of the most recent retained :meth:`forward`.
+
+        Without ``dLdy`` (the seed's call, ``backward()`` or ``backward(retain_grads)``): the CD-K
+        estimate of the class Notes; returns ``None``.
+
+        With ``dLdy``, the gradient of a loss wrt. the output :math:`P_H` (what a model container
+        passes when the RBM is a layer of a network, e.g. fine-tuned as in a deep belief net): the
+        gradient of that loss through :math:`P_H = \sigma(V W + b_{out})`, a sigmoid dense layer,
+
+        .. math::
+
+            G = \frac{\partial L}{\partial P_H} \odot P_H (1 - P_H), \quad
+            \frac{\partial L}{\partial V} = G W^\top, \quad
+            \frac{\partial L}{\partial W} = V^\top G, \quad
+            \frac{\partial L}{\partial b_{out}} = \textstyle\sum_i G_i
+
+        (``b_in`` has no part in it); returns :math:`\partial L / \partial V`. Freeze the layer to
+        keep its weights and only pass the gradient on.
+
+        Parameters
+        ----------
+        dLdy : array of shape (n_ex, n_out), optional
+            The upstream gradient; a ``bool`` here is taken as ``retain_grads`` (the seed's
+            positional form).
+        retain_grads : bool
+            Whether to add the parameter gradients into :attr:`gradients`.
+        """
+        if dLdy is None or isinstance(dLdy, bool):
+            retain_grads = retain_grads if dLdy is None else dLdy
+            self._contrastive_divergence(self._pop(), bool(retain_grads))
+            return None
+        cache = self._pop(dLdy)
+        xp, W = self.xp, self.parameters["W"]
+        p_H, V = cache["p_H"], cache["X"]
+        G = dLdy * p_H * (1.0 - p_H)
+        ones = xp.ones((1, int(V.shape[0])), dtype=V.dtype, device=V.device)
+        self._accumulate(bool(retain_grads), W=xp.matmul(xp.matrix_transpose(V), G),
+                         b_out=xp.reshape(xp.matmul(ones, G), (-1,)))
+        return xp.matmul(G, xp.matrix_transpose(W))
+
+    def _contrastive_divergence(self, cache: dict[str, Any], retain_grads: bool) -> None:
+        """Accumulate the CD-K gradients of one retained forward pass (see the class Notes)."""
         xp = self.xp
         V, p_H, p_V, p_H_prime = cache["X"], cache["p_H"], cache["p_V_prime"], cache["p_H_prime"]
         dW = xp.matmul(xp.matrix_transpose(p_V), p_H_prime)  # negative phase

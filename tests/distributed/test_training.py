@@ -57,14 +57,15 @@ def test_model_switch_syncs_batchnorm1d(make_backend_for, size):
     def build(be):
         return dense(be, "CrossEntropy(reduction='mean')", sync=False).sync_batchnorm()
 
-    train = _fit(make_backend_for, build, "class", 21, epochs=2, batch_size=7)
+    # batches of 8: every rank gets at least 2 examples, which unsynchronized statistics need
+    train = _fit(make_backend_for, build, "class", 24, epochs=2, batch_size=8)
     (want, _), = run(1, train)
     for got, _ in run(size, train):
         assert_same_run(got, want)
     # each rank's own statistics give another run
     unsynced = _fit(make_backend_for, lambda be: dense(be, "CrossEntropy(reduction='mean')",
-                                                       sync=False), "class", 21, epochs=2,
-                    batch_size=7)
+                                                       sync=False), "class", 24, epochs=2,
+                    batch_size=8)
     (got, _), *_ = run(size, unsynced)
     with pytest.raises(AssertionError, match="relative error"):
         assert_same_run(got, want)

@@ -38,7 +38,7 @@ def test_summary_round_trip(backend):
 def test_errors(backend):
     with pytest.raises(ValueError, match="Flatten: keep_dim must be 'first', 'last' or -1, got 'middle'"):
         Flatten(keep_dim="middle")
-    with pytest.raises(ValueError, match="Flatten: keep_dim must be"):
+    with pytest.raises(ValueError, match="Flatten.set_params: keep_dim must be"):
         Flatten(backend=backend).set_params({"keep_dim": 0})
     layer = Flatten(backend=backend)
     layer.forward(backend.rng.normal((2, 3, 4)))
