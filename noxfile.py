@@ -1,7 +1,7 @@
 """Test matrix: one ``tests`` session per backend in ``backends/``, plus ``lint``, ``docs`` and ``gpu``.
 
-``nox`` alone runs the sessions that work on a CPU-only machine; ``nox -s gpu`` runs the CuPy tests and
-fails when no CUDA device is visible.
+``nox`` alone runs the sessions that work on a CPU-only machine; ``nox -s gpu`` runs the CuPy and
+torch-CUDA tests and fails when no CUDA device is visible.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ ROOT = Path(__file__).parent
 BACKENDS = sorted(p.stem for p in (ROOT / "backends").glob("*.txt"))
 CPU_BACKENDS = [b for b in BACKENDS if b != "cupy"]
 # The ids of tests/conftest.py for each backend file.
-TEST_IDS = {"numpy": "numpy", "array-api-strict": "strict,strict-device1", "torch": "torch",
-            "cupy": "cupy"}
+TEST_IDS = {"numpy": "numpy,gpulike", "array-api-strict": "strict,strict-device1", "torch": "torch",
+            "cupy": "cupy,torch-cuda"}
 
 nox.options.sessions = [f"tests({b})" for b in CPU_BACKENDS] + ["lint"]
 
@@ -38,7 +38,7 @@ def tests(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def gpu(session: nox.Session) -> None:
-    """Run the CuPy tests; fails (does not skip) when no CUDA device is usable.
+    """Run the CuPy and torch-CUDA tests; fails (does not skip) when no CUDA device is usable.
 
     ``nox -s gpu --no-venv`` uses the packages already installed (for a machine without a registry).
     """
@@ -47,7 +47,8 @@ def gpu(session: nox.Session) -> None:
     if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
         _install(session, "cupy")
     session.run("python", "-m", "pytest", *session.posargs,
-                env={"ANYML_TEST_BACKENDS": "cupy", "ANYML_REQUIRE_GPU": "1"})
+                env={"ANYML_TEST_BACKENDS": TEST_IDS["cupy"], "ANYML_REQUIRE_GPU": "1",
+                     "ANYML_ONLY_BACKEND_TESTS": "1"})
 
 
 @nox.session

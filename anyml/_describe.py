@@ -20,7 +20,7 @@ def _output_shapes(model: Sequential, input_shape: Sequence[int] | None) -> list
             return ["?"] * len(model.layers)
         return [_fmt_shape(s) for s in shapes]
     be = model.backend
-    X = be.xp.zeros((1, *(int(d) for d in input_shape)), dtype=be.dtype, device=be.device)
+    X = be.asarray(np.zeros((1, *(int(d) for d in input_shape))))  # on the backend's device
     out = []
     with model._inference():
         for layer in model.layers:

@@ -17,7 +17,7 @@ from numbers import Real
 from typing import Any
 
 from anyml._spec import Registry, Spec
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, on_device_of
 from anyml.functional.special import erfc
 
 __all__ = [
@@ -61,6 +61,10 @@ class Activation(Spec):
     overridden where a cheaper form exists.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _on_z_device(cls)
+
     def __call__(self, z: Array) -> Array:
         """Apply the activation; the same as :meth:`fn`."""
         return self.fn(z)
@@ -85,6 +89,15 @@ class Activation(Spec):
         return dy * self.grad(z)
 
 
+def _on_z_device(cls: type) -> None:
+    """Run the public methods that ``cls`` defines on the device of their array ``z``."""
+    for name in ("__call__", "fn", "grad", "grad2", "backward"):
+        method = cls.__dict__.get(name)
+        if method is not None and not getattr(method, "__anyml_activated__", False):
+            setattr(cls, name, on_device_of(0)(method))
+
+
+_on_z_device(Activation)
 ACTIVATIONS: Registry[Activation] = Registry("activation", Activation)
 
 
@@ -482,7 +495,8 @@ class HardSigmoid(Activation):
     """
 
     def fn(self, z: Array) -> Array:
-        return namespace_of(z).clip(0.2 * z + 0.5, min=0.0, max=1.0)
+        xp = namespace_of(z)  # minimum/maximum, not clip: array-api-compat's clip syncs on CuPy
+        return xp.minimum(xp.maximum(0.2 * z + 0.5, 0.0), 1.0)
 
     def grad(self, z: Array) -> Array:
         xp = namespace_of(z)

@@ -39,7 +39,7 @@ from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml.activations import get_activation
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, on_device_of
 from anyml.functional.softmax import log_softmax, softmax_forward
 
 __all__ = [
@@ -65,6 +65,13 @@ class Loss(Spec):
     """
 
     reduction: str = "sum"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("loss", "grad"):  # computed on y_pred's device
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__anyml_activated__", False):
+                setattr(cls, name, on_device_of(1)(method))
 
     def __init__(self, reduction: str = "sum") -> None:
         if reduction not in _REDUCTIONS:
@@ -309,7 +316,7 @@ class CrossEntropy(Loss):
         if self.from_logits:
             return log_softmax(y_pred, axis=-1, xp=xp)
         eps = float(xp.finfo(y_pred.dtype).eps)
-        return xp.log(xp.clip(y_pred, eps, 1.0))
+        return xp.log(xp.minimum(xp.maximum(y_pred, eps), 1.0))  # clip syncs on CuPy
 
     def probs(self, y_pred: Array) -> Array:
         """The class probabilities: the softmax of logits, or ``y_pred`` itself."""
@@ -389,7 +396,7 @@ class VAELoss(Loss):
 
     def _clipped(self, xp: Any, y_pred: Array) -> Array:
         eps = float(xp.finfo(y_pred.dtype).eps)
-        return xp.clip(y_pred, eps, 1.0 - eps)
+        return xp.minimum(xp.maximum(y_pred, eps), 1.0 - eps)  # clip syncs on CuPy
 
     def loss(self, y: Array, y_pred: Array, t_mean: Array, t_log_var: Array) -> Array:
         """The reconstruction plus KL terms, averaged (or summed) over the batch; a 0-d array."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from anyml._finite import FiniteWatch
 from anyml._threads import training_threads
 from anyml._training import (
     Batches,
@@ -32,7 +33,7 @@ from anyml._training import (
     check_host_labels,
 )
 from anyml._validate import real
-from anyml.backend import Backend, resolve_backend
+from anyml.backend import Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
@@ -267,12 +268,14 @@ class Sequential:
         return describe(self, input_shape)
 
     # ------------------------------------------------------------------ the layer API, chained
+    @activated
     def forward(self, X: Array, retain_derived: bool = True) -> Array:
         """Apply every layer in order to ``X`` (an array of the model's backend)."""
         for layer in self.layers:
             X = layer.forward(X, retain_derived=retain_derived)
         return X
 
+    @activated
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Backpropagate ``dLdy`` (the gradient wrt. the model output) through every layer.
 
@@ -282,11 +285,15 @@ class Sequential:
             dLdy = layer.backward(dLdy, retain_grads=retain_grads)
         return dLdy
 
-    def update(self, cur_loss: float | None = None) -> None:
+    @activated
+    def update(self, cur_loss: float | None = None, *, check_finite: bool | None = None) -> None:
         """Apply every layer's optimizer (frozen layers only drop their gradients).
 
-        The updated parameters of all layers are checked for NaN and infinity together, with one
-        device synchronization per step; a ``FloatingPointError`` names the first bad layer.
+        The updated parameters of all layers are watched for NaN and infinity together, with a
+        flag kept on the device: the host reads it (one synchronization) at the first update, every
+        :data:`anyml._finite.CHECK_EVERY` updates, and when ``check_finite=True``; a
+        ``FloatingPointError`` names the first bad layer and the update at which it went bad.
+        ``check_finite=False`` only records this update's flag.
         """
         if self.clip_norm is not None:
             self._clip_global_norm(self.clip_norm)
@@ -301,9 +308,10 @@ class Sequential:
         ok = flags[0]
         for flag in flags[1:]:
             ok = ok & flag
-        if not bool(ok):
-            for layer in self.layers:
-                layer._raise_if_not_finite()
+        watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
+        watch.record(ok, self.backend.xp)
+        if check_finite or (check_finite is None and watch.due()):
+            self.check_finite()
 
     def _clip_global_norm(self, max_norm: float) -> Array:
         r"""Scale every trainable gradient by :math:`\min(1, c / \lVert g \rVert_2)` with the norm of
@@ -330,6 +338,17 @@ class Sequential:
                 g[name] = g[name] * scale
         return norm
 
+    @activated
+    def check_finite(self) -> None:
+        """Read the NaN/inf flag of the updates so far (one synchronization); raise
+        ``FloatingPointError`` naming the first bad layer and the update where it went bad."""
+        watch = self.__dict__.get("_finite_watch")
+        step = None if watch is None else watch.first_bad_step()
+        if step is not None:
+            for layer in self.layers:
+                layer._raise_if_not_finite(step)
+
+    @activated
     def flush_gradients(self) -> None:
         """Zero every layer's gradients and drop every retained forward pass."""
         for layer in self.layers:
@@ -392,9 +411,16 @@ class Sequential:
 
         Raises
         ------
+        TypeError
+            If ``summary`` is not a dict or its ``"layers"`` not a list.
         ValueError
             If the summary describes a different number of layers (or a layer rejects its entry).
         """
+        if not isinstance(summary, Mapping) or not isinstance(summary.get("layers", []),
+                                                               list | tuple):
+            msg = (f"Sequential.set_params: expected a dict with a list of 'layers' such as "
+                   f"summary() returns, got {type(summary).__name__}")
+            raise TypeError(msg)
         entries = list(summary.get("layers", []))
         if len(entries) != len(self.layers):
             msg = (f"Sequential.set_params: the summary has {len(entries)} layers, the model "
@@ -447,6 +473,7 @@ class Sequential:
         return model
 
     # ------------------------------------------------------------------ training
+    @activated
     def train_on_batch(self, X: Any, y: Any, *, cur_loss: bool = False) -> Array:
         """One step of gradient descent on a minibatch; returns its loss (a 0-d array).
 
@@ -501,11 +528,13 @@ class Sequential:
         return any(isinstance(getattr(layer.optimizer, "lr_scheduler", None), KingScheduler)
                    for layer in self.layers)
 
+    @activated
     def fit(self, X: Any, y: Any = None, *, epochs: int = 1, batch_size: int = 32,
             shuffle: bool = True, validation_data: Any = None, validation_split: float = 0.0,
             steps_per_epoch: int | None = None, verbose: bool = True,
             callbacks: Sequence[CallbackLike] = (), accumulate: int = 1, comm: Any = None,
-            deterministic: bool = False) -> dict[str, list[float]]:
+            deterministic: bool = False, checkpoint: str | PathLike[str] | None = None,
+            checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
@@ -557,6 +586,12 @@ class Sequential:
             Under a communicator of several ranks, draw per-example noise (dropout masks) for the
             whole global batch on every rank and keep this rank's rows, so that training is
             bit-identical to one process (see :mod:`anyml.distributed.noise`).
+        checkpoint : str or path-like, optional
+            Save the model and the training position there after every epoch (and every
+            ``checkpoint_every`` global batches); with ``resume`` (the default), a run that finds
+            the file continues from it, on any number of processes, with the same batches and
+            randomness as an uninterrupted run (``epochs`` counts all epochs, the resumed ones too).
+            See :mod:`anyml.distributed.resume`.
 
         Returns
         -------
@@ -576,12 +611,15 @@ class Sequential:
         _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
         if steps_per_epoch is not None:
             _check_positive("fit", steps_per_epoch=steps_per_epoch)
+        if checkpoint_every is not None:
+            _check_positive("fit", checkpoint_every=checkpoint_every)
         stream = y is None and not hasattr(X, "shape")
         if y is None and not stream:
             msg = "Sequential.fit: expected targets y with the inputs X (or an iterable of (X, y) pairs)"
             raise ValueError(msg)
-        if stream and accumulate != 1:
-            msg = "Sequential.fit: accumulate needs arrays X and y, not an iterable of minibatches"
+        if stream and (accumulate != 1 or checkpoint is not None):
+            msg = ("Sequential.fit: accumulate and checkpoint need arrays X and y, not an iterable of "
+                   "minibatches")
             raise ValueError(msg)
         if validation_split:
             if stream or validation_data is not None:
@@ -591,22 +629,29 @@ class Sequential:
                 raise ValueError(msg)
             X, y, validation_data = _split(X, y, validation_split)
         _check_validation_data(validation_data)
-        source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
-                                  else self._data(X, y, "fit"))
-        if (isinstance(validation_data, tuple | list) and len(validation_data) == 2
-                and hasattr(validation_data[0], "shape")):
-            self._data(validation_data[0], validation_data[1], "fit")  # checked now
         comm = get_comm() if comm is None else comm
-        with guarded(comm), training_threads():
+        with guarded(comm), training_threads():  # a rank that refuses its data ends the job
+            source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
+                                      else self._data(X, y, "fit"))
+            if (isinstance(validation_data, tuple | list) and len(validation_data) == 2
+                    and hasattr(validation_data[0], "shape")):  # checked now, not after an epoch
+                val = self._data(validation_data[0], validation_data[1], "fit")
+                if isinstance(self.loss, CrossEntropy):  # the labels against the output's classes
+                    Xv, _ = val.batch(None, 0, 1)
+                    with self._inference():
+                        val.check_labels(self.forward(Xv, retain_derived=False), "fit")
             return self._fit(loss, source, comm, epochs=epochs, batch_size=batch_size,
                              shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
                              callbacks=[as_callback(c) for c in callbacks],
-                             deterministic=deterministic)
+                             deterministic=deterministic, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume)
 
     def _fit(self, loss: Loss, source: Data | Batches, comm: Any, *, epochs: int, batch_size: int,
              shuffle: bool, accumulate: int, validation_data: Any, verbose: bool,
-             callbacks: list[Callback], deterministic: bool) -> dict[str, list[float]]:
+             callbacks: list[Callback], deterministic: bool, checkpoint: Any = None,
+             checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
+        from anyml.distributed.resume import Checkpointer
         from anyml.distributed.training import DataParallel
 
         parallel = DataParallel(self, comm, deterministic=deterministic)
@@ -614,23 +659,44 @@ class Sequential:
         history: dict[str, list[float]] = {}
         self.stop_training = self.interrupted = False
         logs: dict[str, float] | None = None
+        n = source.n if isinstance(source, Data) else 0
+        saver = None if checkpoint is None else Checkpointer(
+            self, comm, checkpoint, checkpoint_every, batch_size=batch_size, accumulate=accumulate,
+            n=n)
+        position = saver.restore(history) if saver is not None and resume else None
+        parallel.sync_random_state()  # before the first epoch's order: the same on every rank
         for cb in callbacks:
             cb.set_model(self)
         for cb in callbacks:
             cb.on_train_begin(None)
         with InterruptGuard() as guard:
-            for epoch in range(epochs):
+            for epoch in range(position.epoch if position else 0, epochs):
                 self.train()
-                total = source.n if isinstance(source, Data) else None
+                skip = position.step if position and epoch == position.epoch else 0
+                order = None
+                if isinstance(source, Data):
+                    if saver is not None and not skip:
+                        saver.epoch_begins()
+                    if skip and saver is not None and position is not None:
+                        saver.epoch_start_state = position.host_rng_epoch_start
+                        order = saver.draw_order(position, n) if shuffle else None
+                    else:
+                        order = self.backend.host_rng.permutation(n) if shuffle else None
+                total = n if isinstance(source, Data) else None
                 bar = Progress(verbose and comm.rank == 0, total, f"epoch {epoch + 1}/{epochs}")
                 totals = Totals()
-                for data, order, start, stop, window, last in self._steps(source, shuffle,
-                                                                          batch_size, accumulate):
-                    loss_sum, metric_sums, n_local, _ = parallel.step(data, order, start, stop,
-                                                                      window, last, loss)
+                for step, (data, start, stop, window, last) in enumerate(
+                        self._steps(source, batch_size, accumulate)):
+                    if step < skip:
+                        continue
+                    loss_sum, metric_sums, n_local, _ = parallel.step(
+                        data, order if data is source else None, start, stop, window, last, loss)
                     if last:
                         cur = parallel.global_loss(loss_sum, window) if pass_loss else None
                         self.update(cur)
+                        if (saver is not None and checkpoint_every and stop < n
+                                and (step + 1) % checkpoint_every < accumulate):
+                            saver.save(epoch, step + 1, history)
                     totals.add(loss_sum, metric_sums, n_local)
                     bar.step(stop - start, totals)
                     if guard.requested and last:
@@ -640,6 +706,7 @@ class Sequential:
                 if n_seen == 0:
                     bar.close({}, "interrupted")
                     break
+                self.check_finite()  # once an epoch at least, besides every CHECK_EVERY updates
                 logs = parallel.reduce_totals(totals, n_seen).logs()
                 if validation_data is not None and not self.interrupted:
                     val = self._evaluate_any(validation_data, batch_size, comm)
@@ -649,6 +716,8 @@ class Sequential:
                 bar.close(logs, "interrupted" if self.interrupted else "")
                 if self.interrupted:
                     break
+                if saver is not None:
+                    saver.save(epoch + 1, 0, history)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
@@ -657,17 +726,16 @@ class Sequential:
             cb.on_train_end(logs)
         return history
 
-    def _steps(self, source: Data | Batches, shuffle: bool, batch_size: int,
-               accumulate: int) -> Iterator[tuple[Data, Any, int, int, int, bool]]:
-        """One epoch of steps ``(data, order, start, stop, window, last)`` for
+    def _steps(self, source: Data | Batches, batch_size: int,
+               accumulate: int) -> Iterator[tuple[Data, int, int, int, bool]]:
+        """One epoch of steps ``(data, start, stop, window, last)`` for
         :meth:`~anyml.distributed.training.DataParallel.step`: the global batch ``[start, stop)``
-        of ``data`` in ``order``, the examples of its accumulation window, and whether it ends it."""
+        of ``data``, the examples of its accumulation window, and whether it ends it."""
         if isinstance(source, Batches):
             for Xb, yb, _ in source.epoch():
                 n = int(Xb.shape[0])
-                yield self._data(Xb, yb, "fit"), None, 0, n, n, True
+                yield self._data(Xb, yb, "fit"), 0, n, n, True
             return
-        order = self.backend.host_rng.permutation(source.n) if shuffle else None
         window_size = batch_size * accumulate
         for start, size in batch_starts(source.n, batch_size):
             stop = start + size
@@ -677,13 +745,14 @@ class Sequential:
                 window_end = source.n
             window = window_end - first
             last = stop == window_end
-            yield source, order, start, stop, window, last
+            yield source, start, stop, window, last
 
     def _evaluate_any(self, data: Any, batch_size: int | None, comm: Any) -> dict[str, float]:
         if isinstance(data, tuple | list) and len(data) == 2 and hasattr(data[0], "shape"):
             return self.evaluate(data[0], data[1], batch_size=batch_size, comm=comm)
         return self.evaluate(data, batch_size=batch_size, comm=comm)
 
+    @activated
     def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None, *,
                  comm: Any = None) -> dict[str, float]:
         """The mean loss per example and the metrics, in inference mode.
@@ -734,6 +803,7 @@ class Sequential:
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
 
+    @activated
     def predict(self, X: Any, batch_size: int | None = None, *, comm: Any = None) -> Array:
         """The model output for ``X`` in inference mode, an array of the model's backend.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml._validate import non_negative_int, real
-from anyml.backend import namespace_of
+from anyml.backend import namespace_of, on_device_of
 from anyml.schedulers import Scheduler, get_scheduler
 
 __all__ = [
@@ -80,6 +80,7 @@ class Optimizer(Spec):
         self._lr_at: tuple[int, float] | None = None
 
     # --- the public protocol ------------------------------------------------------------
+    @on_device_of(0)
     def __call__(self, param: Array, param_grad: Array, param_name: str,
                  cur_loss: float | None = None) -> Array:
         """Return the updated parameter (a new array; ``param`` is not modified).
@@ -214,7 +215,7 @@ class Optimizer(Spec):
             return grad
         norm = xp.linalg.vector_norm(grad)
         # c / max(norm, c) is min(1, c / norm) and never divides by zero.
-        return grad * (self.clip_norm / xp.clip(norm, min=self.clip_norm))
+        return grad * (self.clip_norm / xp.maximum(norm, self.clip_norm))  # clip syncs on CuPy
 
 
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer", Optimizer)

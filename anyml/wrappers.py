@@ -10,7 +10,7 @@ from typing import Any
 
 from anyml.backend import Backend
 from anyml.distributed import noise
-from anyml.layers.base import LayerBase, accepts_gradient_list
+from anyml.layers.base import LayerBase, accepts_gradient_list, activate_device_methods
 
 __all__ = ["Dropout", "WrapperBase"]
 
@@ -39,6 +39,7 @@ class WrapperBase:
         method = cls.__dict__.get("backward")
         if method is not None:  # numpy-ml's list form, as for the layers
             cls.backward = accepts_gradient_list(method)  # type: ignore[attr-defined]
+        activate_device_methods(cls)
 
     def __init__(self, wrapped_layer: LayerBase | WrapperBase) -> None:
         if not isinstance(wrapped_layer, LayerBase | WrapperBase):
@@ -167,8 +168,8 @@ class WrapperBase:
     def _finite_flag(self) -> Array | None:
         return self._base_layer._finite_flag()
 
-    def _raise_if_not_finite(self) -> None:
-        self._base_layer._raise_if_not_finite()
+    def _raise_if_not_finite(self, step: int | None = None) -> None:
+        self._base_layer._raise_if_not_finite(step)
 
     def to(self, backend: str | Backend) -> WrapperBase:
         """Move the wrapped layer to another backend; return the wrapper."""
@@ -209,6 +210,9 @@ class WrapperBase:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._wrapper_config().items())
         return f"{type(self).__name__}({self._base_layer!r}, {args})"
+
+
+activate_device_methods(WrapperBase)
 
 
 class Dropout(WrapperBase):

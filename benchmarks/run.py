@@ -53,7 +53,15 @@ class Ctx:
         import torch
 
         self.be, self.torch, self.dev, self.scale = be, torch, torch_device, scale
+        #: When set, every case runs at this batch size (and recurrent ones over this many steps)
+        #: instead of its own size times ``scale`` (``benchmarks/scaling.py`` sets them).
+        self.batch_size: int | None = None
+        self.steps: int | None = None
         self.rng = np.random.default_rng(0)
+
+    def batch(self, default: int) -> int:
+        """The batch size of a case whose own batch is ``default``."""
+        return self.batch_size if self.batch_size is not None else default * self.scale
 
     def host(self, *shape: int) -> np.ndarray:
         return self.rng.standard_normal(shape).astype(np.float32)
@@ -109,7 +117,7 @@ def _dense_pair(c: Ctx, layer, n_ex: int, n_in: int, n_out: int, torch_fn_of_W):
 
 @case("FullyConnected")
 def _fc(c: Ctx):
-    n = 256 * c.scale
+    n = c.batch(256)
     layer = L.FullyConnected(1024, backend=c.be)
     X, dY = c.host(n, 1024), c.host(n, 1024)
     ours = _layer_step(layer, c.ours(X), c.ours(dY))
@@ -127,7 +135,7 @@ def _fc(c: Ctx):
 
 @case("SparseEvolution")
 def _set(c: Ctx):
-    n = 256 * c.scale
+    n = c.batch(256)
     layer = L.SparseEvolution(1024, backend=c.be)
     X = c.host(n, 1024)
     layer.forward(c.ours(X), retain_derived=False)
@@ -156,7 +164,7 @@ def _image_variants(c: Ctx, fn_of_params, X: np.ndarray, dY: np.ndarray,
 @case("Conv2D")
 def _conv2d(c: Ctx):
     torch, F = c.torch, c.torch.nn.functional
-    n = 32 * c.scale
+    n = c.batch(32)
     layer = L.Conv2D(32, (3, 3), pad="same", act_fn="ReLU", backend=c.be)
     X, dY = c.host(n, 32, 32, 16), c.host(n, 32, 32, 32)
     layer.forward(c.ours(X), retain_derived=False)
@@ -171,7 +179,7 @@ def _conv2d(c: Ctx):
 @case("Conv1D")
 def _conv1d(c: Ctx):
     F = c.torch.nn.functional
-    n = 32 * c.scale
+    n = c.batch(32)
     layer = L.Conv1D(32, 5, backend=c.be)
     X, dY = c.host(n, 256, 16), c.host(n, 252, 32)
     layer.forward(c.ours(X), retain_derived=False)
@@ -185,7 +193,7 @@ def _conv1d(c: Ctx):
 @case("Deconv2D")
 def _deconv2d(c: Ctx):
     F = c.torch.nn.functional
-    n = 32 * c.scale
+    n = c.batch(32)
     layer = L.Deconv2D(16, (3, 3), stride=2, backend=c.be)
     X = c.host(n, 16, 16, 16)
     Y = layer.forward(c.ours(X), retain_derived=False)
@@ -199,7 +207,7 @@ def _deconv2d(c: Ctx):
 @case("Pool2D")
 def _pool(c: Ctx):
     F = c.torch.nn.functional
-    n = 4 * c.scale
+    n = c.batch(4)
     layer = L.Pool2D((2, 2), stride=2, backend=c.be)
     X, dY = c.host(n, 32, 32, 16), c.host(n, 16, 16, 16)
     theirs = _image_variants(c, lambda x: F.max_pool2d(x, 2, 2), X, dY, {})
@@ -219,14 +227,14 @@ def _norm_pair(c: Ctx, layer, shape: tuple[int, ...], torch_fn, params_shape: tu
 @case("BatchNorm1D")
 def _bn1(c: Ctx):
     F = c.torch.nn.functional
-    return _norm_pair(c, L.BatchNorm1D(backend=c.be), (256 * c.scale, 1024),
+    return _norm_pair(c, L.BatchNorm1D(backend=c.be), (c.batch(256), 1024),
                       lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), (1024,))
 
 
 @case("BatchNorm2D")
 def _bn2(c: Ctx):
     F = c.torch.nn.functional
-    X, dY = c.host(32 * c.scale, 32, 32, 16), c.host(32 * c.scale, 32, 32, 16)
+    X, dY = c.host(c.batch(32), 32, 32, 16), c.host(c.batch(32), 32, 32, 16)
     theirs = _image_variants(c, lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), X, dY,
                              {"g": np.ones(16, np.float32), "b": np.zeros(16, np.float32)})
     return _layer_step(L.BatchNorm2D(backend=c.be), c.ours(X), c.ours(dY)), theirs
@@ -235,19 +243,19 @@ def _bn2(c: Ctx):
 @case("LayerNorm1D")
 def _ln1(c: Ctx):
     F = c.torch.nn.functional
-    return _norm_pair(c, L.LayerNorm1D(backend=c.be), (256 * c.scale, 1024),
+    return _norm_pair(c, L.LayerNorm1D(backend=c.be), (c.batch(256), 1024),
                       lambda x, g, b: F.layer_norm(x, (1024,), g, b), (1024,))
 
 
 @case("LayerNorm2D")
 def _ln2(c: Ctx):
     F = c.torch.nn.functional
-    return _norm_pair(c, L.LayerNorm2D(backend=c.be), (32 * c.scale, 32, 32, 16),
+    return _norm_pair(c, L.LayerNorm2D(backend=c.be), (c.batch(32), 32, 32, 16),
                       lambda x, g, b: F.layer_norm(x, (32, 32, 16), g, b), (32, 32, 16))
 
 
 def _recurrent_pair(c: Ctx, layer, module, cell: bool):
-    n, n_in, n_out, n_t = 32 * c.scale, 64, 128, 32
+    n, n_in, n_out, n_t = c.batch(32), 64, 128, c.steps or 32
     module = module.to(c.dev)
     if cell:
         X, dY = c.host(n, n_in), c.host(n, n_out)
@@ -296,7 +304,7 @@ def _lstm_cell(c: Ctx):
 
 @case("Embedding")
 def _embedding(c: Ctx):
-    n = 64 * c.scale
+    n = c.batch(64)
     layer = L.Embedding(128, 10000, backend=c.be)
     ids = c.rng.integers(0, 10000, size=(n, 32))
     dY = c.host(n, 32, 128)
@@ -309,7 +317,7 @@ def _embedding(c: Ctx):
 
 @case("DotProductAttention")
 def _attention(c: Ctx):
-    n = 32 * c.scale
+    n = c.batch(32)
     layer = L.DotProductAttention(backend=c.be)
     Q, K, V, dY = (c.host(n, 64, 64) for _ in range(4))
     ours_in = [c.ours(a) for a in (Q, K, V)]
@@ -330,14 +338,14 @@ def _attention(c: Ctx):
 
 @case("Softmax")
 def _softmax(c: Ctx):
-    n = 32 * c.scale
+    n = c.batch(32)
     X, dY = c.host(n, 1000), c.host(n, 1000)
     theirs = _torch_step(lambda x: c.torch.softmax(x, dim=-1), [c.theirs(X)], c.theirs(dY, False))
     return _layer_step(L.Softmax(backend=c.be), c.ours(X), c.ours(dY)), theirs
 
 
 def _merge_pair(c: Ctx, layer, torch_fn):
-    shape = (32 * c.scale, 32, 32, 32)
+    shape = (c.batch(32), 32, 32, 32)
     Xs, dY = [c.host(*shape) for _ in range(3)], c.host(*shape)
     return (_layer_step(layer, [c.ours(x) for x in Xs], c.ours(dY)),
             _torch_step(torch_fn, [c.theirs(x) for x in Xs], c.theirs(dY, False)))
@@ -355,14 +363,14 @@ def _multiply(c: Ctx):
 
 @case("Flatten")
 def _flatten(c: Ctx):
-    X, dY = c.host(32 * c.scale, 32, 32, 16), c.host(32 * c.scale, 32 * 32 * 16)
+    X, dY = c.host(c.batch(32), 32, 32, 16), c.host(c.batch(32), 32 * 32 * 16)
     theirs = _torch_step(lambda x: x.reshape(x.shape[0], -1), [c.theirs(X)], c.theirs(dY, False))
     return _layer_step(L.Flatten(backend=c.be), c.ours(X), c.ours(dY)), theirs
 
 
 @case("RBM")
 def _rbm(c: Ctx):
-    n = 128 * c.scale
+    n = c.batch(128)
     layer = L.RBM(256, backend=c.be)
     V = (c.rng.random((n, 784)) < 0.3).astype(np.float32)
     ours_V = c.ours(V)
@@ -401,7 +409,7 @@ def _digits_example():
 @case("digits CNN training step")
 def _digits_step(c: Ctx):
     torch, nn = c.torch, c.torch.nn
-    n = 32 * c.scale  # the example's batch size
+    n = c.batch(32)  # the example's batch size
     X = c.rng.random((n, 8, 8, 1)).astype(np.float32)
     y = c.rng.integers(0, 10, size=n)
     model = _digits_example().build_model(c.be, lr=0.003)
@@ -447,6 +455,29 @@ def pick_fastest(variants: Step | dict[str, Step], sync: Callable[[], None], rep
     times = {k: statistics.median(t) for k, t in zip(names, per_round, strict=True)}
     best = min(names, key=times.__getitem__)
     return variants[best], best, times
+
+
+def blas_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
+    """This machine's float32 matrix-product rate in NumPy: the best of ``repeats`` products of two
+    ``size`` x ``size`` matrices, in GFLOP/s (the ceiling for an im2col convolution)."""
+    import time
+
+    A = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    A @ A
+    best = min(_timed(lambda: A @ A, time.perf_counter) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn: Step, clock: Callable[[], float]) -> float:
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def conv2d_flops(c_scale: int = 1) -> float:
+    """The multiply-adds (x2) of the Conv2D case's three products: the output, the weight gradient
+    and the input gradient, each ``(n * 32 * 32) x (3 * 3 * 16) x 32``."""
+    return 3 * 2 * (32 * c_scale * 32 * 32) * (3 * 3 * 16) * 32
 
 
 def run(be: Backend, scale: int, names: list[str], warmup: int, repeats: int, rounds: int) -> list[dict]:
@@ -504,6 +535,14 @@ def main(argv: list[str] | None = None) -> dict:
         "geometric_mean_ratio": geometric_mean([r["ratio"] for r in layer_rows]) if layer_rows else None,
         "worst": max(layer_rows, key=lambda r: r["ratio"])["layer"] if layer_rows else None,
     }
+    if be.name == "numpy" and any(r["layer"] == "Conv2D" for r in rows):
+        conv_ms = next(r["anyml_ms"] for r in rows if r["layer"] == "Conv2D")
+        summary["blas_peak_gflops"] = blas_peak_gflops()
+        summary_scale = 16 if args.gpu_sizes else 1
+        summary["conv2d_gflops"] = conv2d_flops(summary_scale) / conv_ms / 1e6
+        print(f"float32 matrix products: {summary['blas_peak_gflops']:.0f} GFLOP/s at best (2048 x 2048); "
+              f"Conv2D's three products over its whole step: {summary['conv2d_gflops']:.0f} GFLOP/s "
+              f"(batch {32 * summary_scale})")
     if layer_rows:
         print(f"geometric mean of the layer ratios: {summary['geometric_mean_ratio']:.2f}; "
               f"worst: {summary['worst']}")

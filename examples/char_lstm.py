@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = sample(model, corpus, corpus.text[start:start + args.seq_len], args.sample_chars,
                   args.temperature, rng, args.seq_len)
     print(f"--- sample (temperature {args.temperature}) ---\n{text}\n---")
-    checkpoint = out / "char_lstm.npz"
+    checkpoint = out / "char_lstm.safetensors"
     model.save(checkpoint)
     checkpoint.with_suffix(".json").write_text(
         json.dumps({"chars": corpus.chars, "seq_len": args.seq_len}), encoding="utf-8")

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scores = model.evaluate(X_test, y_test, batch_size=256)
     print(f"test accuracy: {scores['accuracy']:.2%} (loss {scores['loss']:.4f})")
 
-    checkpoint = out / "digits_cnn.npz"
+    checkpoint = out / "digits_cnn.safetensors"
     model.save(checkpoint)
     reloaded = Sequential.load(checkpoint, backend=be).evaluate(X_test, y_test, batch_size=256)
     print(f"checkpoint: {checkpoint} (reloaded: test accuracy {reloaded['accuracy']:.2%})")

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"after {args.gibbs} Gibbs steps of the RBM")
     accuracy = rbm_acc["clean"]
 
-    checkpoint = out / "rbm_digits.npz"
+    checkpoint = out / "rbm_digits.safetensors"
     save(rbm, checkpoint)
     print(f"checkpoint: {checkpoint}")
     picture = plot_digits([X_test[:10], X_noisy[:10], cleaned_all[:10]],

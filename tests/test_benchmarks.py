@@ -91,3 +91,48 @@ def test_overhead_table_as_json(overhead, tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
     row = summary["rows"][0]
     assert math.isclose(row["overhead_us"], row["anyml_us"] - row["array_work_us"], rel_tol=1e-9)
+
+
+@pytest.fixture
+def scaling(bench, monkeypatch):
+    return importlib.import_module("scaling")
+
+
+def test_scaling_rows_cover_every_case_batch_and_length(scaling):
+    rows = scaling.rows_to_run((1, 8), (8, 32))
+    assert {(r[0], r[1]) for r in rows if r[2] is None} == {(c, b) for c in scaling.CASE_NAMES
+                                                            for b in (1, 8)}
+    assert [r for r in rows if r[2] is not None] == [("LSTM", 32, 8), ("LSTM", 32, 32)]
+
+
+def test_every_scaling_case_builds_at_batch_one_and_a_short_sequence(bench, scaling):
+    be = anyml.make_backend("numpy", seed=0)
+    for name in scaling.CASE_NAMES:
+        ours, theirs = bench.CASES[name](scaling._ctx(be, 1, 4))
+        ours()
+        for step in theirs.values() if isinstance(theirs, dict) else [theirs]:
+            step()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_step_peak_memory_sees_a_temporary(scaling):
+    import numpy as np
+
+    def step():
+        a = np.ones(40 * 2**20 // 8)  # 40 MB, touched
+        return float(a[-1])
+
+    assert scaling.step_peak_mb(step) > 30
+
+
+def test_scaling_table_as_json(scaling, tmp_path):
+    out = tmp_path / "scaling.json"
+    summary = scaling.main(["--only", "FullyConnected", "--batches", "1", "--rounds", "1", "--repeats", "1",
+                            "--no-memory", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
+    assert [(r["case"], r["batch"]) for r in summary["rows"]] == [("FullyConnected", 1)]
+
+
+def test_blas_peak_and_conv_flops(bench):
+    assert bench.blas_peak_gflops(size=64, repeats=1) > 0
+    assert bench.conv2d_flops() == 3 * 2 * 32 * 1024 * 144 * 32

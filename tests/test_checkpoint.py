@@ -49,12 +49,29 @@ def _trained(be=None, dropout=0.0):
     return model
 
 
+def _to_npz(path):
+    """Rewrite a checkpoint as the ``.npz`` archive of format version 2 (what anyml wrote before it
+    wrote safetensors), with its digest: the tests below edit such archives."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        text = f.metadata()["anyml"]
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    header = json.loads(text)
+    header["version"] = 2
+    text = json.dumps(header, sort_keys=True)
+    _write(path, {**arrays, "__anyml__": np.array(text),
+                  "__sha256__": np.array(checkpoint._digest(text, arrays))})
+
+
 @pytest.fixture
 def saved(tmp_path):
-    """A trained float64 CNN on NumPy and the path of its checkpoint."""
+    """A trained float64 CNN on NumPy and the path of its checkpoint, an ``.npz`` archive of format
+    version 2 (see ``tests/bad_input/test_checkpoint.py`` for the safetensors files)."""
     model = _trained()
     path = tmp_path / "model.npz"
     model.save(path)
+    _to_npz(path)
     return model, path
 
 
@@ -147,6 +164,7 @@ def test_float32_checkpoint_loads_into_float64(tmp_path):
     model = _trained(anyml.make_backend("numpy", dtype="float32", seed=0))
     path = tmp_path / "m32.npz"
     model.save(path)
+    _to_npz(path)
     assert _entries(path)["a0"].dtype == np.float32
     loaded = Sequential.load(path, backend=anyml.make_backend("numpy", dtype="float64"))
     assert loaded.layers[0].parameters["W"].dtype == np.float64
@@ -256,7 +274,7 @@ def test_header_that_is_not_json(saved):
     entries = _entries(path)
     entries["__anyml__"] = np.array("{not json")
     _write(path, entries)
-    with pytest.raises(ValueError, match=rf"{path.name}: the header '__anyml__' is not valid JSON"):
+    with pytest.raises(ValueError, match=rf"{path.name}: the header is not valid JSON"):
         load(path)
 
 
@@ -306,6 +324,7 @@ def test_unknown_layer_class(saved, name):
 def test_unknown_wrapper_class(tmp_path):
     path = tmp_path / "w.npz"
     _trained(dropout=0.1).save(path)
+    _to_npz(path)
 
     def edit(header):
         header["layers"][4]["summary"]["hyperparameters"]["wrappers"][0]["wrapper"] = "Evil"
@@ -424,6 +443,7 @@ def test_version_1_checkpoint_still_loads(tmp_path):
     _steps(layer, be, 0, 6)
     path = tmp_path / "v1.npz"
     save(layer, path)
+    _to_npz(path)
 
     def as_version_1(header):  # the step count beside the summary, no optimizer state in it
         header["version"] = 1

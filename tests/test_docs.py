@@ -76,5 +76,5 @@ def test_readme_training_snippet_runs_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=600, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert (tmp_path / "model.npz").is_file()
+    assert (tmp_path / "model.safetensors").is_file()
     assert "'accuracy'" in proc.stdout and "parameters:" in proc.stdout

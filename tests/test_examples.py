@@ -36,7 +36,7 @@ def test_digits_cnn(examples, backend, tmp_path):
     result = examples("digits_cnn").main(["--backend", backend, "--limit", "160", "--epochs", "1",
                                           "--batch-size", "40", "--out", str(tmp_path),
                                           "--no-progress"])
-    assert result["checkpoint"] == tmp_path / "digits_cnn.npz"
+    assert result["checkpoint"] == tmp_path / "digits_cnn.safetensors"
     assert result["checkpoint"].is_file()
     assert 0.0 <= result["accuracy"] <= 1.0
     assert result["reloaded_accuracy"] == result["accuracy"]

@@ -77,6 +77,7 @@ import numpy as np
 from anyml.backend._arrays import namespace_of, to_numpy
 from anyml.backend._base import Array, Backend, BackendUnavailableError, dtype_name
 from anyml.backend._cupy import CupyBackend
+from anyml.backend._device import activated, device_of, on_device_of
 from anyml.backend._fastpath import (
     backend_class_of,
     chunk_bytes,
@@ -113,14 +114,17 @@ __all__ = [
     "RandomGenerator",
     "TorchBackend",
     "TorchGenerator",
+    "activated",
     "available_backends",
     "backend_class_of",
     "chunk_bytes",
+    "device_of",
     "dtype_name",
     "fast_path",
     "get_backend",
     "make_backend",
     "namespace_of",
+    "on_device_of",
     "replaceable",
     "resolve_backend",
     "set_backend",

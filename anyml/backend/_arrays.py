@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from anyml.backend._base import Array
+from anyml.backend._fastpath import backend_class_of
 
 __all__ = ["namespace_of", "to_numpy"]
 
@@ -40,13 +41,5 @@ def to_numpy(x: Any) -> np.ndarray:
     """
     if isinstance(x, np.ndarray):
         return x
-    module = type(x).__module__.split(".")[0]
-    if module == "torch":
-        return x.detach().cpu().numpy()
-    if module == "cupy":
-        return x.get()
-    if module == "array_api_strict":
-        from anyml.backend._strict import strict_to_numpy
-
-        return strict_to_numpy(x)
-    return np.asarray(x)
+    cls = backend_class_of(x)
+    return np.asarray(x) if cls is None else cls.array_to_numpy(x)

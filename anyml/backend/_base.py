@@ -124,7 +124,12 @@ class Backend:
         raise NotImplementedError
 
     def to_host(self, x: Array) -> np.ndarray:
-        """Copy an array of this backend to a NumPy array."""
+        """Copy an array of this backend to a NumPy array (see :func:`anyml.backend.to_numpy`)."""
+        return self.array_to_numpy(x)
+
+    @staticmethod
+    def array_to_numpy(x: Array) -> np.ndarray:
+        """An array of this library, on any of its devices, as a NumPy array on the host."""
         raise NotImplementedError
 
     def index_add(self, target: Array, index: Array, source: Array) -> Array:
@@ -153,6 +158,11 @@ class Backend:
         ``device=``), so every public entry point of anyml runs inside this context. It does nothing
         on libraries whose every call names its device.
         """
+        return self.device_context(self.device)
+
+    @classmethod
+    def device_context(cls, device: Any) -> contextlib.AbstractContextManager[Any]:
+        """The context that makes ``device`` (a device of this library) the current one."""
         return contextlib.nullcontext()
 
     # --- shared API ----------------------------------------------------------------------

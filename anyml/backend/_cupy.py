@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,16 @@ from anyml._dist import install_hint
 from anyml.backend._base import GPU_CHUNK_BYTES, Backend, BackendUnavailableError
 from anyml.backend._random import CupyGenerator
 
-__all__ = ["CupyBackend", "cupy_usable"]
+__all__ = ["CupyBackend", "cupy_unusable_reason"]
 
 
 class CupyBackend(Backend):
-    """CuPy on a CUDA device."""
+    """CuPy on a CUDA device.
+
+    ``device`` is ``None`` or ``"cuda"`` (the current CUDA device), ``"cuda:<index>"``, an index, or a
+    ``cupy.cuda.Device``. CuPy allocates on its current device, so every public entry point of anyml
+    runs inside :meth:`activate`.
+    """
 
     name = "cupy"
     _install_hint = f"for CUDA 12: {install_hint('cupy')}; for CUDA 13: pip install cupy-cuda13x"
@@ -25,11 +31,12 @@ class CupyBackend(Backend):
             import array_api_compat.cupy as xpc
             import cupy
         except ImportError as exc:
-            msg = f"cupy backend: CuPy is not installed; {self._install_hint}"
+            msg = f"cupy backend: CuPy is not installed ({exc}); {self._install_hint}"
             raise BackendUnavailableError(msg) from exc
-        if not cupy_usable(cupy):
-            msg = ("cupy backend: CuPy is installed but finds no usable CUDA device "
-                   "(cupy.is_available() is False); use 'numpy' or 'auto' on this machine")
+        reason = cupy_unusable_reason(cupy)
+        if reason:
+            msg = (f"cupy backend: CuPy is installed but finds no usable CUDA device ({reason}); "
+                   f"use 'numpy' or 'auto' on this machine")
             raise BackendUnavailableError(msg)
         return cupy, xpc, cupy.ndarray
 
@@ -38,15 +45,34 @@ class CupyBackend(Backend):
         return GPU_CHUNK_BYTES
 
     def _resolve_device(self, device: Any) -> Any:
-        cupy = self.module
+        cuda = self.module.cuda
         if device is None:
-            return cupy.cuda.Device()
+            return cuda.Device()
+        if isinstance(device, cuda.Device):
+            return device
+        index = device
         if isinstance(device, str):
-            device = int(device.rsplit(":", 1)[-1]) if ":" in device else 0
-        return cupy.cuda.Device(device)
+            text = device.strip().lower()
+            if text == "cuda":
+                return cuda.Device()
+            head, _, tail = text.partition(":")
+            if head != "cuda" or not tail.isdigit():
+                msg = (f"cupy backend: device must be 'cuda' (the current device), 'cuda:<index>' or "
+                       f"an index, got {device!r}")
+                raise ValueError(msg)
+            index = int(tail)
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            msg = f"cupy backend: device must be 'cuda', 'cuda:<index>' or an index, got {device!r}"
+            raise ValueError(msg)
+        count = cuda.runtime.getDeviceCount()
+        if not 0 <= int(index) < count:
+            msg = f"cupy backend: no CUDA device {int(index)}; this machine has {count} (0 to {count - 1})"
+            raise ValueError(msg)
+        return cuda.Device(int(index))
 
-    def activate(self) -> Any:
-        return self.device
+    @classmethod
+    def device_context(cls, device: Any) -> Any:
+        return device if hasattr(device, "__enter__") else contextlib.nullcontext()
 
     def _same_device(self, x: Any) -> bool:
         return bool(x.device.id == self.device.id)
@@ -56,23 +82,37 @@ class CupyBackend(Backend):
         with self.device:
             return self.module.array(a, dtype=self._host_dtype(a, dtype))
 
-    def to_host(self, x: Any) -> np.ndarray:
+    @staticmethod
+    def array_to_numpy(x: Any) -> np.ndarray:
         return x.get()
 
     def synchronize(self) -> None:
         self.device.synchronize()
 
-    def index_add(self, target: Any, index: Any, source: Any) -> Any:
+    def _cupyx(self) -> Any:
         import cupyx
 
+        return cupyx
+
+    def index_add(self, target: Any, index: Any, source: Any) -> Any:
         with self.device:
-            cupyx.scatter_add(target, index, source)
+            self._cupyx().scatter_add(target, index, source)
         return target
 
 
-def cupy_usable(cupy: Any) -> bool:
-    """Whether CuPy finds a usable CUDA device (a broken CUDA install counts as none)."""
+def cupy_unusable_reason(cupy: Any) -> str:
+    """Why CuPy cannot use a CUDA device here, in CuPy's own words; ``""`` when it can."""
     try:
-        return bool(cupy.is_available())
-    except Exception:  # noqa: BLE001 - a broken CUDA install means "not usable"
-        return False
+        if cupy.is_available():
+            return ""
+    except Exception as exc:  # noqa: BLE001 - a broken CUDA install means "not usable"
+        return f"{type(exc).__name__}: {exc}"
+    try:  # is_available() hides the reason; asking for the device count raises it
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return f"cupy.is_available() is False with {count} device(s) visible"
+
+
+# CuPy's own kernels behind the pure functions (registered on CupyBackend when imported)
+from anyml.backend import _cupy_fast  # noqa: E402, F401

@@ -83,18 +83,26 @@ def replaceable(fn: F) -> F:
 
     The wrapper looks up :func:`fast_path` with ``fn.__name__`` and the first argument (an array);
     the native function gets the same arguments, and may return ``NotImplemented`` to hand the call
-    back to ``fn``. The pure function stays reachable as ``wrapper.pure``, for tests that compare.
+    back to ``fn``. Either runs in the device context of the first argument (a public entry point of
+    :mod:`anyml.functional`). The pure function stays reachable as ``wrapper.pure``, for tests that
+    compare.
     """
     name = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        native = fast_path(name, args[0]) if args else None
-        if native is not None:
-            out = native(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
-        return fn(*args, **kwargs)
+        if not args:
+            return fn(*args, **kwargs)
+        like = args[0]
+        cls = backend_class_of(like)
+        with contextlib.nullcontext() if cls is None else cls.device_context(
+                getattr(like, "device", None)):
+            native = cls.fast_paths.get(name) if cls is not None and _enabled.get() else None
+            if native is not None:
+                out = native(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+            return fn(*args, **kwargs)
 
     wrapper.pure = fn  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

@@ -71,7 +71,8 @@ class NumpyBackend(Backend):
         a = np.asarray(a)
         return np.array(a, dtype=self._host_dtype(a, dtype), copy=True)
 
-    def to_host(self, x: Any) -> np.ndarray:
+    @staticmethod
+    def array_to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
 
     def index_add(self, target: Any, index: Any, source: Any) -> Any:

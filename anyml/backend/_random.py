@@ -43,8 +43,9 @@ class RandomGenerator:
 
     def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0,
                 dtype: Any = None) -> Array:
-        """Samples from :math:`U[low, high)`."""
-        return self._out(self._gen.uniform(low, high, size=tuple(shape)), dtype)
+        """Samples from :math:`U[low, high)` (never ``high``, also after rounding to ``dtype``)."""
+        out = self._out(self._gen.uniform(low, high, size=tuple(shape)), dtype)
+        return _below(self._backend, out, low, high)
 
     def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0,
                dtype: Any = None) -> Array:
@@ -64,6 +65,18 @@ class RandomGenerator:
         return self._backend.from_host(self._gen.permutation(n))
 
 
+def _below(backend: Backend, out: Array, low: float, high: float) -> Array:
+    """``out`` with values rounded up to ``high`` moved to the largest value below it (one kernel,
+    no sync); draws from ``[0, 1)`` need none."""
+    if low == 0.0 and high == 1.0:
+        return out
+    xp = backend.xp
+    top = float(np.nextafter(np.asarray(high, dtype=backend.dtype_name if out.dtype == backend.dtype
+                                        else np.float64), -np.inf))
+    with backend.activate():
+        return xp.minimum(out, top) if high > low else out
+
+
 class TorchGenerator(RandomGenerator):
     """Draws on the tensor's own device with a seeded ``torch.Generator``."""
 
@@ -81,7 +94,7 @@ class TorchGenerator(RandomGenerator):
     def uniform(self, shape, low=0.0, high=1.0, dtype=None):
         torch = self._backend.module
         out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
-        return out.uniform_(low, high, generator=self._gen)
+        return _below(self._backend, out.uniform_(low, high, generator=self._gen), low, high)
 
     def normal(self, shape, mean=0.0, std=1.0, dtype=None):
         torch = self._backend.module
@@ -113,24 +126,30 @@ class CupyGenerator(RandomGenerator):
         with self._backend.device:
             self._gen = self._backend.module.random.RandomState(seed)
 
-    def _draw(self, method: str, *args: Any, dtype: Any = None, **kwargs: Any) -> Array:
-        with self._backend.device:
-            out = getattr(self._gen, method)(*args, **kwargs)
-            return out.astype(self._backend.dtype if dtype is None else dtype, copy=False)
+    def _dtype(self, dtype: Any) -> Any:
+        return self._backend.dtype if dtype is None else dtype
 
     def uniform(self, shape, low=0.0, high=1.0, dtype=None):
-        return self._draw("uniform", low, high, size=tuple(shape), dtype=dtype)
+        """Drawn in the target dtype (half the bandwidth of float64 for float32)."""
+        with self._backend.device:
+            if low == 0.0 and high == 1.0:
+                return self._gen.random_sample(size=tuple(shape), dtype=self._dtype(dtype))
+            out = self._gen.uniform(low, high, size=tuple(shape), dtype=self._dtype(dtype))
+        return _below(self._backend, out, low, high)
 
     def normal(self, shape, mean=0.0, std=1.0, dtype=None):
-        return self._draw("normal", mean, std, size=tuple(shape), dtype=dtype)
+        with self._backend.device:
+            return self._gen.normal(mean, std, size=tuple(shape), dtype=self._dtype(dtype))
 
     def bernoulli(self, shape, p, dtype=None):
         with self._backend.device:
-            out = self._gen.random_sample(size=tuple(shape)) < p
-            return out.astype(self._backend.dtype if dtype is None else dtype)
+            out = self._gen.random_sample(size=tuple(shape), dtype=self._dtype(dtype)) < p
+            return out.astype(self._dtype(dtype))
 
     def integers(self, low, high, shape):
-        return self._draw("randint", low, high, size=tuple(shape), dtype=self._backend.module.int64)
+        with self._backend.device:
+            return self._gen.randint(low, high, size=tuple(shape), dtype=self._backend.module.int64)
 
     def permutation(self, n):
-        return self._draw("permutation", n, dtype=self._backend.module.int64)
+        with self._backend.device:
+            return self._gen.permutation(n).astype(self._backend.module.int64, copy=False)

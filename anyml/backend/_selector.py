@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from anyml.backend._base import Backend, BackendUnavailableError
-from anyml.backend._cupy import CupyBackend, cupy_usable
+from anyml.backend._cupy import CupyBackend, cupy_unusable_reason
+from anyml.backend._emulated import EmulatedCudaBackend
 from anyml.backend._numpy import NumpyBackend
 from anyml.backend._strict import ArrayApiStrictBackend
 from anyml.backend._torch import TorchBackend
@@ -26,6 +27,7 @@ _CLASSES: dict[str, type[Backend]] = {
     "cupy": CupyBackend,
     "torch": TorchBackend,
     "array-api-strict": ArrayApiStrictBackend,
+    "gpulike": EmulatedCudaBackend,  # for tests: not listed in BACKEND_NAMES
 }
 
 #: The top-level module of each library's array class, for arrays made before any backend.
@@ -71,7 +73,7 @@ def _cuda_visible_to_cupy() -> bool:
         import cupy
     except ImportError:
         return False
-    return cupy_usable(cupy)
+    return not cupy_unusable_reason(cupy)
 
 
 def available_backends() -> dict[str, str]:

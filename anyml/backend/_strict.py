@@ -43,13 +43,9 @@ class ArrayApiStrictBackend(Backend):
         a = np.asarray(a, dtype=self._host_dtype(a, dtype), order="C")  # keeps 0-d arrays 0-d
         return self.xp.asarray(a, device=self.device, copy=True)
 
-    def to_host(self, x: Any) -> np.ndarray:
-        return strict_to_numpy(x)
+    @staticmethod
+    def array_to_numpy(x: Any) -> np.ndarray:
+        import array_api_strict as xps
 
-
-def strict_to_numpy(x: Any) -> np.ndarray:
-    """An array-api-strict array, on any of its devices, as a NumPy array."""
-    import array_api_strict as xps
-
-    cpu = xps.__array_namespace_info__().default_device()
-    return np.asarray(x.to_device(cpu) if x.device != cpu else x)
+        cpu = xps.__array_namespace_info__().default_device()
+        return np.asarray(x.to_device(cpu) if x.device != cpu else x)

@@ -48,9 +48,12 @@ class TorchBackend(Backend):
     def chunk_bytes(cls, device: Any) -> int | None:
         return GPU_CHUNK_BYTES if getattr(device, "type", "cpu") != "cpu" else super().chunk_bytes(device)
 
-    def activate(self) -> contextlib.AbstractContextManager[Any]:
-        if self.device.type == "cuda":
-            return self.module.cuda.device(self.device)
+    @classmethod
+    def device_context(cls, device: Any) -> contextlib.AbstractContextManager[Any]:
+        if getattr(device, "type", "cpu") == "cuda":
+            import torch
+
+            return torch.cuda.device(device)
         return contextlib.nullcontext()
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
@@ -59,7 +62,8 @@ class TorchBackend(Backend):
                                                 order="C"))
         return host.to(self.device)
 
-    def to_host(self, x: Any) -> np.ndarray:
+    @staticmethod
+    def array_to_numpy(x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
 
     def index_add(self, target: Any, index: Any, source: Any) -> Any:
@@ -68,3 +72,7 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             self.module.cuda.synchronize(self.device)
+
+
+# PyTorch's own kernels behind the pure functions (registered on TorchBackend when imported)
+from anyml.backend import _torch_fast  # noqa: E402, F401

@@ -17,8 +17,10 @@ with, in ``train.py``, :func:`init` before the model is built and a plain ``mode
   when their engine is chosen.
 - :func:`init`: the engine the launcher asked for; :func:`get_comm`, :func:`set_comm`,
   :func:`use_comm`: the current communicator.
-- :mod:`~anyml.distributed.training`: how ``fit`` splits each global batch and sums gradients;
-  :mod:`~anyml.distributed.noise`: per-example randomness; :func:`guarded`: failure handling.
+- :mod:`~anyml.distributed.training`: how ``fit`` splits each global batch and sums gradients
+  (:mod:`~anyml.distributed.buckets`); :mod:`~anyml.distributed.noise`: per-example randomness;
+  :mod:`~anyml.distributed.resume`: checkpoints that resume on any number of processes;
+  :func:`guarded`: failure handling.
 """
 
 from anyml.distributed.base import (

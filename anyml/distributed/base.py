@@ -12,9 +12,13 @@ Every rank must call the same collective operations in the same order; a rank th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+
+from anyml.backend import device_of
 
 __all__ = ["AbortedError", "Communicator", "DistributedError", "Handle", "LauncherMismatchError"]
 
@@ -74,6 +78,13 @@ class Communicator:
     size: int = 1
     local_rank: int = 0
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("allreduce_async", "broadcast"):  # CuPy works on the current device
+            method = cls.__dict__.get(name)
+            if method is not None:
+                setattr(cls, name, _on_arrays_device(method))
+
     # ------------------------------------------------------------------ arrays
     def allreduce(self, arrays: Sequence[Array]) -> list[Array]:
         """Sum each array over the ranks, in place; return the arrays."""
@@ -124,6 +135,17 @@ class Communicator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size}, local_rank={self.local_rank})"
+
+
+def _on_arrays_device(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a collective on the device of the arrays it is given."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, arrays: Sequence[Array], *args: Any, **kwargs: Any) -> Any:
+        with device_of(arrays[0]) if len(arrays) else contextlib.nullcontext():
+            return method(self, arrays, *args, **kwargs)
+
+    return wrapper
 
 
 def _encode(obj: Any) -> bytes:

@@ -13,6 +13,7 @@ of the buffer (no copy back where the library has views).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -89,8 +90,7 @@ class GradientReducer:
                     self._ready_at.setdefault(i, []).append(p)
         self._pending: list[tuple[Handle, _Bucket, Array | None]] = []
         self._bucket = _Bucket()
-        #: Seconds spent waiting for reductions in :meth:`finish` (for benchmarks).
-        self.wait_seconds = 0.0
+        self._device = (layers[0].backend.activate if layers else contextlib.nullcontext)
 
     def begin(self) -> None:
         self._pending.clear()
@@ -112,6 +112,10 @@ class GradientReducer:
             self._launch()
 
     def _launch(self) -> None:
+        with self._device():  # the bucket's concatenation runs on the layers' device
+            self._launch_bucket()
+
+    def _launch_bucket(self) -> None:
         bucket, self._bucket = self._bucket, _Bucket()
         if not bucket.entries:
             return
@@ -126,10 +130,11 @@ class GradientReducer:
 
     def finish(self) -> None:
         """Start the last bucket and wait for all; the layers then hold the summed gradients."""
-        import time
-
         self._launch()
-        t0 = time.perf_counter()
+        with self._device():
+            self._finish()
+
+    def _finish(self) -> None:
         for handle, bucket, flat in self._pending:
             reduced = handle.wait()
             if flat is None:
@@ -142,7 +147,6 @@ class GradientReducer:
                 n = math.prod(shape)
                 layer.gradients[name] = layer.xp.reshape(flat[offset:offset + n], shape)
                 offset += n
-        self.wait_seconds += time.perf_counter() - t0
         self._pending.clear()
 
 

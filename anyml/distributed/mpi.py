@@ -92,7 +92,7 @@ class MPICommunicator(Communicator):
         requests, writebacks = [], []
         for a in arrays:
             if self._device_direct(a):
-                _sync_cupy(a)
+                _sync_cupy()
                 requests.append(self.comm.Iallreduce(MPI.IN_PLACE, a, op=MPI.SUM))
                 continue
             buf = host_view(a)
@@ -112,7 +112,7 @@ class MPICommunicator(Communicator):
         arrays = list(arrays)
         for a in arrays:
             if self._device_direct(a):
-                _sync_cupy(a)
+                _sync_cupy()
                 self.comm.Bcast(a, root=root)
                 continue
             buf = host_view(a)
@@ -158,9 +158,8 @@ class MPICommunicator(Communicator):
         raise SystemExit(code)  # not reached: MPI_Abort ends the process
 
 
-def _sync_cupy(a: Array) -> None:
+def _sync_cupy() -> None:
     """MPI reads device memory outside CuPy's stream: finish the queued work first."""
     import cupy
 
     cupy.cuda.get_current_stream().synchronize()
-    del a

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from anyml._random import RandomGenerator
-    from anyml.backend import Backend
+    from anyml.backend import Backend, RandomGenerator
 
 __all__ = ["ExampleSplit", "draw", "example_split"]
 

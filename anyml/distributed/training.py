@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,13 +67,16 @@ class DataParallel:
         self.reducer = GradientReducer(model.layers, comm, bucket_bytes)
         self._prepared = False
         self._rank_rng: Any = None
-        #: Seconds spent in collective operations on the gradients (for benchmarks).
-        self.comm_seconds = 0.0
 
     # ------------------------------------------------------------------ set-up
-    def _sync_random_state(self) -> None:
+    def sync_random_state(self) -> None:
         """Make the shared generators equal on every rank (they are when every rank was given the
-        same seed; with no seed, rank 0's state is broadcast and the device generator reseeded)."""
+        same seed; with no seed, rank 0's state is broadcast and the device generator reseeded).
+
+        Called before the first epoch's order is drawn; once per :class:`DataParallel`.
+        """
+        if not self.distributed or self._rank_rng is not None:
+            return
         backend, comm = self.model.backend, self.comm
         state = backend.host_rng.bit_generator.state
         states = comm.allgather_object(_jsonable(state))
@@ -129,7 +131,7 @@ class DataParallel:
         """
         model = self.model
         if self.distributed and not self._prepared:
-            self._sync_random_state()
+            self.sync_random_state()
             self._build_and_broadcast(data, int(order[start]) if order is not None else start)
             self._prepared = True
         lo, hi = shard(stop - start, self.comm.rank, self.comm.size, start)
@@ -164,9 +166,7 @@ class DataParallel:
             if reduce:
                 self.reducer.layer_done(i)
         if reduce:
-            t0 = time.perf_counter()
             self.reducer.finish()
-            self.comm_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ totals
     def global_loss(self, loss_sum: Array, window: int) -> float:

@@ -73,7 +73,7 @@ def _both(x: Array, xp: Any | None) -> tuple[Array, Array, Array, Any]:
     # Each branch sees only inputs it handles well; the other entries get a harmless stand-in, so
     # neither branch can overflow whatever x holds.
     xs = xp.where(small, x, xp.zeros_like(x))
-    xl = xp.clip(xp.where(small, xp.full_like(x, _SPLIT), ax), max=_CLAMP)
+    xl = xp.minimum(xp.where(small, xp.full_like(x, _SPLIT), ax), _CLAMP)  # no clip: it syncs on CuPy
     series = _erf_series(xs, xp, prec)
     tail = _erfc_fraction(xl, xp, prec)
     return small, series, tail, xp

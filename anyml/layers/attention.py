@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from anyml._validate import real
@@ -99,6 +100,11 @@ class DotProductAttention(LayerBase):
         if not (q[:-2] == k[:-2] == v[:-2]) or q[-1] != k[-1] or k[-2] != v[-2]:
             msg = ("DotProductAttention: expected Q (*, n_q, d_k), K (*, n_kv, d_k) and "
                    f"V (*, n_kv, d_v) with matching axes, got Q {q}, K {k}, V {v}")
+            raise ValueError(msg)
+        if q[-1] == 0 or (len(k) >= 3 and k[-2] == 0 and math.prod(q[:-1]) > 0):
+            what = "d_k = 0 (the scores would be 0 / 0)" if q[-1] == 0 else \
+                "no keys (n_kv = 0: a softmax over nothing)"
+            msg = f"DotProductAttention: got Q {q}, K {k}, V {v} with {what}; attention needs at least one"
             raise ValueError(msg)
 
     @property

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from anyml._finite import FiniteWatch
 from anyml._validate import is_integer
 from anyml.activations import get_activation
-from anyml.backend import Backend, resolve_backend, to_numpy
+from anyml.backend import Backend, activated, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
 
 __all__ = ["LayerBase", "accepts_gradient_list"]
@@ -50,6 +51,19 @@ def parameters_deferred() -> bool:
     """Whether layers built now should leave their parameters to ``set_params`` (see
     :func:`deferred_parameters`)."""
     return _defer_params.get()
+
+#: The public methods that compute on the layer's device; each runs inside ``backend.activate()``.
+DEVICE_METHODS = ("forward", "backward", "update", "flush_gradients", "set_params", "reconstruct",
+                  "free_energy", "CD_update", "evolve_connections", "reset_running_stats", "lookup",
+                  "reset_state")
+
+
+def activate_device_methods(cls: type) -> None:
+    """Make the :data:`DEVICE_METHODS` that ``cls`` defines run on its backend's device."""
+    for name in DEVICE_METHODS:
+        method = cls.__dict__.get(name)
+        if method is not None and not getattr(method, "__anyml_activated__", False):
+            setattr(cls, name, activated(method))
 
 
 class LayerBase:
@@ -104,6 +118,7 @@ class LayerBase:
         method = cls.__dict__.get("backward")
         if method is not None:
             cls.backward = accepts_gradient_list(method)  # type: ignore[method-assign]
+        activate_device_methods(cls)
 
     def __init__(self, optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
         self.backend = resolve_backend(backend)
@@ -200,13 +215,17 @@ class LayerBase:
         cur_loss : float, optional
             The current loss, for schedulers that use it (``KingScheduler``).
         check_finite : bool
-            Check the updated parameters for NaN and infinity (one device synchronization). A model
-            container passes ``False`` and checks all its layers with a single synchronization.
+            Watch the updated parameters for NaN and infinity. The check is a flag kept on the
+            device; the host reads it (one synchronization) at the first update and every
+            :data:`anyml._finite.CHECK_EVERY` updates, and then reports the update at which the
+            values first went bad. A model container passes ``False`` and watches all its layers
+            together.
 
         Raises
         ------
         FloatingPointError
-            If a parameter holds NaN or infinity after the update (the message names it).
+            If a parameter held NaN or infinity after an update (the message names it and the
+            update).
         """
         updated = self.trainable and bool(self.gradients)
         if updated:
@@ -215,7 +234,12 @@ class LayerBase:
             self.optimizer.step()
         self.flush_gradients()
         if updated and check_finite:
-            self._raise_if_not_finite()
+            watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
+            watch.record(self._finite_flag(), self.xp)
+            if watch.due():
+                step = watch.first_bad_step()
+                if step is not None:
+                    self._raise_if_not_finite(step)
 
     def _finite_flag(self) -> Array | None:
         """A 0-d boolean array on the device: are all trainable parameters finite? ``None`` when the
@@ -229,13 +253,14 @@ class LayerBase:
             flag = finite if flag is None else flag & finite
         return flag
 
-    def _raise_if_not_finite(self) -> None:
+    def _raise_if_not_finite(self, step: int | None = None) -> None:
         flag = self._finite_flag()
         if flag is None or bool(flag):
             return
         xp = self.xp
         bad = [name for name in self.gradients if not bool(xp.all(xp.isfinite(self.parameters[name])))]
-        msg = (f"{type(self).__name__}: parameter(s) {bad} hold NaN or inf after the update; lower "
+        when = "after the update" if step is None else f"since update {step}"
+        msg = (f"{type(self).__name__}: parameter(s) {bad} hold NaN or inf {when}; lower "
                f"the learning rate, clip the gradients (clip_norm=...) or check the loss")
         raise FloatingPointError(msg)
 
@@ -530,9 +555,10 @@ class LayerBase:
     def _new_param(self, name: str, host_value: Any) -> None:
         """Store a host array (or an array of this backend) as a parameter (backend dtype and device)
         with a zero gradient."""
-        self.parameters[name] = self.backend.asarray(host_value)
-        if name in self._trainable_names:
-            self.gradients[name] = self.xp.zeros_like(self.parameters[name])
+        with self.backend.activate():
+            self.parameters[name] = self.backend.asarray(host_value)
+            if name in self._trainable_names:
+                self.gradients[name] = self.xp.zeros_like(self.parameters[name])
 
     def _accumulate(self, retain_grads: bool, **grads: Array) -> None:
         """Add parameter gradients into :attr:`gradients` (skipped when frozen or not retained)."""
@@ -570,6 +596,11 @@ class LayerBase:
         self.backend.check_array(X, owner, name)
         if ndim is not None and X.ndim != ndim:
             msg = f"{owner}: expected {name} of shape {shape or f'with {ndim} axes'}, got {tuple(X.shape)}"
+            raise ValueError(msg)
+        if self._trainable_names and any(int(d) == 0 for d in X.shape[1:]):
+            msg = (f"{owner}: {name} of shape {tuple(X.shape)} has an empty axis; only the batch "
+                   f"axis (the first) may be empty: the parameters need at least one value along "
+                   f"the others")
             raise ValueError(msg)
         if floating and X.dtype != self.backend.dtype:
             want = self.backend.dtype_name
@@ -691,3 +722,6 @@ def _backward_each(owner: Any, backward: Callable[..., Any], grads: list[Any], a
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape without its singleton axes: two layouts match when these agree."""
     return tuple(int(dim) for dim in shape if dim != 1)
+
+
+activate_device_methods(LayerBase)

@@ -31,6 +31,14 @@ __all__ = ["Conv1D", "Conv2D", "Deconv2D"]
 Array = Any
 
 
+def _looks_channels_first(shape: tuple[int, ...], in_ch: int | None) -> bool:
+    """Whether an input that does not fit looks like ``(n_ex, channels, *spatial)``: its second axis
+    is the known channel count, or a small one (up to 4, as RGB and RGBA) before a larger last axis."""
+    if in_ch is not None:
+        return shape[1] == in_ch and shape[-1] != in_ch
+    return shape[1] <= 4 < shape[-1]
+
+
 class _ConvLayer(PooledWorkspaces):
     """What the convolutional layers share: validation, lazy weights, the act_fn wrap, backward.
 
@@ -41,6 +49,8 @@ class _ConvLayer(PooledWorkspaces):
     _trainable_names = ("W", "b")
     _rank = 4
     _x_shape = "(n_ex, in_rows, in_cols, in_ch)"
+    #: Whether an unpadded input must be at least as large as the kernel (not for Deconv2D).
+    _kernel_within_input = True
 
     def __init__(self, out_ch: int, act_fn: Any, init: Any, optimizer: Any,
                  backend: str | Backend | None) -> None:
@@ -94,9 +104,20 @@ class _ConvLayer(PooledWorkspaces):
         """Check ``X`` (backend, dtype, rank, channels) and create the weights at the first call."""
         self._check_input(X, ndim=self._rank, shape=self._x_shape)
         in_ch = int(X.shape[-1])
-        if self.in_ch is not None and in_ch != self.in_ch:
-            shape = self._x_shape.replace("in_ch", str(self.in_ch))
-            msg = f"{self._name}: expected X of shape {shape}, got {tuple(X.shape)}"
+        shape = tuple(int(d) for d in X.shape)
+        mismatch = self.in_ch is not None and in_ch != self.in_ch
+        too_small = (self._kernel_within_input and self.in_ch is None
+                     and getattr(self, "pad", 0) in (0, "valid", (0, 0), (0, 0, 0, 0))
+                     and any(n < k for n, k in zip(shape[1:-1], self._kernel_dims(), strict=True)))
+        if (mismatch or too_small) and _looks_channels_first(shape, self.in_ch):
+            order = (0, *range(2, len(shape)), 1)
+            msg = (f"{self._name}: X of shape {shape} looks channels-first; anyml is channels-last: "
+                   f"expected {self._x_shape}. Move the channel axis last with "
+                   f"xp.permute_dims(X, {order})")
+            raise ValueError(msg)
+        if mismatch:
+            want = self._x_shape.replace("in_ch", str(self.in_ch))
+            msg = f"{self._name}: expected X of shape {want}, got {shape}"
             raise ValueError(msg)
         if not self.is_initialized:
             self._init_params(in_ch)
@@ -399,6 +420,8 @@ class Deconv2D(_ConvLayer):
     >>> layer.forward(be.rng.normal((2, 5, 5, 3))).shape
     (2, 9, 9, 4)
     """
+
+    _kernel_within_input = False
 
     def __init__(self, out_ch: int, kernel_shape: Any, pad: Any = 0, stride: Any = 1,
                  act_fn: Any = None, optimizer: Any = None, init: Any = "glorot_uniform", *,

@@ -123,7 +123,7 @@ class RBM(LayerBase):
         # of a (256, 784) x (784, 256) product; both agree to within an ulp or two.
         xp = self.xp
         neg = -b - xp.matmul(A, M)  # -(AM + b) in one pass
-        e = xp.exp(xp.clip(neg, max=_exp_cap(xp, neg.dtype)))
+        e = xp.exp(xp.minimum(neg, _exp_cap(xp, neg.dtype)))  # no clip: it syncs on CuPy
         e += 1.0
         return 1.0 / e
 

@@ -63,11 +63,16 @@ class Softmax(LayerBase):
         if not -X.ndim <= self.dim < X.ndim:
             msg = f"Softmax: dim={self.dim} is out of range for X of shape {tuple(X.shape)}"
             raise ValueError(msg)
-        Y, cache = softmax_forward(X, axis=self.dim, xp=self.xp)
+        if int(X.shape[self.dim]) == 0:  # a softmax over no values: an empty result
+            Y, cache = self.xp.zeros_like(X), None
+        else:
+            Y, cache = softmax_forward(X, axis=self.dim, xp=self.xp)
         self._push(retain_derived, X=X, _softmax=cache, _shape=tuple(Y.shape))
         return Y
 
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Return :math:`\\partial L / \\partial X`."""
         cache = self._pop(dLdy)
+        if cache["_softmax"] is None:  # the empty softmax of forward
+            return self.xp.zeros_like(dLdy)
         return softmax_backward(dLdy, cache["_softmax"], xp=self.xp)

@@ -112,6 +112,7 @@ def test_the_chunk_budget_comes_from_the_backend(backend):
     assert chunk_bytes(x) is None or chunk_bytes(x) > 0
 
 
+@pytest.mark.usefixtures("pure_paths")
 def test_conv_chunks_follow_the_budget(backend64, monkeypatch):
     """With a budget of one example's columns the batch runs in one chunk per example, with the
     same result as one chunk."""
@@ -131,3 +132,11 @@ def test_conv_chunks_follow_the_budget(backend64, monkeypatch):
     chunked, _ = conv.conv2d_forward(X, W, pad=1)
     assert seen == [4]
     np.testing.assert_allclose(anyml.to_numpy(chunked), anyml.to_numpy(whole), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.0, 1.0), (1.0, 1.0 + 2**-20), (-3.0, 5.0)])
+def test_uniform_never_returns_high(backend, low, high):
+    """Near ``high`` a float32 draw rounds up to it unless the generator moves it below."""
+    x = anyml.to_numpy(backend.rng.uniform((20000,), low, high))
+    assert x.dtype == np.dtype(backend.dtype_name)
+    assert (x < np.asarray(high, dtype=x.dtype)).all() and (x >= np.asarray(low, dtype=x.dtype)).all()

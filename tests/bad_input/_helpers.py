@@ -44,16 +44,22 @@ def refused(owner: str | tuple[str, ...], fn: Callable[..., Any], *args: Any,
     try:
         fn(*args, **kwargs)
     except types as exc:
-        text = str(exc)
-        owners = (owner,) if isinstance(owner, str) else owner
-        assert any(o in text for o in owners), f"the message does not name {owner!r}: {text!r}"
-        for phrase in LIBRARY_PHRASES:
-            assert phrase not in text, f"a library's own message leaked: {text!r}"
-        if match is not None:
-            assert re.search(match, text), f"{match!r} not in {text!r}"
-        return exc
+        return clear(owner, exc, match)
     except BaseException as exc:  # noqa: BLE001 - report what leaked
         pytest.fail(f"expected {' or '.join(t.__name__ for t in types)} naming {owner!r}, got "
                     f"{type(exc).__name__}: {exc}")
     pytest.fail(f"expected {' or '.join(t.__name__ for t in types)} naming {owner!r}, but nothing "
                 f"was raised")
+
+
+def clear(owner: str | tuple[str, ...], exc: BaseException, match: str | None = None) -> BaseException:
+    """Assert that the message of ``exc`` names ``owner`` (or one of the names), holds no library
+    message and matches ``match``; return ``exc``."""
+    text = str(exc)
+    owners = (owner,) if isinstance(owner, str) else owner
+    assert any(o in text for o in owners), f"the message does not name {owner!r}: {text!r}"
+    for phrase in LIBRARY_PHRASES:
+        assert phrase not in text, f"a library's own message leaked: {text!r}"
+    if match is not None:
+        assert re.search(match, text), f"{match!r} not in {text!r}"
+    return exc

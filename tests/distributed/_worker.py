@@ -1,5 +1,5 @@
 """A training script run by the real-process tests, unchanged under ``python``, ``mpiexec`` and
-``torchrun``: ``python _worker.py OUT.npz [--fail-rank R] [--engine E]``.
+``torchrun``: ``python _worker.py OUT.npz [--fail-rank R] [--engine E] [--backend B] [--device D]``.
 
 Rank 0 writes the trained parameters and the history to ``OUT.npz``; with ``--fail-rank R`` rank
 ``R`` raises in the middle of training.
@@ -26,9 +26,11 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--fail-rank", type=int, default=-1)
     parser.add_argument("--engine", default="auto")
+    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--device", default=None)
     args = parser.parse_args()
     comm = distributed.init(args.engine)
-    be = anyml.make_backend("numpy", dtype="float64", seed=3)
+    be = anyml.make_backend(args.backend, device=args.device, dtype="float64", seed=3)
     model = conv(be, "CrossEntropy(reduction='mean')")
     X, y = data("image", 27)
     if comm.rank == args.fail_rank:

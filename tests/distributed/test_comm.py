@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -191,3 +192,17 @@ def test_engines_are_imported_only_when_chosen():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT, env={**os.environ, "ANYML_BACKEND": "numpy"})
     assert out.stdout.strip() == "[]"
+
+
+def test_cuda_device_follows_the_local_rank(monkeypatch):
+    used = []
+    fake_cupy = SimpleNamespace(cuda=SimpleNamespace(
+        runtime=SimpleNamespace(getDeviceCount=lambda: 4),
+        Device=lambda i: SimpleNamespace(use=lambda: used.append(("cupy", i)))))
+    fake_torch = SimpleNamespace(cuda=SimpleNamespace(
+        is_available=lambda: True, device_count=lambda: 3,
+        set_device=lambda i: used.append(("torch", i))))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    assert launch_mod.select_cuda_device(5) == 2  # torch: 5 % 3
+    assert used == [("cupy", 1), ("torch", 2)]  # cupy: 5 % 4

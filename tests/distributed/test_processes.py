@@ -111,3 +111,44 @@ def test_mpi_collectives_on_every_cpu_backend():
                           text=True, timeout=240, cwd=ROOT, env=_env(), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(done.stdout.split("\n"))[-2:] == ["OK 0 mpi 2", "OK 1 mpi 2"]
+
+
+# --------------------------------------------------------------------------- CUDA (a GPU machine)
+def _needs_cuda(library: str) -> None:
+    import anyml
+
+    try:
+        anyml.make_backend(library, device="cuda" if library == "torch" else None)
+    except (anyml.BackendUnavailableError, ValueError) as exc:
+        if os.environ.get("ANYML_REQUIRE_GPU", "") == "1":
+            pytest.fail(f"ANYML_REQUIRE_GPU=1 but {library} has no CUDA device: {exc}")
+        pytest.skip(f"no CUDA device for {library}: {exc}")
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize(("library", "launcher", "procs", "engine"), [
+    ("cupy", "mpi", 2, "mpi"),        # CuPy arrays through MPI (CUDA-aware, else staged on the host)
+    ("cupy", "mpi", 1, "nccl"),       # NCCL through CuPy, bootstrapped over MPI (one GPU: one rank)
+    ("torch", "torchrun", 2, "torch"),  # CUDA tensors over gloo (staged)
+])
+def test_cuda_runs_equal_one_process(library, launcher, procs, engine, tmp_path):
+    _needs_cuda(library)
+    extra = ["--backend", library, "--engine", engine]
+    if library == "torch":
+        extra += ["--device", "cuda"]
+    ref = _run([sys.executable], tmp_path / "one.npz", *extra[:2], *extra[4:])
+    assert ref.returncode == 0, ref.stderr
+    cmd = LAUNCHERS[launcher]()
+    cmd = [c if c != "2" else str(procs) for c in cmd]
+    cmd = [c if c != "--nproc-per-node=2" else f"--nproc-per-node={procs}" for c in cmd]
+    done = _run(cmd, tmp_path / "many.npz", *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    want, got = _load(tmp_path / "one.npz"), _load(tmp_path / "many.npz")
+    assert int(got["size"]) == procs and str(got["engine"]) == engine
+    for k in (k for k in want if k.startswith("p")):
+        scale = float(np.max(np.abs(want[k])))
+        assert float(np.max(np.abs(got[k] - want[k]))) <= 1e-10 * scale, k

@@ -44,9 +44,10 @@ def test_dense_equals_one_process(make_backend_for, size, reduction):
 
 @pytest.mark.parametrize("size", RANKS)
 def test_synced_batchnorm_conv_with_empty_shares(make_backend_for, size):
-    # 25 examples in batches of 8: the last batch has 1 example, so all ranks but one hold none
+    # 26 examples in batches of 8: the last batch has 2 examples, so on 3 and 4 ranks some ranks
+    # hold none (a last batch of 1 would join the batch before it)
     train = _fit(make_backend_for, lambda be: conv(be, "CrossEntropy(reduction='mean')"),
-                 "image", 25, epochs=2, batch_size=8)
+                 "image", 26, epochs=2, batch_size=8)
     (want, _), = run(1, train)
     for got, _ in run(size, train):
         assert_same_run(got, want)
@@ -141,20 +142,35 @@ def test_per_rank_dropout_differs_but_parameters_agree(make_backend_for):
     del masks
 
 
-def test_unseeded_ranks_start_from_rank0(make_backend_for):
-    # no seed: every rank draws different initial weights and epoch orders; fit broadcasts rank 0's
+def test_unseeded_ranks_start_from_rank0(make_backend_for, monkeypatch):
+    # no seed: every rank draws different initial weights and epoch orders; fit makes them rank 0's
+    import threading
+
+    from anyml._training import Data
+
     X, y = data("class", 12)
     make_backend_for()
+    orders: dict[int, list[list[int]]] = {}
+    batch = Data.batch
+
+    def recorded(self, order, start, size):  # note each epoch's order, per rank (thread)
+        seen = orders.setdefault(threading.get_ident(), [])
+        if order is not None and (not seen or seen[-1] != order.tolist()):
+            seen.append(order.tolist())
+        return batch(self, order, start, size)
+
+    monkeypatch.setattr(Data, "batch", recorded)
 
     def train(comm):
-        be = make_backend_for(seed=None)
-        model = dense(be)
+        model = dense(make_backend_for(seed=None))
         model.fit(X, y, epochs=2, batch_size=4, verbose=False, comm=comm)
-        return params(model)
+        return params(model), orders[threading.get_ident()]
 
     results = run(3, train)
-    for other in results[1:]:
-        for a, b in zip(other, results[0], strict=True):
+    assert len(results[0][1]) == 2
+    for other, epoch_orders in results[1:]:
+        assert epoch_orders == results[0][1]  # the first epoch's order too
+        for a, b in zip(other, results[0][0], strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -240,6 +240,7 @@ def _torch_conv2d(torch, X, W, b, pads, stride, dilation, G):
 @pytest.mark.parametrize("chunks", ["one", "uneven", "per-example"])
 @pytest.mark.parametrize(("kernel", "pads", "stride", "dilation", "x_shape", "out_ch"),
                          list(PATH_CASES.values()), ids=list(PATH_CASES))
+@pytest.mark.usefixtures("pure_paths")
 def test_conv2d_paths_match_torch(backend, monkeypatch, flat, chunks, kernel, pads, stride, dilation,
                                   x_shape, out_ch):
     """Strided and flat gathers, one chunk or several (the last one smaller), and a workspace reused

@@ -215,3 +215,35 @@ def test_gradient_by_keyword_in_either_spelling(backend, layer, shape):
         Y = lay.forward(X)
         dX = lay.backward(**{name: Y})
         assert (len(dX) == 2) if shape is None else tuple(dX.shape) == shape
+
+
+def test_list_form_through_a_stack_as_numpy_ml_wgan_gp_calls_it(backend64):
+    """numpy-ml's WGAN-GP scores real, fake and interpolated batches with one critic, then calls
+    ``backward([dY_real, dY_fake, 0])`` on each layer, last to first: the lists pass through the
+    stack and the gradients are those of the two scored batches."""
+    def critic(be):
+        return [L.FullyConnected(4, act_fn="ReLU", backend=be), L.FullyConnected(1, backend=be)]
+
+    rng = np.random.default_rng(7)
+    batches = [backend64.asarray(rng.standard_normal((3, 2))) for _ in range(3)]
+    dYs = [backend64.asarray(rng.standard_normal((3, 1))) for _ in range(2)]
+    layers = critic(anyml.make_backend(backend64.name, device=backend64.device, dtype="float64",
+                                       seed=1))
+    for X in batches:
+        for layer in layers:
+            X = layer.forward(X)
+    grads = [dYs[0], dYs[1], 0]
+    for layer in reversed(layers):
+        grads = layer.backward(grads)
+    assert len(grads) == 3 and not np.any(anyml.to_numpy(grads[2]))
+
+    reference = critic(anyml.make_backend(backend64.name, device=backend64.device, dtype="float64",
+                                          seed=1))
+    for X, dY in zip(batches[:2], dYs, strict=True):
+        for layer in reference:
+            X = layer.forward(X)
+        for layer in reversed(reference):
+            dY = layer.backward(dY)
+    for ours, ref in zip(layers, reference, strict=True):
+        for name, value in ref.gradients.items():
+            assert_close(ours.gradients[name], value, backend=backend64, err_msg=name)

@@ -1,0 +1,43 @@
+"""Watching parameters for NaN and infinity without a host sync per step.
+
+Each update folds a 0-d device flag (all parameters finite?) into the device-side number of the
+first step at which it was false; the host reads that number (one sync) only every
+:data:`CHECK_EVERY` updates, at the first update, or when asked, and then reports the exact step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CHECK_EVERY", "FiniteWatch"]
+
+#: Updates between two reads of the flag by the host.
+CHECK_EVERY = 50
+_NEVER = 2**62
+
+
+class FiniteWatch:
+    """The first update step whose parameters were not all finite, kept on the device."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self._first_bad: Any = None
+
+    def record(self, ok: Any, xp: Any) -> None:
+        """Fold the 0-d boolean ``ok`` of this update in (two kernels, no sync)."""
+        self.steps += 1
+        never = xp.asarray(_NEVER, device=ok.device)  # arrays: array-api-strict refuses two scalars
+        bad_now = xp.where(ok, never, xp.asarray(self.steps, device=ok.device))
+        self._first_bad = bad_now if self._first_bad is None else xp.minimum(self._first_bad, bad_now)
+
+    def due(self) -> bool:
+        """Whether this update is one at which the host reads the flag."""
+        return self.steps == 1 or self.steps % CHECK_EVERY == 0
+
+    def first_bad_step(self) -> int | None:
+        """The step at which a parameter first held NaN or inf (one sync), or ``None``."""
+        if self._first_bad is None:
+            return None
+        step = int(self._first_bad)
+        self._first_bad = None  # reported once; later steps start afresh
+        return None if step >= _NEVER else step

@@ -1,0 +1,304 @@
+"""PyTorch's own kernels behind anyml's pure functions, for arrays of the torch backend.
+
+Each function here is registered on :class:`~anyml.backend._torch.TorchBackend` under the name of the
+pure function of :mod:`anyml.functional` it replaces (see "Native fast paths" in
+:mod:`anyml.backend`). It validates and resolves its arguments with the pure module's own helpers, so
+that bad input raises the same error, and then runs the operation in PyTorch: convolutions,
+transposed convolutions and pooling on channels-last tensors (anyml's ``(n, rows, cols, ch)`` arrays
+are exactly PyTorch's channels-last memory format once their axes are permuted, so no copy is made),
+batch and layer normalization through ``F.batch_norm`` / ``F.layer_norm``, and the softmax's
+vector-Jacobian product through PyTorch's softmax backward kernel.
+
+A forward pass records its PyTorch autograd graph in a :class:`TorchGraph` cache, and the matching
+backward pass asks autograd for the gradients (one ``torch.autograd.grad`` call, which runs PyTorch's
+fused backward kernels). A backward given a cache that is not a :class:`TorchGraph` (a forward that
+took the pure path) hands the call back with ``NotImplemented``, and so does a forward whose
+arguments PyTorch does not cover the way anyml defines them (for example synchronized batch
+normalization). The results equal the pure path's up to rounding; ``tests/backend`` checks each one
+against the pure function on the torch backend, values and gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from anyml.backend._torch import TorchBackend
+
+__all__ = ["TorchGraph", "TorchNormCache"]
+
+Array = Any
+register = TorchBackend.register_fast_path
+
+
+class TorchGraph(NamedTuple):
+    """The cache of a native forward pass: its output inside PyTorch's autograd graph and the leaves
+    (the inputs, detached and marked as requiring gradients) the backward pass differentiates."""
+
+    out: Any
+    leaves: tuple[Any, ...]
+
+
+class TorchNormCache(NamedTuple):
+    """The cache of a native batch normalization: the statistics used (as the pure ``NormCache``
+    has them, for the running averages) and the autograd graph."""
+
+    mean: Any
+    var: Any
+    graph: TorchGraph
+    batch_stats: bool
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _usable(*arrays: Any) -> bool:
+    """Whether autograd can record on these tensors (not in inference mode, floating point)."""
+    torch = _torch()
+    if torch.is_inference_mode_enabled():
+        return False
+    return all(a is None or (a.is_floating_point() and not a.is_inference()) for a in arrays)
+
+
+def _record(fn: Any, *inputs: Any) -> tuple[Any, TorchGraph]:
+    """Run ``fn`` on detached copies of ``inputs`` with autograd on (``None`` inputs are left out:
+    they come last)."""
+    torch = _torch()
+    leaves = tuple(a.detach().requires_grad_(True) for a in inputs if a is not None)
+    with torch.enable_grad():
+        out = fn(*leaves)
+    return out.detach(), TorchGraph(out, leaves)
+
+
+def _gradients(graph: TorchGraph, dout: Any) -> tuple[Any, ...]:
+    """The gradients of ``graph.out`` with upstream ``dout`` wrt. every leaf, in order."""
+    torch = _torch()
+    with torch.enable_grad():
+        # the graph is kept: a second backward from the same cache works, as on the pure path
+        return torch.autograd.grad(graph.out, graph.leaves, dout, retain_graph=True)
+
+
+def _nchw(x: Any) -> Any:
+    """A channels-last ``(n, rows, cols, ch)`` tensor as PyTorch's NCHW view (channels-last memory)."""
+    return x.permute(0, 3, 1, 2)
+
+
+def _nhwc(z: Any) -> Any:
+    """The inverse of :func:`_nchw`, contiguous."""
+    return z.permute(0, 2, 3, 1).contiguous()
+
+
+def _padding(x: Any, pads: tuple[int, int, int, int], value: float = 0.0) -> tuple[Any, Any]:
+    """``(x, padding)`` for a PyTorch call: a symmetric padding is passed on, an asymmetric one (or a
+    non-zero fill) is applied with ``F.pad``."""
+    top, bottom, left, right = pads
+    if top == bottom and left == right and value == 0.0:
+        return x, (top, left)
+    F = _torch().nn.functional
+    return F.pad(x, (left, right, top, bottom), value=value), 0
+
+
+# ------------------------------------------------------------------------------ convolutions
+@register("conv2d_forward")
+def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
+                   dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
+                   workspace: dict | None = None) -> Any:
+    """``F.conv2d`` on the channels-last view (see :func:`anyml.functional.conv.conv2d_forward`)."""
+    from anyml.functional import conv
+
+    if not _usable(X, W, b):
+        return NotImplemented
+    conv._check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
+    conv._check_w(X, W, b, "conv2d")
+    kernel = (int(W.shape[0]), int(W.shape[1]))
+    in_shape = (int(X.shape[1]), int(X.shape[2]))
+    strides, pads, _ = conv.memo(conv._conv2d_geometry, pad, stride, in_shape, kernel, dilation)
+    F = _torch().nn.functional
+
+    def fn(x: Any, w: Any, *bias: Any) -> Any:
+        x, padding = _padding(_nchw(x), pads)
+        w = w.permute(3, 2, 0, 1).contiguous()
+        z = F.conv2d(x, w, bias[0].reshape(-1) if bias else None, stride=strides, padding=padding,
+                     dilation=dilation + 1)
+        return _nhwc(z)
+
+    return _record(fn, X, W, b)
+
+
+@register("conv2d_backward")
+def conv2d_backward(dZ: Array, cache: Any, xp: Any = None, workspace: dict | None = None) -> Any:
+    """The gradients of :func:`conv2d_forward` by PyTorch's convolution backward."""
+    if not isinstance(cache, TorchGraph):
+        return NotImplemented
+    grads = _gradients(cache, dZ)
+    db = grads[2] if len(grads) == 3 else dZ.sum(dim=(0, 1, 2))
+    return grads[0], grads[1], db.reshape(-1)
+
+
+@register("deconv2d_forward")
+def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
+                     xp: Any = None, *, max_chunk: int | None = None) -> Any:
+    """``F.conv_transpose2d`` on the channels-last view, then the crop of ``pad``
+    (see :func:`anyml.functional.conv.deconv2d_forward`)."""
+    from anyml.functional import conv
+    from anyml.functional._padding import as_pair
+
+    if not _usable(X, W, b):
+        return NotImplemented
+    conv._check_x(X, 4, "deconv2d", "(n_ex, in_rows, in_cols, in_ch)")
+    conv._check_w(X, W, b, "deconv2d")
+    kernel = (int(W.shape[0]), int(W.shape[1]))
+    strides = as_pair(stride, "stride", "deconv2d")
+    top, bottom, left, right = conv.resolve_deconv_pads(pad, (int(X.shape[1]), int(X.shape[2])),
+                                                        kernel, strides)
+    F = _torch().nn.functional
+
+    def fn(x: Any, w: Any, *bias: Any) -> Any:
+        symmetric = top == bottom and left == right
+        w = w.permute(2, 3, 0, 1).contiguous()  # (in_ch, out_ch, rows, cols)
+        z = F.conv_transpose2d(_nchw(x), w, bias[0].reshape(-1) if bias else None, stride=strides,
+                               padding=(top, left) if symmetric else 0)
+        if not symmetric:
+            z = z[:, :, top:z.shape[2] - bottom, left:z.shape[3] - right]
+        return _nhwc(z)
+
+    return _record(fn, X, W, b)
+
+
+@register("deconv2d_backward")
+def deconv2d_backward(dZ: Array, cache: Any, xp: Any = None, workspace: dict | None = None) -> Any:
+    """The gradients of :func:`deconv2d_forward` by PyTorch's transposed-convolution backward."""
+    return conv2d_backward(dZ, cache, xp, workspace)
+
+
+# ----------------------------------------------------------------------------------- pooling
+@register("pool2d_forward")
+def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
+                   xp: Any = None) -> Any:
+    """``F.max_pool2d`` / ``F.avg_pool2d`` on the channels-last view (max pooling pads with
+    :math:`-\\infty`, average pooling with zeros that count in the mean, as the pure path does)."""
+    from anyml.functional import pool
+
+    if mode not in pool.POOL_MODES or X.ndim != 4 or not _usable(X):
+        return NotImplemented  # the pure path raises the error
+    in_shape = (int(X.shape[1]), int(X.shape[2]))
+    kernel, strides, pads, _ = pool.memo(pool._pool2d_geometry, kernel_shape, stride, pad, in_shape)
+    F = _torch().nn.functional
+
+    def fn(x: Any) -> Any:
+        x = _nchw(x)
+        if any(pads):  # PyTorch pads at most half a kernel itself: pad explicitly
+            top, bottom, left, right = pads
+            x = F.pad(x, (left, right, top, bottom), value=-math.inf if mode == "max" else 0.0)
+        if mode == "max":
+            return _nhwc(F.max_pool2d(x, kernel, strides))
+        return _nhwc(F.avg_pool2d(x, kernel, strides))
+
+    return _record(fn, X)
+
+
+@register("pool2d_backward")
+def pool2d_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
+    """The gradient of :func:`pool2d_forward` by PyTorch's pooling backward."""
+    if not isinstance(cache, TorchGraph):
+        return NotImplemented
+    return _gradients(cache, dY)[0]
+
+
+# ----------------------------------------------------------------------------- normalization
+@register("batchnorm_forward")
+def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
+                      running_mean: Array | None = None, running_var: Array | None = None,
+                      xp: Any = None, reduce: Any = None) -> Any:
+    """``F.batch_norm`` over every axis but the last (see
+    :func:`anyml.functional.norm.batchnorm_forward`); the batch statistics come back through
+    running buffers updated with momentum 1 (PyTorch keeps the unbiased variance there, which is
+    rescaled to the biased one the pure path reports)."""
+    torch = _torch()
+    inference = running_mean is not None and running_var is not None
+    if reduce is not None or X.ndim not in (2, 4) or not _usable(X, scaler, intercept):
+        return NotImplemented
+    n_ch = int(X.shape[-1])
+    count = math.prod(X.shape) // max(n_ch, 1)
+    if not inference and count < 2:
+        return NotImplemented  # PyTorch refuses one value per channel; the pure path decides
+    mean: Any
+    var: Any
+    if inference:
+        mean, var = running_mean, running_var
+    else:
+        mean = torch.zeros(n_ch, dtype=X.dtype, device=X.device)
+        var = torch.zeros(n_ch, dtype=X.dtype, device=X.device)
+    F = torch.nn.functional
+
+    def fn(x: Any, g: Any, b: Any) -> Any:
+        x4 = _nchw(x) if x.ndim == 4 else x
+        y = F.batch_norm(x4, mean, var, g.reshape(-1), b.reshape(-1), training=not inference,
+                         momentum=1.0, eps=float(epsilon))
+        return _nhwc(y) if x.ndim == 4 else y
+
+    Y, graph = _record(fn, X, scaler, intercept)
+    if not inference:
+        var = var * ((count - 1) / count)
+    stat_shape = (1,) * (X.ndim - 1) + (n_ch,)
+    return Y, TorchNormCache(mean.reshape(stat_shape), var.reshape(stat_shape), graph, not inference)
+
+
+@register("batchnorm_backward")
+def batchnorm_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
+    """The gradients of :func:`batchnorm_forward` by PyTorch's batch-norm backward."""
+    if not isinstance(cache, TorchNormCache):
+        return NotImplemented
+    dX, d_scaler, d_intercept = _gradients(cache.graph, dY)
+    return dX, d_scaler, d_intercept
+
+
+@register("layernorm_forward")
+def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
+                      xp: Any = None) -> Any:
+    """``F.layer_norm`` over all the values of each example (see
+    :func:`anyml.functional.norm.layernorm_forward`)."""
+    if X.ndim < 2 or not _usable(X, scaler, intercept):
+        return NotImplemented
+    F = _torch().nn.functional
+    shape = tuple(int(d) for d in X.shape[1:])
+    return _record(lambda x, g, b: F.layer_norm(x, shape, g, b, eps=float(epsilon)), X, scaler,
+                   intercept)
+
+
+@register("layernorm_backward")
+def layernorm_backward(dY: Array, cache: Any, xp: Any = None, *, consume_cache: bool = False) -> Any:
+    """The gradients of :func:`layernorm_forward` by PyTorch's layer-norm backward."""
+    if not isinstance(cache, TorchGraph):
+        return NotImplemented
+    return _gradients(cache, dY)
+
+
+# ---------------------------------------------------------------------------------- softmax
+@register("softmax_forward")
+def softmax_forward(X: Array, axis: int = -1, xp: Any = None) -> Any:
+    """``torch.softmax``; the cache keeps the pure layout ``(Y, axis)``."""
+    if not X.is_floating_point():
+        return NotImplemented
+    Y = _torch().softmax(X, dim=axis)
+    return Y, (Y, axis)
+
+
+@register("softmax_backward")
+def softmax_backward(dY: Array, cache: tuple[Array, int], xp: Any = None) -> Any:
+    """PyTorch's softmax backward kernel on the pure cache ``(Y, axis)``."""
+    Y, axis = cache
+    if not (Y.is_floating_point() and dY.dtype == Y.dtype and dY.shape == Y.shape):
+        return NotImplemented
+    return _torch()._softmax_backward_data(dY, Y, axis, Y.dtype)
+
+
+@register("log_softmax")
+def log_softmax(X: Array, axis: int = -1, xp: Any = None) -> Any:
+    """``torch.log_softmax``."""
+    if not X.is_floating_point():
+        return NotImplemented
+    return _torch().log_softmax(X, dim=axis)
