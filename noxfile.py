@@ -1,4 +1,4 @@
-"""Test matrix: one ``tests`` session per backend in ``backends/``, plus ``lint`` and ``gpu``.
+"""Test matrix: one ``tests`` session per backend in ``backends/``, plus ``lint``, ``docs`` and ``gpu``.
 
 ``nox`` alone runs the sessions that work on a CPU-only machine; ``nox -s gpu`` runs the CuPy and
 torch-CUDA tests and fails when no CUDA device is visible.
@@ -49,6 +49,15 @@ def gpu(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs,
                 env={"ANYML_TEST_BACKENDS": TEST_IDS["cupy"], "ANYML_REQUIRE_GPU": "1",
                      "ANYML_ONLY_BACKEND_TESTS": "1"})
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (docs/_build/html) with warnings as errors, then its doctests."""
+    session.install("-e", ".[docs,test]")
+    session.run("python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("python", "-m", "pytest", "-q", "tests/test_doctests.py", "tests/test_docs.py",
+                "-k", "not build")
 
 
 @nox.session

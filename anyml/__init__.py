@@ -6,10 +6,22 @@ variable, and defaults to NumPy.
 
 The families live in submodules: :mod:`anyml.layers`, :mod:`anyml.activations`,
 :mod:`anyml.initializers`, :mod:`anyml.optimizers`, :mod:`anyml.schedulers`, :mod:`anyml.losses`,
-:mod:`anyml.wrappers`, :mod:`anyml.functional` (the stateless kernels) and :mod:`anyml.testing`.
+:mod:`anyml.wrappers`, :mod:`anyml.metrics`, :mod:`anyml.callbacks`, :mod:`anyml.functional` (the
+stateless kernels) and :mod:`anyml.testing`.
 """
 
-from anyml import activations, initializers, layers, losses, optimizers, schedulers, wrappers
+from anyml import (
+    activations,
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    schedulers,
+    wrappers,
+)
+from anyml._threads import get_num_threads, set_num_threads
 from anyml.backend import (
     Backend,
     BackendUnavailableError,
@@ -31,17 +43,21 @@ __all__ = [
     "Sequential",
     "activations",
     "available_backends",
+    "callbacks",
     "get_backend",
+    "get_num_threads",
     "initializers",
     "layers",
     "load",
     "losses",
     "make_backend",
+    "metrics",
     "optimizers",
     "save",
     "schedulers",
     "seed",
     "set_backend",
+    "set_num_threads",
     "to_numpy",
     "use_backend",
     "wrappers",

@@ -3,15 +3,19 @@ the inference switch and the progress bar."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from anyml.backend import Backend, to_numpy
 
-__all__ = ["Data", "Inference", "Progress", "Totals", "batch_starts"]
+__all__ = ["Batches", "Data", "Inference", "InterruptGuard", "Progress", "Totals", "batch_starts",
+           "check_host_labels", "epoch_line"]
 
 Array = Any
 
@@ -165,24 +169,19 @@ def _host(a: Any, owner: str, name: str) -> np.ndarray:
 
 
 class Totals:
-    """Running sums of loss and hits, kept on the device until they are read."""
+    """Running sums of the loss and of each metric, kept on the device until they are read."""
 
     def __init__(self) -> None:
-        self.loss: Array = 0.0
-        self.correct: Array | None = None
+        self.sums: dict[str, Array] = {}
         self.n = 0
 
-    def add(self, loss_sum: Array, correct: Array | None, n: int) -> None:
-        self.loss = self.loss + loss_sum
-        if correct is not None:
-            self.correct = correct if self.correct is None else self.correct + correct
+    def add(self, loss_sum: Array, metric_sums: dict[str, Array], n: int) -> None:
+        for key, value in (("loss", loss_sum), *metric_sums.items()):
+            self.sums[key] = value if key not in self.sums else self.sums[key] + value
         self.n += n
 
     def logs(self) -> dict[str, float]:
-        logs = {"loss": float(self.loss) / self.n}
-        if self.correct is not None:
-            logs["accuracy"] = float(self.correct) / self.n
-        return logs
+        return {key: float(value) / self.n for key, value in self.sums.items()}
 
 
 class Inference:
@@ -203,46 +202,164 @@ class Inference:
 
 
 class Progress:
-    """A tqdm bar counting examples (so its rate is examples/s) with the running loss; without
-    tqdm, one printed line per epoch."""
+    """What ``fit`` shows of an epoch.
+
+    On a terminal, a short tqdm bar (examples done, examples/s, the running loss) that disappears when
+    the epoch ends; then, on a terminal or not, one line with the epoch's metrics. Written to a file
+    or a pipe, the output is therefore one plain line per epoch.
+    """
 
     _REFRESH_S = 0.5
 
-    def __init__(self, verbose: bool, total: int, desc: str) -> None:
+    def __init__(self, verbose: bool, total: int | None, desc: str) -> None:
         self.verbose, self.desc, self.total = verbose, desc, total
         self.start = self.last = time.perf_counter()
+        self.seen = 0
         self.bar = None
-        if verbose:
+        if verbose and _is_terminal(sys.stderr):
             try:
                 from tqdm.auto import tqdm
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc=desc, unit="ex",
-                                dynamic_ncols=True, leave=True)
+                self.bar = tqdm(total=total, desc=desc, unit="ex", leave=False, dynamic_ncols=True,
+                                bar_format="{desc} {percentage:3.0f}%|{bar:16}| {n_fmt}/{total_fmt} "
+                                           "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
     def step(self, n: int, totals: Totals) -> None:
+        self.seen += n
         if self.bar is None:
             return
         self.bar.update(n)
         now = time.perf_counter()
         if now - self.last >= self._REFRESH_S:
             self.last = now
-            self.bar.set_postfix(_fmt(totals.logs()), refresh=False)
+            loss = totals.sums.get("loss")
+            if loss is not None:
+                self.bar.set_postfix_str(f"loss {float(loss) / totals.n:.4f}", refresh=False)
 
-    def close(self, logs: dict[str, float]) -> None:
-        if not self.verbose:
-            return
+    def close(self, logs: dict[str, float], note: str = "") -> None:
         if self.bar is not None:
-            self.bar.set_postfix(_fmt(logs), refresh=True)
             self.bar.close()
-            return
-        elapsed = time.perf_counter() - self.start
-        parts = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
-        rate = self.total / max(elapsed, 1e-9)
-        print(f"{self.desc}: {parts} - {rate:.0f} ex/s - {elapsed:.1f}s", file=sys.stdout,
-              flush=True)
+        if self.verbose:
+            print(epoch_line(self.desc, self.seen, time.perf_counter() - self.start, logs, note),
+                  file=sys.stdout, flush=True)
 
 
-def _fmt(logs: dict[str, float]) -> dict[str, str]:
-    return {k: f"{v:.4f}" for k, v in logs.items()}
+def epoch_line(desc: str, n: int, elapsed: float, logs: dict[str, float], note: str = "") -> str:
+    """``epoch 3/10 - 1437 ex in 0.8s (1796 ex/s) - loss 0.1234 - accuracy 0.9650``."""
+    rate = n / max(elapsed, 1e-9)
+    parts = [f"{desc} - {n} ex in {elapsed:.1f}s ({rate:.0f} ex/s)",
+             *(f"{k} {v:.4f}" for k, v in logs.items())]
+    return " - ".join(parts) + (f" ({note})" if note else "")
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class Batches:
+    """Minibatches ``(X, y)`` from an iterable, a re-iterable or a function returning an iterator.
+
+    Each epoch starts over when the source can (a list, a data loader, a function); a one-shot iterator
+    (a generator object) is read on from where the last epoch stopped. ``steps`` caps the batches per
+    epoch.
+    """
+
+    def __init__(self, backend: Backend, source: Any, steps: int | None, owner: str) -> None:
+        self.backend, self.source, self.steps, self.owner = backend, source, steps, owner
+        self._iterator: Iterator[Any] | None = None
+        if not (callable(source) or hasattr(source, "__iter__")):
+            msg = (f"Sequential.{owner}: expected arrays X and y, or an iterable of (X, y) "
+                   f"minibatches, got {type(source).__name__}")
+            raise TypeError(msg)
+
+    def _epoch_iterator(self) -> Iterator[Any]:
+        if callable(self.source) and not hasattr(self.source, "__iter__"):
+            return iter(self.source())
+        it = iter(self.source)
+        if it is self.source:  # a one-shot iterator: keep reading where the last epoch stopped
+            if self._iterator is None:
+                self._iterator = it
+            return self._iterator
+        return it
+
+    def epoch(self) -> Iterator[tuple[Array, Array, np.ndarray | None]]:
+        """The epoch's batches as backend arrays, with the host labels when they came from the host."""
+        it = self._epoch_iterator()
+        count = 0
+        while self.steps is None or count < self.steps:
+            try:
+                item = next(it)
+            except StopIteration:
+                break
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                msg = (f"Sequential.{self.owner}: each minibatch must be a pair (X, y), got "
+                       f"{type(item).__name__}" + (f" of length {len(item)}"
+                                                   if isinstance(item, tuple | list) else ""))
+                raise TypeError(msg)
+            Xb, yb = item
+            # labels on the host are checked against the output (on the device it would cost a sync)
+            host_y = np.asarray(yb) if isinstance(yb, np.ndarray) or not self.backend.owns(yb) else None
+            Xb = self.backend.asarray(Xb if self.backend.owns(Xb) else np.asarray(Xb))
+            yb = self.backend.asarray(yb if host_y is None else host_y)
+            if int(Xb.shape[0]) != int(yb.shape[0]):
+                msg = (f"Sequential.{self.owner}: a minibatch has {int(Xb.shape[0])} inputs but "
+                       f"{int(yb.shape[0])} targets")
+                raise ValueError(msg)
+            count += 1
+            yield Xb, yb, host_y
+        if count == 0:
+            msg = (f"Sequential.{self.owner}: the data gave no minibatch this epoch; a generator is "
+                   f"read once, so pass a list, an object whose __iter__ starts over, or a function "
+                   f"that returns a new iterator")
+            raise ValueError(msg)
+
+
+def check_host_labels(y: np.ndarray | None, out: Array, owner: str) -> None:
+    """Integer class labels on the host must index the output's last axis."""
+    if y is None or y.dtype.kind not in "iu" or y.size == 0 or out.ndim < 1:
+        return
+    n_classes = int(out.shape[-1])
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        msg = (f"Sequential.{owner}: class labels must lie in [0, {n_classes}) for an output of "
+               f"{n_classes} classes, got labels from {low} to {high}")
+        raise ValueError(msg)
+
+
+class InterruptGuard:
+    """Inside a ``with`` block, the first Ctrl-C (SIGINT) only sets :attr:`requested` so that the
+    training loop can stop after its current step; a second one interrupts at once.
+
+    Outside the main thread (where signal handlers cannot be installed) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nInterrupted: stopping after the current step (Ctrl-C again to abort now)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+            except ValueError:  # not the main interpreter
+                self._installed = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False

@@ -422,16 +422,19 @@ class VAELoss(Loss):
         return d_pred, d_log_var, d_mean
 
 
-for _cls in (SquaredError, CrossEntropy, VAELoss):
-    LOSSES.register(_cls)
-del _cls
+LOSSES.register(SquaredError, "mse", "l2", "mean_squared_error")
+LOSSES.register(CrossEntropy, "ce", "categorical_crossentropy", "categorical_cross_entropy", "nll")
+LOSSES.register(VAELoss)
 
 
 def get_loss(spec: Any) -> Loss:
     """Build a loss from a name or spec string, a dict ``{"id": name, ...}`` or a :class:`Loss`.
 
     Names match ignoring case, spaces, ``-`` and ``_``: ``"squared error"``, ``"cross_entropy"``,
-    ``"CrossEntropy(from_logits=True, reduction='mean')"``, ``"VAELoss"``.
+    ``"CrossEntropy(from_logits=True, reduction='mean')"``, ``"VAELoss"``. Aliases: ``"mse"``,
+    ``"l2"`` and ``"mean_squared_error"`` build :class:`SquaredError` (half the squared error, summed
+    over an example's values: the *metric* ``"mse"`` of :mod:`anyml.metrics` is the plain mean);
+    ``"ce"``, ``"categorical_crossentropy"`` and ``"nll"`` build :class:`CrossEntropy`.
 
     Raises
     ------
@@ -445,5 +448,7 @@ def get_loss(spec: Any) -> Loss:
     >>> from anyml.losses import get_loss
     >>> get_loss("cross_entropy(from_logits=True)")
     CrossEntropy(from_logits=True, reduction='sum')
+    >>> get_loss("mse")
+    SquaredError(reduction='sum')
     """
     return LOSSES.get(spec)

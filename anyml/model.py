@@ -24,18 +24,36 @@ from typing import Any
 import numpy as np
 
 from anyml._finite import FiniteWatch
-from anyml._training import Data, Inference, Progress, Totals, batch_starts
+from anyml._threads import training_threads
+from anyml._training import (
+    Batches,
+    Data,
+    Inference,
+    InterruptGuard,
+    Progress,
+    Totals,
+    batch_starts,
+    check_host_labels,
+)
+from anyml._validate import real
 from anyml.backend import Backend, activated, resolve_backend
+from anyml.callbacks import Callback, as_callback
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
+from anyml.metrics import Metric, get_metric
+from anyml.optimizers import Optimizer, get_optimizer
 from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
 
 Array = Any
 Layer = LayerBase | WrapperBase
-Callback = Callable[[int, dict[str, float]], Any]
+CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
+
+#: The optimizer of every trainable layer built without one, unless ``Sequential(optimizer=...)``
+#: says otherwise.
+DEFAULT_OPTIMIZER = "Adam()"
 
 
 class Sequential:
@@ -47,8 +65,22 @@ class Sequential:
         Layers or wrapped layers (:class:`~anyml.wrappers.Dropout`), applied in order.
     loss : str, dict, Loss or None
         :class:`~anyml.losses.SquaredError` or :class:`~anyml.losses.CrossEntropy` (or a spec
-        string such as ``"CrossEntropy(from_logits=True)"``). ``None`` makes a model that can only
-        :meth:`predict`.
+        string such as ``"CrossEntropy(from_logits=True)"``, or an alias: ``"mse"``,
+        ``"cross_entropy"``). ``None`` makes a model that can only :meth:`predict`.
+    optimizer : str, dict or Optimizer
+        The model-wide optimizer: every trainable layer built without an ``optimizer=`` of its own
+        gets a copy (its own state). Default ``"Adam()"`` (lr 0.001). A layer given its own optimizer,
+        or loaded from a checkpoint, keeps it. (A layer used on its own, outside a model, still
+        defaults to ``SGD()`` as in numpy-ml.)
+    metrics : sequence of str or Metric, optional
+        Reported next to the loss by :meth:`fit` and :meth:`evaluate` (see :mod:`anyml.metrics`:
+        ``"accuracy"``, ``"top_k_accuracy"``, ``"mae"``, ``"mse"`` ...). Default: ``["accuracy"]``
+        for a cross-entropy loss, none otherwise.
+    clip_norm : float, optional
+        Clip the gradients of the whole model by their global norm before each update: every
+        gradient is scaled by :math:`\min(1, c / \lVert g \rVert_2)`, where
+        :math:`\lVert g \rVert_2` is the norm of all trainable gradients of all layers taken
+        together (``torch.nn.utils.clip_grad_norm_``). Computed on the device. Default None.
     backend : str or Backend, optional
         Where the model computes. Default: the layers' backend (they must share one library, device
         and dtype). When given, every layer is moved there (:meth:`to`) and then uses this backend
@@ -94,7 +126,8 @@ class Sequential:
     """
 
     def __init__(self, layers: Iterable[Layer], loss: Any = None, *,
-                 backend: str | Backend | None = None) -> None:
+                 optimizer: Any = DEFAULT_OPTIMIZER, metrics: Sequence[Any] | None = None,
+                 clip_norm: float | None = None, backend: str | Backend | None = None) -> None:
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             msg = "Sequential: expected at least one layer, got none"
@@ -119,6 +152,14 @@ class Sequential:
                     layer.to(self.backend)
         self.loss: Loss | None = None
         self.set_loss(loss)
+        self.optimizer: Optimizer = get_optimizer(optimizer)
+        self.set_optimizer(optimizer)
+        self._metrics_spec = None if metrics is None else list(metrics)
+        self.metrics: list[Metric] = self._build_metrics(self._metrics_spec)
+        self.clip_norm = None if clip_norm is None else real(
+            "Sequential", "clip_norm", clip_norm, low=0.0, low_open=True)
+        #: Whether the last :meth:`fit` was stopped by Ctrl-C.
+        self.interrupted = False
         #: Set to True (e.g. by a callback) to stop :meth:`fit` after the current epoch.
         self.stop_training = False
 
@@ -148,6 +189,38 @@ class Sequential:
                        f"CrossEntropy(from_logits=True) on the raw scores")
                 raise ValueError(msg)
         self.loss = new
+        if hasattr(self, "metrics"):
+            self.metrics = self._build_metrics(self._metrics_spec)
+
+    def set_optimizer(self, optimizer: Any) -> None:
+        """Give a copy of ``optimizer`` to every trainable layer that has no optimizer of its own.
+
+        Layers given one at construction (``optimizer=...``) or by ``set_params``/a checkpoint keep
+        theirs; layers that took the model's earlier optimizer take the new one.
+        """
+        self.optimizer = get_optimizer(optimizer)
+        for layer in self._modules():
+            if (isinstance(layer, LayerBase) and layer._trainable_names
+                    and not layer._optimizer_given):
+                layer.optimizer = self.optimizer.copy()
+
+    def _optimizers(self) -> list[Optimizer]:
+        """The optimizer of every layer that has trainable parameters, each once."""
+        seen: dict[int, Optimizer] = {}
+        for layer in self._modules():
+            if isinstance(layer, LayerBase) and layer._trainable_names:
+                seen.setdefault(id(layer.optimizer), layer.optimizer)
+        return list(seen.values())
+
+    def _build_metrics(self, spec: list[Any] | None) -> list[Metric]:
+        if spec is None:
+            return [get_metric("accuracy")] if isinstance(self.loss, CrossEntropy) else []
+        metrics = [get_metric(m) for m in spec]
+        names = [m.name for m in metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            msg = f"Sequential: the metrics must have distinct names other than 'loss', got {names}"
+            raise ValueError(msg)
+        return metrics
 
     @property
     def _fused_softmax(self) -> bool:
@@ -171,7 +244,31 @@ class Sequential:
 
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
-        return f"Sequential([\n{inner},\n], loss={self.loss})"
+        return f"Sequential([\n{inner},\n], loss={self.loss}, optimizer={self.optimizer})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, input_shape: Sequence[int] | None = None) -> str:
+        """A readable table of the model: each layer, its output shape and parameter count.
+
+        Parameters
+        ----------
+        input_shape : sequence of int, optional
+            The shape of one example (without the batch axis). When given, one example of zeros is
+            passed through the model in inference mode to find every output shape (this builds
+            layers whose sizes are inferred from their input). Otherwise the shapes of the last
+            forward pass are shown, or ``?`` before the first.
+
+        Returns
+        -------
+        str
+            Also what ``str(model)`` and ``print(model)`` show. :meth:`summary` stays the
+            ``set_params`` dict.
+        """
+        from anyml._describe import describe
+
+        return describe(self, input_shape)
 
     # ------------------------------------------------------------------ the layer API, chained
     @activated
@@ -201,6 +298,8 @@ class Sequential:
         ``FloatingPointError`` names the first bad layer and the update at which it went bad.
         ``check_finite=False`` only records this update's flag.
         """
+        if self.clip_norm is not None:
+            self._clip_global_norm(self.clip_norm)
         flags = []
         for layer in self.layers:
             layer.update(cur_loss, check_finite=False)
@@ -216,6 +315,31 @@ class Sequential:
         watch.record(ok, self.backend.xp)
         if check_finite or (check_finite is None and watch.due()):
             self.check_finite()
+
+    def _clip_global_norm(self, max_norm: float) -> Array:
+        r"""Scale every trainable gradient by :math:`\min(1, c / \lVert g \rVert_2)` with the norm of
+        all of them together; returns that norm (a 0-d array, no device synchronization)."""
+        xp = self.backend.xp
+        grads: list[dict[str, Array]] = []
+        seen: set[int] = set()
+        for layer in self._modules():
+            if (isinstance(layer, LayerBase) and layer.trainable and layer.gradients
+                    and id(layer.gradients) not in seen):
+                seen.add(id(layer.gradients))
+                grads.append(layer.gradients)
+        if not grads:
+            return xp.asarray(0.0, dtype=self.backend.dtype, device=self.backend.device)
+        total = None
+        for g in grads:
+            for value in g.values():
+                sq = xp.sum(value * value)
+                total = sq if total is None else total + sq
+        norm = xp.sqrt(total)
+        scale = max_norm / xp.clip(norm, min=max_norm)  # c / max(norm, c), never divides by zero
+        for g in grads:
+            for name in g:
+                g[name] = g[name] * scale
+        return norm
 
     @activated
     def check_finite(self) -> None:
@@ -319,9 +443,19 @@ class Sequential:
         self.backend = new
         return self
 
-    def count_params(self) -> int:
-        """The number of values in all parameters (trainable or not)."""
-        return sum(int(np.prod(p.shape)) for layer in self.layers for p in layer.parameters.values())
+    def count_params(self, trainable_only: bool = False) -> int:
+        """The number of values in all parameters (or only the trainable ones, of unfrozen layers).
+
+        Layers whose sizes are inferred from their first input count 0 until they are built.
+        """
+        total = 0
+        for layer in self.layers:
+            if trainable_only and not layer.trainable:
+                continue
+            names = _innermost(layer)._trainable_names if trainable_only else layer.parameters
+            total += sum(int(np.prod(layer.parameters[n].shape)) for n in names
+                         if n in layer.parameters)
+        return total
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | PathLike[str]) -> None:
@@ -379,8 +513,11 @@ class Sequential:
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
         fused = self._fused_softmax
+        shapes = []
         for i, layer in enumerate(self.layers):
             X = layer.forward(X, retain_derived=not (fused and i == last))
+            shapes.append(tuple(X.shape))
+        self._last_shapes = shapes  # for describe()
         return X
 
     def _train_backward(self, dz: Array) -> Array:
@@ -396,40 +533,53 @@ class Sequential:
                    for layer in self.layers)
 
     @activated
-    def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-            validation_data: tuple[Any, Any] | None = None, verbose: bool = True,
-            callbacks: Sequence[Callback] = (), accumulate: int = 1, comm: Any = None,
+    def fit(self, X: Any, y: Any = None, *, epochs: int = 1, batch_size: int = 32,
+            shuffle: bool = True, validation_data: Any = None, validation_split: float = 0.0,
+            steps_per_epoch: int | None = None, verbose: bool = True,
+            callbacks: Sequence[CallbackLike] = (), accumulate: int = 1, comm: Any = None,
             deterministic: bool = False, checkpoint: str | PathLike[str] | None = None,
             checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
         ----------
-        X : array of shape (n_ex, ...)
-            Inputs, host (NumPy) arrays or arrays of the model's backend.
-        y : array of shape (n_ex, ...)
+        X : array of shape (n_ex, ...), or an iterable of (X, y) minibatches
+            Inputs, host (NumPy, memory-mapped included) arrays or arrays of the model's backend.
+            Or, with ``y`` left out, anything that yields ``(X_batch, y_batch)`` pairs: a list, a
+            generator, a data loader, or a function returning a new iterator each epoch. A source
+            that can start over (a list, a loader, a function) is read from the start every epoch;
+            a generator object is read on from where the previous epoch stopped.
+        y : array of shape (n_ex, ...), optional
             Targets: like the output for ``SquaredError``; class indices (integers) or one-hot rows
-            for ``CrossEntropy``.
+            for ``CrossEntropy``. Left out when ``X`` yields minibatches.
         epochs : int
             Passes over the data.
         batch_size : int
             Examples per step. The last batch of an epoch may be smaller, but never holds a single
             example: when ``n_ex % batch_size == 1`` that example joins the batch before it (which
             then holds ``batch_size + 1``), since a batch of one has no batch statistics.
+            Arrays only.
         shuffle : bool
-            Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order).
-        validation_data : (X_val, y_val), optional
+            Draw a new random order each epoch from ``backend.host_rng`` (else keep the data's order);
+            arrays only (an iterable is read in its own order).
+        validation_data : (X_val, y_val) or iterable of minibatches, optional
             Evaluated (in inference mode) after each epoch.
+        validation_split : float in [0, 1)
+            Hold out this fraction of the examples, **the last ones** (before any shuffling), as
+            validation data. Arrays only; not together with ``validation_data``.
+        steps_per_epoch : int, optional
+            With an iterable: the most minibatches per epoch (needed to split an endless generator
+            into epochs).
         verbose : bool
-            Show a progress bar with the running loss and the throughput in examples/s (tqdm, if
-            installed; else one line per epoch).
-        callbacks : sequence of callables
-            Each is called as ``callback(epoch, logs)`` after every epoch, with ``logs`` that epoch's
-            metrics; set ``model.stop_training = True`` to stop early.
+            On a terminal, a short progress bar (examples, examples/s, running loss) during each
+            epoch; then one line with the epoch's metrics. To a file or pipe, only the lines.
+        callbacks : sequence of Callback or callables
+            :mod:`anyml.callbacks` objects, or functions ``f(epoch, logs)`` called after every
+            epoch; set ``model.stop_training = True`` to stop after the current epoch.
         accumulate : int
             Minibatches whose gradients are added up before one update (gradient accumulation): the
             update sees the gradient of all their examples together (for a mean loss, the mean over
-            all of them). Default 1.
+            all of them). Default 1. Arrays only.
         comm : Communicator, optional
             Train data-parallel on the ranks of ``comm`` (default: the current communicator,
             :func:`anyml.distributed.get_comm`, a single process unless
@@ -450,109 +600,170 @@ class Sequential:
         Returns
         -------
         dict of lists
-            Per epoch: ``"loss"`` (and ``"accuracy"`` for cross-entropy), then ``"val_loss"`` (and
-            ``"val_accuracy"``) with validation data.
+            Per epoch: ``"loss"`` and each metric (``"accuracy"`` by default for cross-entropy),
+            then ``"val_loss"`` and ``"val_<metric>"`` with validation data.
+
+        Notes
+        -----
+        **Ctrl-C** (SIGINT, in the main thread) stops training after the current step: the epoch's
+        metrics so far are logged (without validation), the callbacks' ``on_train_end`` run, and the
+        history is returned, with :attr:`interrupted` set. A second Ctrl-C interrupts at once.
         """
         from anyml.distributed import get_comm, guarded
 
         loss = self._need_loss("fit")
         _check_positive("fit", epochs=epochs, batch_size=batch_size, accumulate=accumulate)
+        if steps_per_epoch is not None:
+            _check_positive("fit", steps_per_epoch=steps_per_epoch)
         if checkpoint_every is not None:
             _check_positive("fit", checkpoint_every=checkpoint_every)
-        if validation_data is not None and (not isinstance(validation_data, tuple | list)
-                                            or len(validation_data) != 2):
-            got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
-                   if isinstance(validation_data, tuple | list) else type(validation_data).__name__)
-            msg = f"Sequential.fit: validation_data must be a pair (X_val, y_val), got {got}"
+        stream = y is None and not hasattr(X, "shape")
+        if y is None and not stream:
+            msg = "Sequential.fit: expected targets y with the inputs X (or an iterable of (X, y) pairs)"
             raise ValueError(msg)
+        if stream and (accumulate != 1 or checkpoint is not None):
+            msg = ("Sequential.fit: accumulate and checkpoint need arrays X and y, not an iterable of "
+                   "minibatches")
+            raise ValueError(msg)
+        if validation_split:
+            if stream or validation_data is not None:
+                msg = ("Sequential.fit: validation_split needs arrays X and y and no validation_data"
+                       if not stream else
+                       "Sequential.fit: validation_split needs arrays X and y, not an iterable")
+                raise ValueError(msg)
+            X, y, validation_data = _split(X, y, validation_split)
+        _check_validation_data(validation_data)
         comm = get_comm() if comm is None else comm
-        with guarded(comm):  # data may differ between ranks: a rank that refuses it ends the job
-            data = self._data(X, y, "fit")
-            if validation_data is not None:  # checked now, not after the first epoch
-                val = self._data(*validation_data, "fit")
+        with guarded(comm), training_threads():  # a rank that refuses its data ends the job
+            source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
+                                      else self._data(X, y, "fit"))
+            if (isinstance(validation_data, tuple | list) and len(validation_data) == 2
+                    and hasattr(validation_data[0], "shape")):  # checked now, not after an epoch
+                val = self._data(validation_data[0], validation_data[1], "fit")
                 if isinstance(self.loss, CrossEntropy):  # the labels against the output's classes
                     Xv, _ = val.batch(None, 0, 1)
                     with self._inference():
                         val.check_labels(self.forward(Xv, retain_derived=False), "fit")
-            return self._fit(loss, data, comm, epochs=epochs,
-                             batch_size=batch_size, shuffle=shuffle, accumulate=accumulate,
+            return self._fit(loss, source, comm, epochs=epochs, batch_size=batch_size,
+                             shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
-                             callbacks=callbacks, deterministic=deterministic,
-                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                             resume=resume)
+                             callbacks=[as_callback(c) for c in callbacks],
+                             deterministic=deterministic, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume)
 
-    def _fit(self, loss: Loss, data: Data, comm: Any, *, epochs: int, batch_size: int,
-             shuffle: bool, accumulate: int, validation_data: tuple[Any, Any] | None,
-             verbose: bool, callbacks: Sequence[Callback], deterministic: bool,
-             checkpoint: Any = None, checkpoint_every: int | None = None,
-             resume: bool = True) -> dict[str, list[float]]:
+    def _fit(self, loss: Loss, source: Data | Batches, comm: Any, *, epochs: int, batch_size: int,
+             shuffle: bool, accumulate: int, validation_data: Any, verbose: bool,
+             callbacks: list[Callback], deterministic: bool, checkpoint: Any = None,
+             checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
         from anyml.distributed.resume import Checkpointer
         from anyml.distributed.training import DataParallel
 
         parallel = DataParallel(self, comm, deterministic=deterministic)
         pass_loss = self._loss_needs_value()
         history: dict[str, list[float]] = {}
-        self.stop_training = False
-        window_size = batch_size * accumulate
+        self.stop_training = self.interrupted = False
+        logs: dict[str, float] | None = None
+        n = source.n if isinstance(source, Data) else 0
         saver = None if checkpoint is None else Checkpointer(
             self, comm, checkpoint, checkpoint_every, batch_size=batch_size, accumulate=accumulate,
-            n=data.n)
+            n=n)
         position = saver.restore(history) if saver is not None and resume else None
         parallel.sync_random_state()  # before the first epoch's order: the same on every rank
-        for epoch in range(position.epoch if position else 0, epochs):
-            self.train()
-            skip = position.step if position and epoch == position.epoch else 0
-            if saver is not None and not skip:
-                saver.epoch_begins()
-            if skip and saver is not None and position is not None:
-                saver.epoch_start_state = position.host_rng_epoch_start
-                order = saver.draw_order(position, data.n) if shuffle else None
-            else:
-                order = self.backend.host_rng.permutation(data.n) if shuffle else None
-            bar = Progress(verbose and comm.rank == 0, data.n, f"epoch {epoch + 1}/{epochs}")
-            totals = Totals()
-            seen = 0
-            for step, (start, size) in enumerate(batch_starts(data.n, batch_size)):
-                if step < skip:
-                    continue
-                stop = start + size
-                first = start - start % window_size
-                window_end = min(first + window_size, data.n)
-                if data.n - window_end == 1:  # the example that joined the last batch
-                    window_end = data.n
-                window = window_end - first
-                last = stop == window_end
-                loss_sum, correct, n_local, _ = parallel.step(data, order, start, stop, window, last,
-                                                              loss)
-                if last:
-                    cur = parallel.global_loss(loss_sum, window) if pass_loss else None
-                    self.update(cur)
-                    if (saver is not None and checkpoint_every and stop < data.n
-                            and (step + 1) % checkpoint_every < accumulate):
-                        saver.save(epoch, step + 1, history)
-                totals.add(loss_sum, correct, n_local)
-                seen += stop - start
-                bar.step(stop - start, totals)
-            self.check_finite()  # once an epoch at least, besides every CHECK_EVERY updates
-            logs = parallel.reduce_totals(totals, seen).logs()
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, comm=comm)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            for key, value in logs.items():
-                history.setdefault(key, []).append(value)
-            bar.close(logs)
-            if saver is not None:
-                saver.save(epoch + 1, 0, history)
-            for callback in callbacks:
-                callback(epoch, logs)
-            if self.stop_training:
-                break
+        for cb in callbacks:
+            cb.set_model(self)
+        for cb in callbacks:
+            cb.on_train_begin(None)
+        with InterruptGuard() as guard:
+            for epoch in range(position.epoch if position else 0, epochs):
+                self.train()
+                skip = position.step if position and epoch == position.epoch else 0
+                order = None
+                if isinstance(source, Data):
+                    if saver is not None and not skip:
+                        saver.epoch_begins()
+                    if skip and saver is not None and position is not None:
+                        saver.epoch_start_state = position.host_rng_epoch_start
+                        order = saver.draw_order(position, n) if shuffle else None
+                    else:
+                        order = self.backend.host_rng.permutation(n) if shuffle else None
+                total = n if isinstance(source, Data) else None
+                bar = Progress(verbose and comm.rank == 0, total, f"epoch {epoch + 1}/{epochs}")
+                totals = Totals()
+                for step, (data, start, stop, window, last) in enumerate(
+                        self._steps(source, batch_size, accumulate)):
+                    if step < skip:
+                        continue
+                    loss_sum, metric_sums, n_local, _ = parallel.step(
+                        data, order if data is source else None, start, stop, window, last, loss)
+                    if last:
+                        cur = parallel.global_loss(loss_sum, window) if pass_loss else None
+                        self.update(cur)
+                        if (saver is not None and checkpoint_every and stop < n
+                                and (step + 1) % checkpoint_every < accumulate):
+                            saver.save(epoch, step + 1, history)
+                    totals.add(loss_sum, metric_sums, n_local)
+                    bar.step(stop - start, totals)
+                    if guard.requested and last:
+                        break
+                self.interrupted = guard.requested
+                n_seen = bar.seen
+                if n_seen == 0:
+                    bar.close({}, "interrupted")
+                    break
+                self.check_finite()  # once an epoch at least, besides every CHECK_EVERY updates
+                logs = parallel.reduce_totals(totals, n_seen).logs()
+                if validation_data is not None and not self.interrupted:
+                    val = self._evaluate_any(validation_data, batch_size, comm)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                for key, value in logs.items():
+                    history.setdefault(key, []).append(value)
+                bar.close(logs, "interrupted" if self.interrupted else "")
+                if self.interrupted:
+                    break
+                if saver is not None:
+                    saver.save(epoch + 1, 0, history)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        for cb in callbacks:
+            cb.on_train_end(logs)
         return history
 
+    def _steps(self, source: Data | Batches, batch_size: int,
+               accumulate: int) -> Iterator[tuple[Data, int, int, int, bool]]:
+        """One epoch of steps ``(data, start, stop, window, last)`` for
+        :meth:`~anyml.distributed.training.DataParallel.step`: the global batch ``[start, stop)``
+        of ``data``, the examples of its accumulation window, and whether it ends it."""
+        if isinstance(source, Batches):
+            for Xb, yb, _ in source.epoch():
+                n = int(Xb.shape[0])
+                yield self._data(Xb, yb, "fit"), 0, n, n, True
+            return
+        window_size = batch_size * accumulate
+        for start, size in batch_starts(source.n, batch_size):
+            stop = start + size
+            first = start - start % window_size
+            window_end = min(first + window_size, source.n)
+            if source.n - window_end == 1:  # the example that joined the last batch
+                window_end = source.n
+            window = window_end - first
+            last = stop == window_end
+            yield source, start, stop, window, last
+
+    def _evaluate_any(self, data: Any, batch_size: int | None, comm: Any) -> dict[str, float]:
+        if isinstance(data, tuple | list) and len(data) == 2 and hasattr(data[0], "shape"):
+            return self.evaluate(data[0], data[1], batch_size=batch_size, comm=comm)
+        return self.evaluate(data, batch_size=batch_size, comm=comm)
+
     @activated
-    def evaluate(self, X: Any, y: Any, batch_size: int | None = None, *,
+    def evaluate(self, X: Any, y: Any = None, batch_size: int | None = None, *,
                  comm: Any = None) -> dict[str, float]:
-        """The mean loss per example (and accuracy for cross-entropy), in inference mode.
+        """The mean loss per example and the metrics, in inference mode.
+
+        ``X`` and ``y`` are arrays (evaluated in batches of ``batch_size``, default all at once), or
+        ``X`` is an iterable of ``(X, y)`` minibatches (one pass, in this process) and ``y`` is left
+        out.
 
         Under a communicator of several ranks (``comm``, default the current one) each rank
         evaluates a contiguous share of the examples and the sums are added up: every rank returns
@@ -561,26 +772,38 @@ class Sequential:
         Returns
         -------
         dict
-            ``{"loss": float}`` plus ``"accuracy"`` for a cross-entropy loss.
+            ``{"loss": float}`` plus one entry per metric (``"accuracy"`` by default for a
+            cross-entropy loss).
         """
         from anyml.distributed import get_comm, guarded
         from anyml.distributed.training import reduce_totals, shard
 
         loss = self._need_loss("evaluate")
+        totals = Totals()
+        if y is None and not hasattr(X, "shape"):
+            stream = Batches(self.backend, X, None, "evaluate")
+            with self._inference():
+                for Xb, yb, host_y in stream.epoch():
+                    out = self.forward(Xb, retain_derived=False)
+                    check_host_labels(host_y, out, "evaluate")
+                    totals.add(self._per_example_sum(loss.loss(yb, out), out),
+                               self._metric_sums(yb, out), int(Xb.shape[0]))
+            return totals.logs()
+        if y is None:
+            msg = "Sequential.evaluate: expected targets y with the inputs X"
+            raise ValueError(msg)
         data = self._data(X, y, "evaluate")
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
         comm = get_comm() if comm is None else comm
         lo, hi = shard(data.n, comm.rank, comm.size)
-        totals = Totals()
-        with guarded(comm), self._inference():
+        with guarded(comm), self._inference(), training_threads():
             for start in range(lo, hi, step):
                 Xb, yb = data.batch(None, start, min(step, hi - start))
                 out = self.forward(Xb, retain_derived=False)
                 data.check_labels(out, "evaluate")
                 totals.add(self._per_example_sum(loss.loss(yb, out, **self._checked), out),
-                           self._correct(yb, out),
-                           int(Xb.shape[0]))
+                           self._metric_sums(yb, out), int(Xb.shape[0]))
             totals = reduce_totals(self.backend, comm, totals, data.n)
         return totals.logs()
 
@@ -601,7 +824,7 @@ class Sequential:
         comm = get_comm() if comm is None else comm
         lo, hi = shard(data.n, comm.rank, comm.size)
         outs = []
-        with guarded(comm), self._inference():
+        with guarded(comm), self._inference(), training_threads():
             for start in range(lo, hi, step):
                 Xb, _ = data.batch(None, start, min(step, hi - start))
                 outs.append(self.forward(Xb, retain_derived=False))
@@ -629,16 +852,47 @@ class Sequential:
             return value * int(out.shape[0])
         return value
 
-    def _correct(self, y: Array, out: Array) -> Array | None:
-        """How many argmax predictions hit the class, for cross-entropy; else None."""
-        if not isinstance(self.loss, CrossEntropy):
-            return None
-        xp = self.backend.xp
-        pred = xp.argmax(out, axis=-1)
-        labels = y if xp.isdtype(y.dtype, "integral") else xp.argmax(y, axis=-1)
-        hits = xp.sum(xp.astype(pred == labels, out.dtype))
-        per_example = int(np.prod(pred.shape[1:]))  # predictions per example (e.g. time steps)
-        return hits if per_example == 1 else hits / per_example
+    def _metric_sums(self, y: Array, out: Array) -> dict[str, Array]:
+        """Each metric's sum over the batch (0-d arrays on the device)."""
+        return {m.name: m(y, out) for m in self.metrics}
+
+
+def _innermost(layer: Any) -> LayerBase:
+    while isinstance(layer, WrapperBase):
+        layer = layer.base_layer
+    return layer
+
+
+def _check_validation_data(value: Any) -> None:
+    """``(X_val, y_val)`` arrays, or an iterable of ``(X, y)`` minibatches."""
+    if value is None:
+        return
+    pair = isinstance(value, tuple | list) and len(value) > 0 and hasattr(value[0], "shape")
+    if pair and len(value) == 2:
+        return
+    if pair or isinstance(value, tuple) or hasattr(value, "shape") or not (
+            callable(value) or hasattr(value, "__iter__")):
+        got = (f"a {type(value).__name__} of {len(value)}" if isinstance(value, tuple | list)
+               else type(value).__name__)
+        msg = (f"Sequential.fit: validation_data must be a pair (X_val, y_val) or an iterable of "
+               f"(X, y) minibatches, got {got}")
+        raise ValueError(msg)
+
+
+def _split(X: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple[Any, Any]]:
+    """``(X_train, y_train, (X_val, y_val))``: the last ``fraction`` of the examples held out."""
+    fraction = real("Sequential.fit", "validation_split", fraction, low=0.0, high=1.0,
+                    high_open=True)
+    n = len(X)
+    n_val = int(n * fraction)
+    if n_val < 1 or n_val >= n:
+        msg = (f"Sequential.fit: validation_split={fraction} of {n} examples leaves "
+               f"{n - n_val} to train on and {n_val} to validate; both need at least one")
+        raise ValueError(msg)
+    cut = n - n_val
+    X = X if hasattr(X, "shape") else np.asarray(X)
+    y = y if hasattr(y, "shape") else np.asarray(y)
+    return X[:cut], y[:cut], (X[cut:], y[cut:])
 
 
 def _same_backend(a: Backend, b: Backend) -> bool:

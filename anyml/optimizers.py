@@ -27,6 +27,7 @@ __all__ = [
     "SGD",
     "AdaGrad",
     "Adam",
+    "AdamW",
     "Optimizer",
     "RMSProp",
     "get_optimizer",
@@ -423,6 +424,46 @@ class Adam(Optimizer):
         m_hat = mean * (1.0 / (1.0 - b1**t))
         v_hat = var * (1.0 / (1.0 - b2**t))
         return param - lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+
+
+@_register("adam_w")
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov and Hutter's AdamW).
+
+    Parameters
+    ----------
+    lr, decay1, decay2, eps, clip_norm, lr_scheduler
+        As for :class:`Adam`.
+    weight_decay : float
+        The decay rate :math:`\lambda`, >= 0. Default 0.01 (as ``torch.optim.AdamW``).
+
+    Notes
+    -----
+    The decay shrinks the parameter directly instead of being added to the gradient (where Adam's
+    normalization would weaken it for parameters with large gradients):
+
+    .. math::
+
+        \theta_t = \theta_{t-1} - \eta_t \lambda \theta_{t-1} - \eta_t
+            \frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon}
+
+    with :math:`m_t, v_t` as in :class:`Adam` (the clipped gradient feeds them; the decay does not).
+    Every parameter the optimizer updates decays, biases included, as ``torch.optim.AdamW`` does
+    for the parameters it is given.
+    """
+
+    _spec_fields = ("lr", "decay1", "decay2", "eps", "weight_decay", "clip_norm",  # type: ignore[assignment]
+                    "lr_scheduler")
+
+    def __init__(self, lr: float = 0.001, decay1: float = 0.9, decay2: float = 0.999,
+                 eps: float = 1e-7, weight_decay: float = 0.01, clip_norm: float | None = None,
+                 lr_scheduler: Any = None) -> None:
+        super().__init__(lr, decay1, decay2, eps, clip_norm, lr_scheduler)
+        self.weight_decay = real("AdamW", "weight_decay", weight_decay, low=0.0)
+
+    def _update(self, param, grad, state, lr, xp):
+        decayed = param * (1.0 - lr * self.weight_decay) if self.weight_decay else param
+        return super()._update(decayed, grad, state, lr, xp)
 
 
 def get_optimizer(spec: Any = None) -> Optimizer:

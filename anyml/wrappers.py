@@ -220,10 +220,14 @@ class Dropout(WrapperBase):
 
     Parameters
     ----------
-    wrapped_layer : LayerBase or WrapperBase
-        The layer whose input is dropped out.
+    wrapped_layer : LayerBase or WrapperBase, optional
+        The layer whose input is dropped out. Left out (``Dropout(0.5)`` or ``Dropout(p=0.5)``), it
+        is an :class:`~anyml.layers.shape.Identity`: dropout as a layer of its own in a
+        :class:`~anyml.model.Sequential`, applied to the output of the layer before it.
     p : float in [0, 1)
         The probability of dropping (zeroing) each input value.
+    backend : str or Backend, optional
+        The backend of the identity layer when none is wrapped; default the current backend.
 
     Notes
     -----
@@ -257,10 +261,22 @@ class Dropout(WrapperBase):
     >>> layer = Dropout(FullyConnected(3, backend=be), p=0.5)
     >>> layer.forward(be.rng.normal((4, 2))).shape
     (4, 3)
+    >>> Dropout(0.5, backend=be)    # a layer of its own
+    Dropout(Identity(), p=0.5)
     """
 
-    def __init__(self, wrapped_layer: LayerBase | WrapperBase, p: float) -> None:
-        super().__init__(wrapped_layer)
+    def __init__(self, wrapped_layer: LayerBase | WrapperBase | float | None = None,
+                 p: float | None = None, *, backend: str | Backend | None = None) -> None:
+        if p is None and not isinstance(wrapped_layer, LayerBase | WrapperBase | None):
+            wrapped_layer, p = None, wrapped_layer  # Dropout(0.5): a layer of its own
+        if wrapped_layer is None:
+            from anyml.layers.shape import Identity
+
+            wrapped_layer = Identity(backend=backend)
+        if p is None:
+            msg = "Dropout: p (the drop probability) is required, e.g. Dropout(layer, p=0.5)"
+            raise ValueError(msg)
+        super().__init__(wrapped_layer)  # type: ignore[arg-type]  # (a number is refused there)
         self.p = self._check_p(p)
 
     @staticmethod

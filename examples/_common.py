@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,8 +19,9 @@ def parser(description: str, *, epochs: int, batch_size: int, lr: float) -> argp
     """An argument parser with the options every example takes."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy",
-                   help="array library to train with ('auto': CuPy if a CUDA GPU is usable)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="array library to train with ('auto': CuPy if a CUDA GPU is usable); "
+                        "default: $ANYML_BACKEND, else numpy")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
@@ -30,8 +33,18 @@ def parser(description: str, *, epochs: int, batch_size: int, lr: float) -> argp
     return p
 
 
+def backend_name(args: argparse.Namespace) -> str:
+    """``--backend`` if given, else ``ANYML_BACKEND`` from the environment, else ``"numpy"``."""
+    if args.backend is not None:
+        return str(args.backend)
+    name = os.environ.get("ANYML_BACKEND", "").strip() or "numpy"
+    if name not in BACKENDS:
+        sys.exit(f"ANYML_BACKEND={name!r}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
 def backend_from(args: argparse.Namespace) -> anyml.Backend:
-    be = anyml.make_backend(args.backend, dtype=args.dtype, seed=args.seed)
+    be = anyml.make_backend(backend_name(args), dtype=args.dtype, seed=args.seed)
     print(f"backend: {be!r}")
     return be
 

@@ -1,12 +1,21 @@
-"""A restricted Boltzmann machine learns binarized 8x8 digits without labels; its hidden units then
-serve as features for a softmax classifier.
+"""A restricted Boltzmann machine learns binarized 8x8 digits without labels: what its hidden units
+are good for, measured against plain pixels.
 
 The RBM is trained by contrastive divergence (CD-1) in minibatches drawn from the backend's seeded
 generator; each epoch prints the reconstruction error (one Gibbs step, visible probabilities) on the
-training and test images and their mean free energies. A dense softmax layer trained on the hidden
-probabilities (the RBM frozen) then reports a test accuracy. It saves the RBM as a checkpoint and a
-PNG with test digits, the same digits with 15% of their pixels flipped, and the RBM's
-reconstructions of the noisy ones (``--gibbs`` steps of the chain).
+training and test images and their mean free energies. Then two softmax classifiers, trained the same
+way, one on the RBM's hidden probabilities (the RBM frozen) and one on the raw pixels, are scored on
+the test images and on the same images with 15% of their pixels flipped, and the RBM's Gibbs chain
+is run on the corrupted images to see how much of the noise it removes (the PNG shows test digits,
+the noisy ones and the reconstructions, with the fraction of wrong pixels).
+
+An honest summary of what it prints with the defaults (NumPy, seed 0): the RBM features do **not**
+beat the raw pixels for this linear classifier, on clean digits (92.5% against 93.3%) nor on noisy
+ones (62.8% against 63.6%): a softmax on 64 pixels is already strong on these tiny images, and 64
+binary-ish features learnt without labels keep no more than the pixels do. What the RBM does learn is
+a model of the digits: its chain repairs part of the corruption (15.0% of the pixels wrong after
+flipping, 13.4% after 5 Gibbs steps). Use it as a generative model or a pretraining step, not as a
+drop-in feature extractor for small, clean images.
 
     python examples/rbm_digits.py
     python examples/rbm_digits.py --backend torch --hidden 100
@@ -47,7 +56,7 @@ def reconstruction_error(rbm: RBM, X: Any) -> float:
     return float(xp.mean(diff * diff))
 
 
-def plot_digits(rows: list[np.ndarray], labels: list[str], path: Path) -> Path | None:
+def plot_digits(rows: list[np.ndarray], labels: list[str], path: Path, title: str) -> Path | None:
     try:
         import matplotlib
 
@@ -57,18 +66,32 @@ def plot_digits(rows: list[np.ndarray], labels: list[str], path: Path) -> Path |
         print(f"matplotlib is not installed: no picture ({install_hint('examples')})")
         return None
     n = rows[0].shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0))
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9 + 1.6, len(rows) * 1.0 + 1.0))
     for r, (images, label) in enumerate(zip(rows, labels, strict=True)):
         for c in range(n):
             ax = axes[r, c]
             ax.imshow(images[c].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
+            if r == len(rows) - 1:
+                ax.set_xlabel(f"#{c + 1}")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    fig.suptitle(title)
+    fig.supxlabel("test image")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def softmax_accuracy(be: anyml.Backend, train: Any, y_train: np.ndarray,
+                     tests: dict[str, Any], y_test: np.ndarray, seed: int) -> dict[str, float]:
+    """Train a softmax layer on ``train`` (same settings for every feature set); test accuracies."""
+    be.seed(seed)
+    model = Sequential([FullyConnected(10, backend=be), Softmax(backend=be)],
+                       loss="CrossEntropy(reduction='mean')", optimizer="Adam(lr=0.01)")
+    model.fit(train, y_train, epochs=30, batch_size=32, verbose=False)
+    return {name: model.evaluate(X, y_test)["accuracy"] for name, X in tests.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -102,27 +125,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     print(f"RBM trained in {seconds:.1f} s ({args.epochs * n / seconds:.0f} examples/s)")
 
-    # the hidden probabilities as features for a softmax classifier
-    features_train = rbm.forward(Xtr, retain_derived=False)
-    features_test = rbm.forward(Xte, retain_derived=False)
-    classifier = Sequential([FullyConnected(10, optimizer="Adam(lr=0.01)", backend=be),
-                             Softmax(backend=be)], loss="CrossEntropy(reduction='mean')")
-    classifier.fit(features_train, be.asarray(y_train), epochs=30, batch_size=32, verbose=False)
-    accuracy = classifier.evaluate(features_test, be.asarray(y_test))["accuracy"]
-    print(f"softmax on {args.hidden} RBM features: test accuracy {accuracy:.2%}")
+    # what the features are good for: a softmax on them against a softmax on the pixels, scored on
+    # the clean test images and on the same images with 15% of their pixels flipped
+    noise = np.random.default_rng(args.seed).random(X_test.shape) < 0.15
+    X_noisy = np.where(noise, 1.0 - X_test, X_test)
+    Xno = be.asarray(X_noisy)
+    feats = {"clean": rbm.forward(Xte, retain_derived=False),
+             "noisy": rbm.forward(Xno, retain_derived=False)}
+    rbm_acc = softmax_accuracy(be, rbm.forward(Xtr, retain_derived=False), y_train, feats, y_test,
+                               args.seed)
+    pix_acc = softmax_accuracy(be, Xtr, y_train, {"clean": Xte, "noisy": Xno}, y_test, args.seed)
+    print(f"softmax test accuracy      clean    15% flipped\n"
+          f"  on the 64 pixels        {pix_acc['clean']:6.2%}   {pix_acc['noisy']:6.2%}\n"
+          f"  on {args.hidden:3d} RBM features    {rbm_acc['clean']:6.2%}   {rbm_acc['noisy']:6.2%}")
+    cleaned_all = anyml.to_numpy(rbm.reconstruct(Xno, n_steps=args.gibbs, return_prob=True))
+    wrong_noisy = float(np.mean(X_noisy != X_test))
+    wrong_cleaned = float(np.mean((cleaned_all > 0.5) != (X_test > 0.5)))
+    print(f"denoising: {wrong_noisy:.1%} of the test pixels wrong after flipping, {wrong_cleaned:.1%} "
+          f"after {args.gibbs} Gibbs steps of the RBM")
+    accuracy = rbm_acc["clean"]
 
     checkpoint = out / "rbm_digits.safetensors"
     save(rbm, checkpoint)
     print(f"checkpoint: {checkpoint}")
-    shown = X_test[:10]
-    noise = np.random.default_rng(args.seed).random(shown.shape) < 0.15
-    noisy = np.where(noise, 1.0 - shown, shown)
-    cleaned = anyml.to_numpy(rbm.reconstruct(be.asarray(noisy), n_steps=args.gibbs, return_prob=True))
-    picture = plot_digits([shown, noisy, cleaned], ["test", "15% flipped", "RBM"],
-                          out / "rbm_digits.png")
+    picture = plot_digits([X_test[:10], X_noisy[:10], cleaned_all[:10]],
+                          ["test", f"15% flipped\n({wrong_noisy:.0%} wrong)",
+                           f"RBM, {args.gibbs} Gibbs steps\n({wrong_cleaned:.0%} wrong)"],
+                          out / "rbm_digits.png",
+                          f"RBM ({args.hidden} hidden units) denoising binarized test digits")
     if picture is not None:
         print(f"reconstructions: {picture}")
-    return {"accuracy": accuracy, "checkpoint": checkpoint, "plot": picture, "seconds": seconds,
+    return {"accuracy": accuracy, "rbm_accuracy": rbm_acc, "pixel_accuracy": pix_acc,
+            "wrong_pixels": {"noisy": wrong_noisy, "cleaned": wrong_cleaned},
+            "checkpoint": checkpoint, "plot": picture, "seconds": seconds,
             "reconstruction_error": reconstruction_error(rbm, Xte)}
 
 

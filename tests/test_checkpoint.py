@@ -218,8 +218,9 @@ def test_save_refuses_other_objects(tmp_path):
 
 def test_every_anyml_layer_is_registered():
     names = set(checkpoint.layer_classes())
-    assert len(names) == 22  # the 21 layers of the API and the Dropout wrapper
-    assert {"FullyConnected", "Conv2D", "LSTM", "RBM", "SparseEvolution", "Dropout"} <= names
+    assert len(names) == 25  # the 21 layers of the API, Reshape, Permute, Identity and Dropout
+    assert {"FullyConnected", "Conv2D", "LSTM", "RBM", "SparseEvolution", "Dropout", "Reshape",
+            "Permute", "Identity"} <= names
     assert "LayerBase" not in names
 
 

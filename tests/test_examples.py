@@ -65,10 +65,31 @@ def test_char_lstm(examples, backend, tmp_path, capsys):
     assert "--- sample after epoch 1 ---" in out
     assert len(result["sample"]) == 12 + 20
     assert result["checkpoint"].is_file()
+    # anyml's own layers only: the checkpoint loads without this script
     model = load(result["checkpoint"], backend=anyml.make_backend("numpy"))
-    assert [type(layer).__name__ for layer in model] == ["LSTM", "TimeToRows", "FullyConnected",
-                                                        "RowsToTime"]
+    assert [type(layer).__name__ for layer in model] == ["LSTM", "Permute", "Conv1D"]
     assert np.all(np.isfinite(result["history"]["loss"]))
+    # one scale: the history and the final line are per character (a 38-letter alphabet: < log 38)
+    assert all(0 < v < np.log(40) for v in result["history"]["loss"] + result["history"]["val_loss"])
+    assert f"train loss {result['history']['loss'][-1]:.3f}" in out
+    sampled = examples("char_lstm").main(["--sample", str(result["checkpoint"]), "--prompt", "jack",
+                                          "--sample-chars", "15", "--backend", "numpy"])
+    assert sampled["sample"].startswith("jack") and len(sampled["sample"]) == 4 + 15
+
+
+def test_examples_honour_anyml_backend_unless_backend_is_given(examples, monkeypatch):
+    common = examples("_common")
+    monkeypatch.setenv("ANYML_BACKEND", "array-api-strict")
+    assert common.backend_name(common.parser("x", epochs=1, batch_size=1, lr=0.1).parse_args([])) \
+        == "array-api-strict"
+    args = common.parser("x", epochs=1, batch_size=1, lr=0.1).parse_args(["--backend", "numpy"])
+    assert common.backend_name(args) == "numpy"
+    monkeypatch.delenv("ANYML_BACKEND")
+    assert common.backend_name(common.parser("x", epochs=1, batch_size=1, lr=0.1).parse_args([])) \
+        == "numpy"
+    monkeypatch.setenv("ANYML_BACKEND", "tpu")
+    with pytest.raises(SystemExit, match="ANYML_BACKEND='tpu'"):
+        common.backend_name(common.parser("x", epochs=1, batch_size=1, lr=0.1).parse_args([]))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "array-api-strict"])
@@ -82,3 +103,6 @@ def test_rbm_digits(examples, backend, tmp_path):
     assert result["checkpoint"].is_file()
     assert type(load(result["checkpoint"], backend=anyml.make_backend("numpy"))).__name__ == "RBM"
     assert 0.0 <= result["accuracy"] <= 1.0
+    for scores in (result["rbm_accuracy"], result["pixel_accuracy"]):  # both reported
+        assert set(scores) == {"clean", "noisy"} and all(0 <= v <= 1 for v in scores.values())
+    assert result["wrong_pixels"]["noisy"] == pytest.approx(0.15, abs=0.02)

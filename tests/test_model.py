@@ -233,22 +233,44 @@ def test_a_callback_can_stop_training(backend):
     assert len(history["loss"]) == 1
 
 
-def test_progress_bar_shows_loss_and_throughput(backend, capsys):
+def test_on_a_terminal_a_short_bar_then_one_line_per_epoch(backend, capsys, monkeypatch):
     pytest.importorskip("tqdm")
-    _classifier(backend).fit(*_data(), epochs=1, batch_size=16, verbose=True)
-    err = capsys.readouterr().err
-    assert "ex/s" in err
-    assert "loss=" in err
+    monkeypatch.setattr("anyml._training._is_terminal", lambda stream: True)
+    _classifier(backend).fit(*_data(), epochs=2, batch_size=16, verbose=True,
+                             validation_data=_data(1))
+    captured = capsys.readouterr()
+    assert "ex/s" in captured.err
+    assert "accuracy" not in captured.err  # the bar holds the throughput and the loss only
+    lines = captured.out.strip().splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val_accuracy" in line for line in lines)
+
+
+def test_not_a_terminal_one_plain_line_per_epoch(backend, capsys):
+    """Logs written to a file or a pipe: exactly one line per epoch, no carriage returns."""
+    _classifier(backend).fit(*_data(), epochs=3, batch_size=16, verbose=True,
+                             validation_data=_data(1))
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "\r" not in captured.out
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith("epoch 3/3 - 48 ex in ")
+    for key in ("ex/s", " - loss ", " - accuracy ", " - val_loss ", " - val_accuracy "):
+        assert key in lines[2]
 
 
 def test_without_tqdm_one_line_per_epoch(backend, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setattr("anyml._training._is_terminal", lambda stream: True)
     _classifier(backend).fit(*_data(), epochs=2, batch_size=16, verbose=True)
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
     assert len(lines) == 2
-    assert lines[1].startswith("epoch 2/2: loss ")
+    assert lines[1].startswith("epoch 2/2 - 48 ex in ")
     assert "ex/s" in lines[1]
+    assert captured.err == ""
 
 
 def test_verbose_false_is_silent(backend, capsys):

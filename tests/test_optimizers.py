@@ -15,6 +15,7 @@ from anyml.optimizers import (
     SGD,
     AdaGrad,
     Adam,
+    AdamW,
     Optimizer,
     RMSProp,
     get_optimizer,
@@ -46,6 +47,10 @@ CASES = [
     (Adam(), lambda p: torch.optim.Adam(p, lr=0.001, betas=(0.9, 0.999), eps=1e-7)),
     (Adam(lr=0.02, decay1=0.5, decay2=0.8, eps=1e-5),
      lambda p: torch.optim.Adam(p, lr=0.02, betas=(0.5, 0.8), eps=1e-5)),
+    (AdamW(), lambda p: torch.optim.AdamW(p, lr=0.001, betas=(0.9, 0.999), eps=1e-7,
+                                          weight_decay=0.01)),
+    (AdamW(lr=0.05, weight_decay=0.5, decay1=0.8),
+     lambda p: torch.optim.AdamW(p, lr=0.05, betas=(0.8, 0.999), eps=1e-7, weight_decay=0.5)),
 ]
 IDS = [str(opt).split("(")[0] + str(i) for i, (opt, _) in enumerate(CASES)]
 
@@ -203,7 +208,8 @@ def test_default_scheduler_follows_lr() -> None:
 OBJECTS = [SGD(), SGD(lr=0.2, momentum=0.5, clip_norm=1.0), AdaGrad(), AdaGrad(lr=0.1, eps=1e-3),
            RMSProp(), RMSProp(decay=0.5, clip_norm=2.5), Adam(),
            Adam(lr=0.01, decay1=0.8, lr_scheduler=ExponentialScheduler(staircase=True)),
-           Adam(lr_scheduler=KingScheduler(patience=10)), SGD(lr_scheduler=NoamScheduler())]
+           Adam(lr_scheduler=KingScheduler(patience=10)), SGD(lr_scheduler=NoamScheduler()),
+           AdamW(weight_decay=0.1, clip_norm=1.0)]
 
 
 @pytest.mark.parametrize("opt", OBJECTS, ids=str)
@@ -225,7 +231,7 @@ def test_every_registered_class_is_covered() -> None:
 
 @pytest.mark.parametrize(("name", "cls"), [
     ("sgd", SGD), ("adam", Adam), ("ADAM", Adam), ("adagrad", AdaGrad), ("rmsprop", RMSProp),
-    ("RMSProp", RMSProp),
+    ("RMSProp", RMSProp), ("adamw", AdamW), ("adam_w", AdamW),
 ])
 def test_names(name: str, cls: type) -> None:
     assert type(get_optimizer(name)) is cls

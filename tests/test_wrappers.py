@@ -198,3 +198,30 @@ def test_bad_p(args, error, match):
 def test_wrapping_a_non_layer_is_an_error():
     with pytest.raises(TypeError, match="Dropout: expected a layer to wrap"):
         Dropout(object(), 0.5)
+
+
+def test_dropout_as_a_layer_of_its_own(backend, tmp_path):
+    """Dropout(p) in a Sequential drops the previous layer's output; it saves and loads."""
+    import anyml
+    from anyml.layers import Identity, Softmax
+
+    layer = Dropout(0.5, backend=backend)
+    assert isinstance(layer.base_layer, Identity) and layer.p == 0.5
+    assert isinstance(Dropout(p=0.25, backend=backend).base_layer, Identity)
+    X = backend.asarray(np.ones((200, 10)))
+    Y = anyml.to_numpy(layer.forward(X))
+    assert set(np.unique(Y)) <= {0.0, 2.0} and 0.35 < np.mean(Y == 0) < 0.65
+    np.testing.assert_array_equal(anyml.to_numpy(layer.backward(backend.asarray(np.ones((200, 10))))), Y)
+    layer.eval()
+    np.testing.assert_array_equal(anyml.to_numpy(layer.forward(X)), np.ones((200, 10)))
+    model = anyml.Sequential([FullyConnected(6, act_fn="ReLU", backend=backend),
+                              Dropout(0.2, backend=backend), FullyConnected(2, backend=backend),
+                              Softmax(backend=backend)], loss="ce")
+    Xh = np.random.default_rng(0).standard_normal((8, 3))
+    model.fit(Xh, np.arange(8) % 2, epochs=1, verbose=False)
+    anyml.save(model, tmp_path / "m.npz")
+    loaded = anyml.load(tmp_path / "m.npz", backend=backend)
+    assert isinstance(loaded.layers[1], Dropout) and loaded.layers[1].p == 0.2
+    np.testing.assert_array_equal(anyml.to_numpy(loaded.predict(Xh)), anyml.to_numpy(model.predict(Xh)))
+    with pytest.raises(ValueError, match="Dropout: p .* is required"):
+        Dropout(FullyConnected(2, backend=backend))

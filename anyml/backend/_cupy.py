@@ -23,7 +23,7 @@ class CupyBackend(Backend):
     """
 
     name = "cupy"
-    _install_hint = install_hint("cupy") + " for CUDA 12, or pip install cupy-cuda13x for CUDA 13"
+    _install_hint = f"for CUDA 12: {install_hint('cupy')}; for CUDA 13: pip install cupy-cuda13x"
     _generator_class = CupyGenerator
 
     def _load(self) -> tuple[Any, Any, type]:

@@ -113,7 +113,7 @@ class DataParallel:
             yield
 
     def step(self, data: Any, order: np.ndarray | None, start: int, stop: int, window: int,
-             reduce_now: bool, loss: Any) -> tuple[Array, Array | None, int, Array]:
+             reduce_now: bool, loss: Any) -> tuple[Array, dict[str, Array], int, Array]:
         """Forward and backward of this rank's share of the global batch ``[start, stop)``.
 
         Parameters
@@ -125,9 +125,9 @@ class DataParallel:
 
         Returns
         -------
-        (loss_sum, correct, n_local, value)
-            This rank's summed per-example loss, argmax hits (cross-entropy) and example count, and
-            the loss value of its share.
+        (loss_sum, metric_sums, n_local, value)
+            This rank's summed per-example loss, the sum of each metric (by name) and example
+            count, and the loss value of its share.
         """
         model = self.model
         if self.distributed and not self._prepared:
@@ -147,14 +147,14 @@ class DataParallel:
             if loss.reduction == "mean" and n_local != window:
                 grad = grad * (n_local / window)
             loss_sum = model._per_example_sum(value, out)
-            correct = model._correct(yb, out)
+            metric_sums = model._metric_sums(yb, out)
         else:
             value = xp.zeros((), dtype=out.dtype, device=out.device)
             grad = xp.zeros_like(out)
             loss_sum = value
-            correct = model._correct(yb, out) if yb is not None else None
+            metric_sums = {m.name: value for m in model.metrics}
         self._backward(grad, reduce_now and self.distributed)
-        return loss_sum, correct, n_local, value
+        return loss_sum, metric_sums, n_local, value
 
     def _backward(self, dz: Array, reduce: bool) -> None:
         model = self.model
@@ -189,17 +189,15 @@ def reduce_totals(backend: Any, comm: Communicator, totals: Any, n_total: int) -
     if comm.size == 1:
         return totals
     xp = backend.xp
-    parts = [xp.reshape(xp.asarray(totals.loss, dtype=backend.dtype, device=backend.device), (1,))]
-    has_correct = totals.correct is not None
-    flags = comm.allgather_object(has_correct)
-    if any(flags):
-        correct = totals.correct if has_correct else 0.0
-        parts.append(xp.reshape(xp.asarray(correct, dtype=backend.dtype, device=backend.device), (1,)))
-    buf = xp.concat(parts)
-    comm.allreduce([buf])
-    totals.loss = buf[0]
-    if any(flags):
-        totals.correct = buf[1]
+    keys: list[str] = []
+    for names in comm.allgather_object(list(totals.sums)):  # a rank without examples has none
+        keys.extend(k for k in names if k not in keys)
+    parts = [xp.reshape(xp.asarray(totals.sums.get(k, 0.0), dtype=backend.dtype,
+                                   device=backend.device), (1,)) for k in keys]
+    if parts:
+        buf = xp.concat(parts)
+        comm.allreduce([buf])
+        totals.sums = {k: buf[i] for i, k in enumerate(keys)}
     totals.n = n_total
     return totals
 

@@ -10,7 +10,7 @@ from anyml.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm1D, LayerNorm2D
 from anyml.layers.pool import Pool2D
 from anyml.layers.rbm import RBM
 from anyml.layers.recurrent import LSTM, RNN, LSTMCell, RNNCell
-from anyml.layers.shape import Flatten
+from anyml.layers.shape import Flatten, Identity, Permute, Reshape
 from anyml.layers.softmax import Softmax
 from anyml.layers.sparse import SparseEvolution
 
@@ -28,13 +28,16 @@ __all__ = [
     "Embedding",
     "Flatten",
     "FullyConnected",
+    "Identity",
     "LSTMCell",
     "LayerBase",
     "LayerNorm1D",
     "LayerNorm2D",
     "Multiply",
+    "Permute",
     "Pool2D",
     "RNNCell",
+    "Reshape",
     "Softmax",
     "SparseEvolution",
 ]

@@ -96,8 +96,10 @@ class LayerBase:
     Parameters
     ----------
     optimizer : str, dict, Optimizer or None
-        The update rule used by :meth:`update`; ``None`` means ``SGD()``. An optimizer object is copied,
-        since each layer keeps its own optimizer state.
+        The update rule used by :meth:`update`; ``None`` means ``SGD()`` for a layer used on its own,
+        and the model's optimizer inside a :class:`~anyml.model.Sequential` (``Adam()`` unless the
+        model is given another). An optimizer object is copied, since each layer keeps its own
+        optimizer state.
     backend : str or Backend, optional
         Where the parameters live; default :func:`anyml.get_backend`.
     """
@@ -122,6 +124,8 @@ class LayerBase:
         self.backend = resolve_backend(backend)
         self.xp = self.backend.xp
         self.optimizer: Optimizer = get_optimizer(optimizer)
+        #: Whether the optimizer was chosen for this layer (a model's optimizer replaces it if not).
+        self._optimizer_given = optimizer is not None
         self.trainable = True
         self.training = True
         self.parameters: dict[str, Array] = {}
@@ -463,6 +467,7 @@ class LayerBase:
                     msg = f"{name}.set_params: bad optimizer state: {exc}"
                     raise ValueError(msg) from exc
         self.optimizer = optimizer
+        self._optimizer_given = True
 
     def _checked_cache(self, cache: Mapping[str, Any]) -> dict[str, Any]:
         """A saved optimizer cache with each array as a checked host array (real floats, finite)."""
@@ -615,7 +620,10 @@ class LayerBase:
             raise ValueError(msg)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        config = dict(self._config())
+        if self._trainable_names:
+            config["optimizer"] = str(self.optimizer)
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 
