@@ -56,11 +56,14 @@ def _torch() -> Any:
 
 
 def _usable(*arrays: Any) -> bool:
-    """Whether autograd can record on these tensors (not in inference mode, floating point)."""
+    """Whether autograd can record on these tensors (not in inference mode, floating point) and
+    PyTorch's kernels take them: zero-size arrays go to the pure path, which defines (or refuses) the
+    empty cases the same way on every backend."""
     torch = _torch()
     if torch.is_inference_mode_enabled():
         return False
-    return all(a is None or (a.is_floating_point() and not a.is_inference()) for a in arrays)
+    return all(a is None or (a.is_floating_point() and not a.is_inference() and a.numel() > 0)
+               for a in arrays)
 
 
 def _record(fn: Any, *inputs: Any) -> tuple[Any, TorchGraph]:

@@ -110,7 +110,8 @@ def test_mpi_collectives_on_every_cpu_backend():
     done = subprocess.run([*cmd, str(HERE / "_comm_worker.py"), *extra], capture_output=True,
                           text=True, timeout=240, cwd=ROOT, env=_env(), check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(done.stdout.split("\n"))[-2:] == ["OK 0 mpi 2", "OK 1 mpi 2"]
+    # the two ranks' lines may reach mpiexec's output interleaved
+    assert "OK 0 mpi 2" in done.stdout and "OK 1 mpi 2" in done.stdout
 
 
 # --------------------------------------------------------------------------- CUDA (a GPU machine)

@@ -29,7 +29,10 @@ def build(be):
 
 @pytest.mark.parametrize("resume_on", [3, 1])
 def test_two_rank_checkpoint_resumes_on_other_sizes(make_backend_for, tmp_path, monkeypatch,
-                                                    resume_on):
+                                                    resume_on, backend_id):
+    if backend_id in ("gpulike", "cupy"):
+        pytest.xfail("CuPy's RandomState has no state to save: the dropout masks after a resume "
+                     "come from a reseeded generator (get_rng_state returns None)")
     X, y = data("class", 26)
     make_backend_for()
     kwargs = {"batch_size": 6, "accumulate": 1, "deterministic": True, "verbose": False}
