@@ -22,14 +22,17 @@ class FiniteWatch:
     def __init__(self) -> None:
         self.steps = 0
         self._first_bad: Any = None
-        self._never: Any = None  # _NEVER as a 0-d device array, made once (the standard's where
-        # takes at most one Python scalar)
+        # _NEVER as a 0-d array, made once per namespace and device rather than uploaded at every
+        # update (the standard's where takes at most one Python scalar)
+        self._never: Any = None
+        self._never_on: tuple[Any, Any] | None = None
 
     def record(self, ok: Any, xp: Any) -> None:
         """Fold the 0-d boolean ``ok`` of this update in (two kernels, no sync)."""
         self.steps += 1
-        if self._never is None:
+        if self._never_on != (xp, ok.device):
             self._never = xp.full_like(ok, _NEVER, dtype=xp.int64)
+            self._never_on = (xp, ok.device)
         bad_now = xp.where(ok, self._never, self.steps)
         self._first_bad = bad_now if self._first_bad is None else xp.minimum(self._first_bad, bad_now)
 
