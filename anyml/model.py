@@ -870,7 +870,7 @@ def _check_validation_data(value: Any) -> None:
     pair = isinstance(value, tuple | list) and len(value) > 0 and hasattr(value[0], "shape")
     if pair and len(value) == 2:
         return
-    if pair or isinstance(value, tuple) or hasattr(value, "shape") or not (
+    if pair or isinstance(value, tuple | str | bytes) or hasattr(value, "shape") or not (
             callable(value) or hasattr(value, "__iter__")):
         got = (f"a {type(value).__name__} of {len(value)}" if isinstance(value, tuple | list)
                else type(value).__name__)
