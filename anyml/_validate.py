@@ -15,6 +15,8 @@ import math
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 __all__ = ["integer", "is_integer", "non_negative_int", "positive_int", "real"]
 
 
@@ -84,3 +86,28 @@ def real(owner: str, name: str, value: Any, *, low: float | None = None, high: f
     if not ok:
         raise _refuse(owner, name, _range_text(low, high, low_open, high_open), value)
     return float(value)
+
+
+def host_floats(owner: str, what: str, value: Any, dtype_name: str) -> np.ndarray:
+    """``value`` (an array of any backend, or nested lists) as a host array of real, finite floats.
+
+    Raises ``TypeError`` for ragged data or a non-float dtype (with the ``astype`` advice for
+    integers and booleans) and ``ValueError`` for NaN or infinity; each message starts with
+    ``owner``.
+    """
+    from anyml.backend import to_numpy
+
+    try:
+        host = to_numpy(value) if hasattr(value, "shape") else np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        msg = f"{owner}: {what} is not an array of numbers ({exc})"
+        raise TypeError(msg) from exc
+    if host.dtype.kind != "f":
+        advice = (f"; convert it with .astype({dtype_name!r}) if it holds numbers"
+                  if host.dtype.kind in "iub" else "")
+        msg = f"{owner}: {what} must hold real floating-point numbers, got dtype {host.dtype}{advice}"
+        raise TypeError(msg)
+    if not np.isfinite(host).all():
+        msg = f"{owner}: {what} holds NaN or infinity"
+        raise ValueError(msg)
+    return host

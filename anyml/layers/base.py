@@ -10,10 +10,8 @@ from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
 from typing import Any
 
-import numpy as np
-
 from anyml._finite import FiniteWatch
-from anyml._validate import is_integer
+from anyml._validate import host_floats, is_integer
 from anyml.activations import get_activation
 from anyml.backend import Backend, activated, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
@@ -414,7 +412,7 @@ class LayerBase:
                 msg = (f"{name}.set_params: the optimizer state names a parameter {pname!r}; this "
                        f"layer trains {list(self._trainable_names)}")
                 raise ValueError(msg)
-            expected = set(self.optimizer._new_state(np.zeros(()), np))
+            expected = set(self.optimizer._new_state(self.xp.zeros(()), self.xp))
             if set(state) != expected:
                 msg = (f"{name}.set_params: the {opt} state of {pname!r} should hold "
                        f"{sorted(expected)}, got {sorted(state)}")
@@ -481,24 +479,9 @@ class LayerBase:
                 out[pname] = self._host_floats(saved, where)
         return out
 
-    def _host_floats(self, value: Any, what: str) -> np.ndarray:
+    def _host_floats(self, value: Any, what: str) -> Any:
         """``value`` as a host array of real floats, all finite; a clear error otherwise."""
-        name = type(self).__name__
-        try:
-            host = to_numpy(value) if hasattr(value, "shape") else np.asarray(value)
-        except (ValueError, TypeError) as exc:  # ragged nested lists
-            msg = f"{name}.set_params: {what} is not an array of numbers ({exc})"
-            raise TypeError(msg) from exc
-        if host.dtype.kind != "f":
-            advice = (f"; convert it with .astype({self.backend.dtype_name!r}) if it holds numbers"
-                      if host.dtype.kind in "iub" else "")
-            msg = (f"{name}.set_params: {what} must hold real floating-point numbers, got dtype "
-                   f"{host.dtype}{advice}")
-            raise TypeError(msg)
-        if not np.isfinite(host).all():
-            msg = f"{name}.set_params: {what} holds NaN or infinity"
-            raise ValueError(msg)
-        return host
+        return host_floats(f"{type(self).__name__}.set_params", what, value, self.backend.dtype_name)
 
     def _load_param(self, key: str, value: Any) -> None:
         name = type(self).__name__
