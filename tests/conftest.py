@@ -77,28 +77,26 @@ def _required_module_skip(longrepr: object) -> str | None:
     return None
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
-    outcome = yield
-    report = outcome.get_result()
+def _fail_required_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Under CI, turn a skip caused by a missing required module into a failure."""
     if REQUIRE_BACKENDS and report.skipped:
         module = _required_module_skip(report.longrepr)
         if module is not None:
             report.outcome = "failed"
             report.longrepr = (f"{module} is required under CI (CI=true or ANYML_REQUIRE_BACKENDS) "
                                f"but cannot be imported: {report.longrepr}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    _fail_required_skip(outcome.get_result())
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> object:
     outcome = yield
-    report = outcome.get_result()
-    if REQUIRE_BACKENDS and report.skipped:
-        module = _required_module_skip(report.longrepr)
-        if module is not None:
-            report.outcome = "failed"
-            report.longrepr = (f"{module} is required under CI (CI=true or ANYML_REQUIRE_BACKENDS) "
-                               f"but cannot be imported: {report.longrepr}")
+    _fail_required_skip(outcome.get_result())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
