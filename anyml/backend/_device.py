@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from anyml.backend._fastpath import backend_class_of
+from anyml.backend._fastpath import _DISPATCH, _dispatch, backend_class_of, device_context_free
 
 __all__ = ["activated", "device_of", "on_device_of"]
 
@@ -33,7 +33,10 @@ def activated(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self.backend.activate():
+        backend = self.backend
+        if device_context_free(type(backend)):  # NumPy, array-api-strict: nothing to enter
+            return method(self, *args, **kwargs)
+        with backend.activate():
             return method(self, *args, **kwargs)
 
     wrapper.__anyml_activated__ = True  # type: ignore[attr-defined]
@@ -47,6 +50,9 @@ def on_device_of(position: int) -> Callable[[F], F]:
         @functools.wraps(method)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             if len(args) <= position:
+                return method(self, *args, **kwargs)
+            kind = type(args[position])
+            if (_DISPATCH[kind] if kind in _DISPATCH else _dispatch(kind))[1]:  # no context to enter
                 return method(self, *args, **kwargs)
             with device_of(args[position]):
                 return method(self, *args, **kwargs)

@@ -574,21 +574,27 @@ class LayerBase:
 
     def _check_input(self, X: Any, ndim: int | None = None, shape: str = "", name: str = "X",
                      floating: bool = True) -> None:
-        """Raise a clear error unless ``X`` is a float array of this backend with ``ndim`` axes."""
-        owner = type(self).__name__
-        self.backend.check_array(X, owner, name)
+        """Raise a clear error unless ``X`` is a float array of this backend with ``ndim`` axes.
+
+        Runs at every forward and backward, so the passing case is a handful of attribute reads; the
+        messages are built only on failure.
+        """
+        backend = self.backend
+        if not backend.owns(X):
+            backend.check_array(X, type(self).__name__, name)
         if ndim is not None and X.ndim != ndim:
-            msg = f"{owner}: expected {name} of shape {shape or f'with {ndim} axes'}, got {tuple(X.shape)}"
+            msg = (f"{type(self).__name__}: expected {name} of shape {shape or f'with {ndim} axes'}, "
+                   f"got {tuple(X.shape)}")
             raise ValueError(msg)
-        if self._trainable_names and any(int(d) == 0 for d in X.shape[1:]):
-            msg = (f"{owner}: {name} of shape {tuple(X.shape)} has an empty axis; only the batch "
-                   f"axis (the first) may be empty: the parameters need at least one value along "
-                   f"the others")
+        if self._trainable_names and 0 in X.shape[1:]:
+            msg = (f"{type(self).__name__}: {name} of shape {tuple(X.shape)} has an empty axis; only "
+                   f"the batch axis (the first) may be empty: the parameters need at least one value "
+                   f"along the others")
             raise ValueError(msg)
-        if floating and X.dtype != self.backend.dtype:
-            want = self.backend.dtype_name
-            msg = (f"{owner}: expected {name} of dtype {want} (the backend's), got {X.dtype}; "
-                   f"convert it with backend.asarray({name}, dtype={want!r})")
+        if floating and X.dtype != backend.dtype:
+            want = backend.dtype_name
+            msg = (f"{type(self).__name__}: expected {name} of dtype {want} (the backend's), got "
+                   f"{X.dtype}; convert it with backend.asarray({name}, dtype={want!r})")
             if not self.xp.isdtype(X.dtype, "real floating"):
                 msg += (" (Sequential.fit, evaluate and predict convert integer and boolean data "
                         "themselves)")
