@@ -68,7 +68,7 @@ class Loss(Spec):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("loss", "grad"):  # computed on y_pred's device
+        for name in ("loss", "grad", "loss_and_grad"):  # computed on y_pred's device
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__anyml_activated__", False):
                 setattr(cls, name, on_device_of(1)(method))
@@ -90,6 +90,14 @@ class Loss(Spec):
     def grad(self, y: Array, y_pred: Array, *args: Any, **kwargs: Any) -> Any:
         """The gradient of :meth:`loss`; see the subclass."""
         raise NotImplementedError
+
+    def loss_and_grad(self, y: Array, y_pred: Array, *args: Any, **kwargs: Any) -> tuple[Array, Any]:
+        """``(loss(...), grad(...))`` of the same arguments, as a training step needs both.
+
+        Losses that share work between the two (:class:`CrossEntropy`: the targets, checked and
+        made one-hot once) override it; the results are those of the two calls.
+        """
+        return self.loss(y, y_pred, *args, **kwargs), self.grad(y, y_pred, *args, **kwargs)
 
     # ------------------------------------------------------------------ helpers
     def _scale(self, y_pred: Array) -> float:
@@ -337,9 +345,25 @@ class CrossEntropy(Loss):
         """The gradient wrt. the logits, :math:`p \\sum_k y_k - y` (see Notes).
 
         ``check_labels``: see :meth:`targets`."""
+        return self._grad_of(y, self.targets(y, y_pred, check_labels=check_labels), y_pred)
+
+    def loss_and_grad(  # type: ignore[override]  # a keyword the base class does not have
+            self, y: Array, y_pred: Array, *, check_labels: bool = True) -> tuple[Array, Array]:
+        """``(loss(y, y_pred), grad(y, y_pred))``, the targets checked and built once."""
         target = self.targets(y, y_pred, check_labels=check_labels)
         xp = namespace_of(y_pred)
-        dz = self.probs(y_pred) * xp.sum(target, axis=-1, keepdims=True) - target
+        value = xp.asarray(-self._scale(y_pred) * xp.sum(target * self.log_probs(y_pred)))
+        return value, self._grad_of(y, target, y_pred)
+
+    def _grad_of(self, y: Array, target: Array, y_pred: Array) -> Array:
+        """The gradient wrt. the logits given :meth:`targets`' rows ``target`` of the labels ``y``."""
+        xp = namespace_of(y_pred)
+        if xp.isdtype(y.dtype, "integral"):
+            # one-hot rows: each sums to exactly 1, and p * 1 == p, so p - y is the same array as
+            # p * sum(y) - y, for one kernel instead of three
+            dz = self.probs(y_pred) - target
+        else:
+            dz = self.probs(y_pred) * xp.sum(target, axis=-1, keepdims=True) - target
         scale = self._scale(y_pred)
         return dz if scale == 1.0 else dz * scale
 

@@ -490,8 +490,8 @@ class Sequential:
         Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
         data.check_labels(out, "train_on_batch")
-        value = loss.loss(yb, out, **self._checked)
-        self._train_backward(loss.grad(yb, out, **self._checked))
+        value, grad = loss.loss_and_grad(yb, out, **self._checked)
+        self._train_backward(grad)
         self.update(float(value) if cur_loss else None)
         return value
 
