@@ -38,7 +38,7 @@ from anyml._training import (
 from anyml._validate import real
 from anyml.backend import Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, all_true
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
 from anyml.metrics import Metric, get_metric
@@ -300,17 +300,13 @@ class Sequential:
         """
         if self.clip_norm is not None:
             self._clip_global_norm(self.clip_norm)
-        flags = []
+        parts: list[Array] = []
         for layer in self.layers:
             layer.update(cur_loss, check_finite=False)
-            flag = layer._finite_flag()
-            if flag is not None:
-                flags.append(flag)
-        if not flags:
+            parts += layer._finite_parts()
+        ok = all_true(self.backend.xp, parts)  # one flag for all parameters: stack, then all
+        if ok is None:
             return
-        ok = flags[0]
-        for flag in flags[1:]:
-            ok = ok & flag
         watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
         watch.record(ok, self.backend.xp)
         if check_finite or (check_finite is None and watch.due()):

@@ -168,6 +168,9 @@ class WrapperBase:
     def _finite_flag(self) -> Array | None:
         return self._base_layer._finite_flag()
 
+    def _finite_parts(self) -> list[Array]:
+        return self._base_layer._finite_parts()
+
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         self._base_layer._raise_if_not_finite(step)
 

@@ -16,7 +16,7 @@ from anyml.activations import get_activation
 from anyml.backend import Backend, activated, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
 
-__all__ = ["LayerBase", "accepts_gradient_list"]
+__all__ = ["LayerBase", "accepts_gradient_list", "all_true"]
 
 Array = Any
 
@@ -242,14 +242,16 @@ class LayerBase:
     def _finite_flag(self) -> Array | None:
         """A 0-d boolean array on the device: are all trainable parameters finite? ``None`` when the
         layer has none to check (no gradients, or frozen)."""
+        return all_true(self.xp, self._finite_parts())
+
+    def _finite_parts(self) -> list[Array]:
+        """One 0-d boolean array per trainable parameter, on the device: is it all finite? Empty
+        when the layer has none to check (no gradients, or frozen). A model folds the parts of all
+        its layers into one flag (:func:`all_true`)."""
         if not (self.trainable and self.gradients):
-            return None
-        xp = self.xp
-        flag = None
-        for name in self.gradients:
-            finite = xp.all(xp.isfinite(self.parameters[name]))
-            flag = finite if flag is None else flag & finite
-        return flag
+            return []
+        xp, params = self.xp, self.parameters
+        return [xp.all(xp.isfinite(params[name])) for name in self.gradients]
 
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         flag = self._finite_flag()
@@ -614,6 +616,18 @@ class LayerBase:
             config["optimizer"] = str(self.optimizer)
         args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
+
+
+def all_true(xp: Any, flags: list[Array]) -> Array | None:
+    """The 0-d boolean AND of 0-d boolean arrays (``None`` for none): two kernels however many there
+    are (stack, then all), instead of one ``&`` per flag."""
+    if not flags:
+        return None
+    if len(flags) == 1:
+        return flags[0]
+    if len(flags) == 2:
+        return flags[0] & flags[1]
+    return xp.all(xp.stack(flags))
 
 
 def _naming_errors(init: Any) -> Any:
