@@ -39,7 +39,7 @@ from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml.activations import get_activation
-from anyml.backend import namespace_of, on_device_of
+from anyml.backend import Array, namespace_of, on_device_of
 from anyml.functional.softmax import log_softmax, softmax_forward
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
     "get_loss",
 ]
 
-Array = Any
+
 _REDUCTIONS = ("sum", "mean")
 
 

@@ -36,7 +36,7 @@ from anyml._training import (
     check_host_labels,
 )
 from anyml._validate import real
-from anyml.backend import Backend, activated, resolve_backend
+from anyml.backend import Array, Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
 from anyml.layers.base import LayerBase, all_true
 from anyml.layers.softmax import Softmax
@@ -47,7 +47,7 @@ from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
 
-Array = Any
+
 Layer = LayerBase | WrapperBase
 CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.distributed import noise
 from anyml.layers.base import LayerBase, accepts_gradient_list, activate_device_methods
 
 __all__ = ["Dropout", "WrapperBase"]
-
-Array = Any
 
 
 class WrapperBase:

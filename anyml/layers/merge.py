@@ -6,12 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from anyml.activations import get_activation
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.layers.base import LayerBase
 
 __all__ = ["Add", "Multiply"]
-
-Array = Any
 
 
 class _Merge(LayerBase):
