@@ -53,6 +53,34 @@ __all__ = [
 
 
 _REDUCTIONS = ("sum", "mean")
+#: (namespace, dtype, kind) -> xp.isdtype(dtype, kind); NumPy's isdtype is slow for every step.
+_KINDS: dict[tuple[Any, Any, str], bool] = {}
+#: (namespace, dtype) -> machine epsilon of dtype.
+_EPS: dict[tuple[Any, Any], float] = {}
+
+
+def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, cached by (namespace, dtype, kind)."""
+    key = (xp, dtype, kind)
+    try:
+        return _KINDS[key]
+    except KeyError:
+        out = _KINDS[key] = bool(xp.isdtype(dtype, kind))
+        return out
+    except TypeError:  # an unhashable dtype
+        return bool(xp.isdtype(dtype, kind))
+
+
+def _eps(xp: Any, dtype: Any) -> float:
+    """The machine epsilon of the float ``dtype``, cached by (namespace, dtype)."""
+    key = (xp, dtype)
+    try:
+        return _EPS[key]
+    except KeyError:
+        out = _EPS[key] = float(xp.finfo(dtype).eps)
+        return out
+    except TypeError:
+        return float(xp.finfo(dtype).eps)
 
 
 class Loss(Spec):
@@ -119,7 +147,7 @@ class Loss(Spec):
         if y.device != y_pred.device:
             msg = f"{owner}: {name} is on device {y.device!r} but y_pred on {y_pred.device!r}"
             raise TypeError(msg)
-        if not xp.isdtype(y_pred.dtype, "real floating"):
+        if not _isdtype(xp, y_pred.dtype, "real floating"):
             msg = f"{owner}: expected y_pred of a real floating dtype, got {y_pred.dtype}"
             raise TypeError(msg)
         return xp
@@ -279,7 +307,7 @@ class CrossEntropy(Loss):
             msg = f"CrossEntropy: expected y_pred with a class axis, got shape {tuple(y_pred.shape)}"
             raise ValueError(msg)
         n_classes = int(y_pred.shape[-1])
-        if xp.isdtype(y.dtype, "integral"):
+        if _isdtype(xp, y.dtype, "integral"):
             if tuple(y.shape) != tuple(y_pred.shape[:-1]):
                 msg = (f"CrossEntropy: expected integer labels y of shape {tuple(y_pred.shape[:-1])} "
                        f"(y_pred's without the class axis), got {tuple(y.shape)}")
@@ -287,8 +315,8 @@ class CrossEntropy(Loss):
             if check_labels:
                 self.check_labels(y, n_classes)
             classes = xp.arange(n_classes, dtype=y.dtype, device=y.device)
-            return xp.astype(xp.expand_dims(y, axis=-1) == classes, y_pred.dtype)
-        if not xp.isdtype(y.dtype, "real floating"):
+            return xp.astype(y[..., None] == classes, y_pred.dtype)
+        if not _isdtype(xp, y.dtype, "real floating"):
             msg = (f"CrossEntropy: labels y must be integer class indices or float rows, got dtype "
                    f"{y.dtype}")
             raise TypeError(msg)
@@ -323,7 +351,7 @@ class CrossEntropy(Loss):
         xp = namespace_of(y_pred)
         if self.from_logits:
             return log_softmax(y_pred, axis=-1, xp=xp)
-        eps = float(xp.finfo(y_pred.dtype).eps)
+        eps = _eps(xp, y_pred.dtype)
         return xp.log(xp.minimum(xp.maximum(y_pred, eps), 1.0))  # clip syncs on CuPy
 
     def probs(self, y_pred: Array) -> Array:
@@ -358,7 +386,7 @@ class CrossEntropy(Loss):
     def _grad_of(self, y: Array, target: Array, y_pred: Array) -> Array:
         """The gradient wrt. the logits given :meth:`targets`' rows ``target`` of the labels ``y``."""
         xp = namespace_of(y_pred)
-        if xp.isdtype(y.dtype, "integral"):
+        if _isdtype(xp, y.dtype, "integral"):
             # one-hot rows: each sums to exactly 1, and p * 1 == p, so p - y is the same array as
             # p * sum(y) - y, for one kernel instead of three
             dz = self.probs(y_pred) - target
@@ -419,7 +447,7 @@ class VAELoss(Loss):
         return xp
 
     def _clipped(self, xp: Any, y_pred: Array) -> Array:
-        eps = float(xp.finfo(y_pred.dtype).eps)
+        eps = _eps(xp, y_pred.dtype)
         return xp.minimum(xp.maximum(y_pred, eps), 1.0 - eps)  # clip syncs on CuPy
 
     def loss(self, y: Array, y_pred: Array, t_mean: Array, t_log_var: Array) -> Array:
