@@ -3,7 +3,9 @@
 CuPy allocates and launches on its *current* device, whatever device the arrays involved live on, so
 each public entry point enters the device of the backend (or of the arrays) it works with. These
 contexts nest and cost a few microseconds; on libraries whose calls all name their device they do
-nothing.
+nothing, and where a library keeps :class:`~anyml.backend.Backend`'s no-op context (NumPy,
+array-api-strict) the decorators below call straight through without entering one
+(:func:`~anyml.backend._fastpath.device_context_free`).
 """
 
 from __future__ import annotations
