@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from anyml._dist import install_hint
-from anyml.backend._base import GPU_CHUNK_BYTES, Backend, BackendUnavailableError
+from anyml.backend._base import (
+    GPU_CHUNK_BYTES,
+    GPU_RESIDENT_BYTES,
+    RESIDENT_SHARE,
+    Backend,
+    BackendUnavailableError,
+)
 from anyml.backend._random import CupyGenerator
 
 __all__ = ["CupyBackend", "cupy_unusable_reason"]
@@ -85,6 +91,25 @@ class CupyBackend(Backend):
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
         return x.get()
+
+    def resident_bytes(self) -> int:
+        try:
+            free, _ = self.device.mem_info
+        except (AttributeError, RuntimeError):
+            return GPU_RESIDENT_BYTES
+        return int(free * RESIDENT_SHARE)
+
+    def uploader(self) -> Any:
+        from anyml.backend._transfer import CupyUploader
+
+        return CupyUploader(self)
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        return (2, int(self.device.id))
+
+    def _from_dlpack(self, x: Any) -> Any:
+        with self.device:
+            return self.module.from_dlpack(x)
 
     def synchronize(self) -> None:
         self.device.synchronize()

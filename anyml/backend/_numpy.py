@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from anyml.backend._base import Backend
+from anyml.backend._random import RandomGenerator
 
 __all__ = ["NumpyBackend", "numpy_index_add"]
 
@@ -54,6 +55,7 @@ class NumpyBackend(Backend):
     """NumPy on the CPU (the default)."""
 
     name = "numpy"
+    _generator_class = RandomGenerator
 
     def _load(self) -> tuple[Any, Any, type]:
         return np, np, np.ndarray
@@ -74,6 +76,15 @@ class NumpyBackend(Backend):
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
+
+    def stage(self, host: np.ndarray) -> np.ndarray:
+        return host  # handed over: computed on as it is
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        return (1, 0)
+
+    def _from_dlpack(self, x: Any) -> np.ndarray:
+        return np.from_dlpack(x)
 
     def index_add(self, target: Any, index: Any, source: Any) -> Any:
         return numpy_index_add(target, index, source)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from anyml.backend._base import Backend, BackendUnavailableError
+from anyml.backend._random import RandomGenerator
 
 __all__ = ["ArrayApiStrictBackend"]
 
@@ -16,6 +17,7 @@ class ArrayApiStrictBackend(Backend):
 
     name = "array-api-strict"
     _install_hint = "pip install array-api-strict"
+    _generator_class = RandomGenerator
 
     def _load(self) -> tuple[Any, Any, type]:
         try:

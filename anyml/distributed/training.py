@@ -94,7 +94,7 @@ class DataParallel:
         moved) and copy rank 0's parameters to every rank."""
         layers = [p for layer in self.model.layers for p in param_layers(layer)]
         if not all(p.is_initialized for p in layers):
-            X1, _ = data.batch(None, first, 1)
+            X1, _ = data.one(first, 1)
             with self.model._inference():
                 self.model.forward(X1, retain_derived=False)
         arrays = [p.parameters[k] for p in layers for k in sorted(p.parameters)]
