@@ -38,6 +38,9 @@ from anyml._training import (
 from anyml._validate import real
 from anyml.backend import Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
+from anyml.checkpoint import load as load_checkpoint
+from anyml.checkpoint import register_model
+from anyml.checkpoint import save as save_checkpoint
 from anyml.layers.base import LayerBase
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
@@ -56,6 +59,7 @@ CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
 DEFAULT_OPTIMIZER = "Adam()"
 
 
+@register_model
 class Sequential:
     r"""Layers applied one after the other, :math:`y = f_n(\cdots f_2(f_1(X)))`, with a loss.
 
@@ -460,16 +464,12 @@ class Sequential:
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | PathLike[str]) -> None:
         """Write a checkpoint (see :func:`anyml.checkpoint.save`)."""
-        from anyml.checkpoint import save
-
-        save(self, path)
+        save_checkpoint(self, path)
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, backend: str | Backend | None = None) -> Sequential:
         """Read a checkpoint written by :meth:`save` (see :func:`anyml.checkpoint.load`)."""
-        from anyml.checkpoint import load
-
-        model = load(path, backend=backend)
+        model = load_checkpoint(path, backend=backend)
         if not isinstance(model, cls):
             msg = f"Sequential.load: {path} holds a {type(model).__name__}, not a Sequential"
             raise ValueError(msg)

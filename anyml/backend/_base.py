@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Array", "Backend", "BackendUnavailableError", "dtype_name"]
+from anyml.backend._arrays import Array, numpy_index_add, to_numpy
+from anyml.backend._fastpath import CPU_CHUNK_BYTES, register_array_module, register_array_type
+from anyml.backend._transfer import Uploader
 
-#: Any backend's array (the Array API standard has no common class to name).
-Array: TypeAlias = Any
+__all__ = ["CPU_CHUNK_BYTES", "Array", "Backend", "BackendUnavailableError", "dtype_name"]
 
 FLOAT_DTYPES = ("float32", "float64")
-
-#: Bytes of scratch memory one convolution chunk may take on a CPU: about 2 MB, which stays in the
-#: cache between being gathered and being multiplied.
-CPU_CHUNK_BYTES = 2 << 20
 
 #: Bytes of scratch memory one convolution chunk may take on a GPU: large enough for matrix products
 #: that fill the device, small enough to leave its memory to activations.
@@ -95,14 +92,19 @@ class Backend:
     _generator_class: ClassVar[type[Any]]
     fast_paths: ClassVar[dict[str, Callable[..., Any]]] = {}
 
+    #: The top-level module of the library's array class (``"torch"``), for
+    #: :func:`~anyml.backend.backend_class_of` on arrays made before any backend of the library.
+    array_module: ClassVar[str | None] = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.fast_paths = {}  # each library registers its own
+        module = cls.__dict__.get("array_module")
+        if module:
+            register_array_module(module, cls)
 
     def __init__(self, *, device: Any = None, dtype: Any = None, seed: int | None = None) -> None:
         self.module, self.xp, self.array_type = self._load()
-        from anyml.backend._fastpath import register_array_type
-
         register_array_type(self.array_type, type(self))
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
@@ -161,10 +163,8 @@ class Backend:
         """
         return 0
 
-    def uploader(self) -> Any:
+    def uploader(self) -> Uploader:
         """A new :class:`~anyml.backend._transfer.Uploader` for this backend's minibatches."""
-        from anyml.backend._transfer import Uploader
-
         return Uploader(self)
 
     def stage(self, host: np.ndarray) -> Array:
@@ -207,8 +207,6 @@ class Backend:
 
         Works in place where the library can and returns the result either way.
         """
-        from anyml.backend._numpy import numpy_index_add
-
         host = self.to_host(target).copy()
         numpy_index_add(host, self.to_host(index), self.to_host(source))
         return self.from_host(host, dtype=target.dtype)
@@ -282,8 +280,6 @@ class Backend:
         are copied, unless ``copy=False`` says that they may be shared too (moving a NumPy model,
         :meth:`anyml.layers.LayerBase.to`). ``copy=True`` always copies.
         """
-        from anyml.backend._arrays import to_numpy
-
         if self.owns(x):
             want = self._wanted_dtype(x, dtype)
             if (want is None or x.dtype == want) and not copy:

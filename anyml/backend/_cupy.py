@@ -16,6 +16,7 @@ from anyml.backend._base import (
     BackendUnavailableError,
 )
 from anyml.backend._random import CupyGenerator
+from anyml.backend._transfer import CupyUploader, Uploader
 
 __all__ = ["CupyBackend", "cupy_unusable_reason"]
 
@@ -29,6 +30,7 @@ class CupyBackend(Backend):
     """
 
     name = "cupy"
+    array_module = "cupy"
     _install_hint = f"for CUDA 12: {install_hint('cupy')}; for CUDA 13: pip install cupy-cuda13x"
     _generator_class = CupyGenerator
 
@@ -99,9 +101,7 @@ class CupyBackend(Backend):
             return GPU_RESIDENT_BYTES
         return int(free * RESIDENT_SHARE)
 
-    def uploader(self) -> Any:
-        from anyml.backend._transfer import CupyUploader
-
+    def uploader(self) -> Uploader:
         return CupyUploader(self)
 
     def _dlpack_device(self) -> tuple[int, int] | None:
@@ -138,6 +138,3 @@ def cupy_unusable_reason(cupy: Any) -> str:
         return f"{type(exc).__name__}: {exc}"
     return f"cupy.is_available() is False with {count} device(s) visible"
 
-
-# CuPy's own kernels behind the pure functions (registered on CupyBackend when imported)
-from anyml.backend import _cupy_fast  # noqa: E402, F401

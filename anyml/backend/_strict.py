@@ -16,6 +16,7 @@ class ArrayApiStrictBackend(Backend):
     """array-api-strict: proves that code uses only the standard; its extra devices simulate a GPU."""
 
     name = "array-api-strict"
+    array_module = "array_api_strict"
     _install_hint = "pip install array-api-strict"
     _generator_class = RandomGenerator
 

@@ -17,6 +17,7 @@ from anyml.backend._base import (
     BackendUnavailableError,
 )
 from anyml.backend._random import TorchGenerator
+from anyml.backend._transfer import TorchCudaUploader, Uploader
 
 __all__ = ["TorchBackend"]
 
@@ -25,6 +26,7 @@ class TorchBackend(Backend):
     """PyTorch through array-api-compat, on the CPU or a CUDA device."""
 
     name = "torch"
+    array_module = "torch"
     _install_hint = install_hint("torch")
     _generator_class = TorchGenerator
 
@@ -85,11 +87,9 @@ class TorchBackend(Backend):
             return GPU_RESIDENT_BYTES
         return int(free * RESIDENT_SHARE)
 
-    def uploader(self) -> Any:
+    def uploader(self) -> Uploader:
         if self.device.type == "cuda":
-            from anyml.backend._transfer import TorchCudaUploader
-
-            return TorchCudaUploader(self)
+                return TorchCudaUploader(self)
         return super().uploader()
 
     def _dlpack_device(self) -> tuple[int, int] | None:
@@ -113,6 +113,3 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             self.module.cuda.synchronize(self.device)
 
-
-# PyTorch's own kernels behind the pure functions (registered on TorchBackend when imported)
-from anyml.backend import _torch_fast  # noqa: E402, F401

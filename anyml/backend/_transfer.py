@@ -19,14 +19,14 @@ copy is asynchronous).
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from anyml.backend._base import Array
+from anyml.backend._arrays import Array
 
-if TYPE_CHECKING:
-    from anyml.backend._base import Backend
+#: A :class:`~anyml.backend.Backend` (not imported here: the backends import this module).
+Backend = Any
 
 __all__ = ["CupyUploader", "TorchCudaUploader", "Uploader"]
 
