@@ -12,12 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from anyml.backend import Backend, to_numpy
+from anyml.backend import Array, Backend, to_numpy
 
 __all__ = ["Batches", "Data", "Inference", "InterruptGuard", "Progress", "Totals", "batch_starts",
            "check_host_labels", "epoch_line"]
-
-Array = Any
 
 
 class Data:

@@ -8,15 +8,11 @@ back with :func:`assign`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from anyml.backend import to_numpy
+from anyml.backend import Array, to_numpy
 
 __all__ = ["assign", "host_view", "library_of", "staged"]
-
-Array = Any
 
 
 def library_of(x: Array) -> str:
