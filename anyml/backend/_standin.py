@@ -449,9 +449,9 @@ def _upload(a: np.ndarray) -> None:
 _pinned: dict[int, Any] = {}
 
 
-def _empty_pinned(shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+def _empty_pinned(shape: Any, dtype: Any = float, order: Any = "C") -> np.ndarray:
     """``cupyx.empty_pinned``: host memory marked as page-locked."""
-    a = np.empty(shape, dtype=dtype, order=order)
+    a: np.ndarray = np.empty(shape, dtype=dtype, order=order)
     key = id(a)
     _pinned[key] = weakref.finalize(a, _pinned.pop, key, None)
     return a
