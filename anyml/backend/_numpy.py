@@ -15,7 +15,7 @@ from anyml.backend._random import RandomGenerator
 __all__ = ["NumpyBackend", "numpy_index_add"]
 
 #: The shortest rows for which :meth:`NumpyBackend.row_broadcasts` shrinks NumPy's ufunc buffer
-#: (layer normalization of 256-value rows gained 7%, of 128-value rows lost 40%).
+#: (shorter rows run slower unbuffered; the measurements are in benchmarks/RESULTS.md).
 _MIN_UNBUFFERED_ROW = 256
 
 
