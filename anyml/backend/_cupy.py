@@ -87,8 +87,9 @@ class CupyBackend(Backend):
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
         a = np.asarray(a)
+        host = np.asarray(a, dtype=self._host_dtype(a, dtype))  # converted before it travels
         with self.device:
-            return self.module.array(a, dtype=self._host_dtype(a, dtype))
+            return self.module.array(host)
 
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
