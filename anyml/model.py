@@ -36,7 +36,7 @@ from anyml._training import (
     check_host_labels,
 )
 from anyml._validate import real
-from anyml.backend import Backend, activated, resolve_backend
+from anyml.backend import Array, Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
 from anyml.checkpoint import load as load_checkpoint
 from anyml.checkpoint import register_model
@@ -50,7 +50,6 @@ from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
 
-Array = Any
 Layer = LayerBase | WrapperBase
 CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
 
