@@ -189,3 +189,23 @@ def test_arrays_without_a_shared_device_go_through_the_host():
     a = be.asarray(x, copy=False)  # CUDA memory: copied to the host
     assert isinstance(a, np.ndarray) and gpu.counters.syncs == 1
     np.testing.assert_array_equal(be.asarray([1.0, 2.0]), np.array([1.0, 2.0], dtype=np.float32))
+
+
+def test_copies_and_compute_wait_for_each_other_on_the_device():
+    # each copy waits for the work queued before it (memory that work frees may be reused), and
+    # the computing stream waits for a batch's copy before using it: events, never a host wait
+    from anyml.backend import _standin
+
+    be = anyml.make_backend("gpulike", dtype="float32", seed=0)
+    X, y = _data(40)
+    data = Data(be, X, y, "fit", int_labels=True)
+    compute = _standin._get_current_stream(be.device.id)
+    before = compute.waits
+    be.counters.reset()
+    with be.activate():
+        for start in (0, 10, 20):
+            data.batch(None, start, 10)
+    uploader = data._uploader
+    assert uploader.stream.waits == be.counters.uploads == 8  # 3 batches and the next one, X and y
+    assert compute.waits - before == 6
+    assert be.counters.syncs == 0
