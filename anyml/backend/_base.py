@@ -251,6 +251,8 @@ class Backend:
         return "float64" if self.dtype == self.xp.float64 else "float32"
 
     def _host_dtype(self, a: np.ndarray, dtype: Any) -> np.dtype:
+        if isinstance(dtype, np.dtype):
+            return dtype
         if dtype is not None:
             return np.dtype(self.dtype_name if dtype == self.dtype else dtype_name(dtype))
         if a.dtype.kind == "f":
