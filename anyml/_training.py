@@ -228,8 +228,8 @@ class Data:
         buf = self._uploader.buffer((stop - start, *a.shape[1:]), dtype)
         if idx is None:
             np.copyto(buf, a[start:stop], casting="unsafe")
-        elif a.dtype == dtype:
-            np.take(a, idx, axis=0, out=buf)
+        elif a.dtype == dtype:  # "clip": the indices are a permutation's (and "raise" buffers out)
+            np.take(a, idx, axis=0, out=buf, mode="clip")
         else:
             np.copyto(buf, a.take(idx, axis=0), casting="unsafe")
         return self._uploader.upload(buf)
