@@ -187,7 +187,7 @@ class Data:
                 self._prefetch = False
             tickets = self._upload(order, start, stop)
         Xb, yb = (None if t is None else uploader.ready(t) for t in tickets)
-        if prefetch and uploader.prefetches and self._prefetch and stop < self.n:
+        if prefetch and uploader.prefetches and self._prefetch and start < stop < self.n:
             nxt = _next_stop(self.n, stop, stop - start)
             self._pending = (order, stop, nxt, *self._upload(order, stop, nxt))
         return Xb, yb

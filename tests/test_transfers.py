@@ -209,3 +209,26 @@ def test_copies_and_compute_wait_for_each_other_on_the_device():
     assert uploader.stream.waits == be.counters.uploads == 8  # 3 batches and the next one, X and y
     assert compute.waits - before == 6
     assert be.counters.syncs == 0
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_data_parallel_ranks_preload_or_stream_alike(make_backend_for, preload):
+    # 3 thread ranks, shares of uneven batches (the prefetch guesses wrong once, then stops)
+    from tests.distributed._models import assert_same_run, data, dense, params, run
+
+    X, y = data("class", 23)
+    make_backend_for()
+
+    def trainer(preload_here: bool):
+        def train(comm):
+            model = dense(make_backend_for(seed=3), "CrossEntropy(reduction='sum')")
+            history = model.fit(X, y, epochs=2, batch_size=6, verbose=False, comm=comm,
+                                preload=preload_here)
+            return params(model), history
+
+        return train
+
+    (want, want_history), = run(1, trainer(True))
+    for got, history in run(3, trainer(preload)):
+        assert_same_run(got, want)
+        np.testing.assert_allclose(history["loss"], want_history["loss"], rtol=1e-10)
