@@ -11,12 +11,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from anyml.backend._base import Backend
 
-__all__ = ["backend_class_of", "chunk_bytes", "device_context_free", "fast_path", "register_array_type",
-           "replaceable", "use_fast_paths"]
+__all__ = ["backend_class_of", "chunk_bytes", "device_context_free", "fast_path", "register_array_module",
+           "register_array_type", "replaceable", "use_fast_paths"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Bytes of scratch memory one convolution chunk may take on a CPU: about 2 MB, which stays in the
+#: cache between being gathered and being multiplied.
+CPU_CHUNK_BYTES = 2 << 20
+
 _ARRAY_TYPES: dict[type, type[Backend] | None] = {}
+#: The Backend class of each library by its top-level module, for arrays made before any backend.
+_MODULES: dict[str, type[Backend]] = {}
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("anyml_fast_paths", default=True)
 #: Backend class -> whether its device context does nothing on every device (see device_context_free).
 _CONTEXT_FREE: dict[type, bool] = {}
@@ -27,6 +33,13 @@ _DISPATCH: dict[type, tuple[type[Backend] | None, bool]] = {}
 def register_array_type(array_type: type, backend_class: type[Backend]) -> None:
     """Record that arrays of ``array_type`` belong to ``backend_class`` (done by each new Backend)."""
     _ARRAY_TYPES[array_type] = backend_class
+    _DISPATCH.clear()
+
+
+def register_array_module(module: str, backend_class: type[Backend]) -> None:
+    """Record that arrays whose class lives in the top-level module ``module`` (``"torch"``) belong
+    to ``backend_class`` (done by each library's Backend class when it is defined)."""
+    _MODULES[module] = backend_class
     _DISPATCH.clear()
 
 
@@ -47,9 +60,7 @@ def backend_class_of_type(kind: type) -> type[Backend] | None:
             found = cls
             break
     else:
-        from anyml.backend._selector import backend_class_for_module
-
-        found = backend_class_for_module(kind.__module__.split(".")[0])
+        found = _MODULES.get(kind.__module__.split(".")[0])
     _ARRAY_TYPES[kind] = found
     return found
 
@@ -98,8 +109,6 @@ def chunk_bytes(like: Any) -> int | None:
     ``like`` decides for its device (``None``: no limit)."""
     cls = backend_class_of(like)
     if cls is None:
-        from anyml.backend._base import CPU_CHUNK_BYTES
-
         return CPU_CHUNK_BYTES
     return cls.chunk_bytes(getattr(like, "device", None))
 

@@ -8,52 +8,23 @@ from typing import Any
 
 import numpy as np
 
+from anyml.backend._arrays import numpy_index_add
 from anyml.backend._base import Backend
+from anyml.backend._random import RandomGenerator
 
 __all__ = ["NumpyBackend", "numpy_index_add"]
 
 #: The shortest rows for which :meth:`NumpyBackend.row_broadcasts` shrinks NumPy's ufunc buffer
-#: (layer normalization of 256-value rows gained 7%, of 128-value rows lost 40%).
+#: (shorter rows run slower unbuffered; the measurements are in benchmarks/RESULTS.md).
 _MIN_UNBUFFERED_ROW = 256
-
-
-def numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """``np.add.at(target, index, source)`` along axis 0, several times faster for row updates.
-
-    The indices are sorted once; repeats of an index are ranked, and each rank is added with one
-    gather, add and scatter of whole rows (unique indices within a rank, so nothing is lost).
-    Heavily repeated indices (many ranks) are summed per index with ``np.add.reduceat`` instead.
-    """
-    index = np.asarray(index).reshape(-1)
-    n = index.shape[0]
-    if n == 0:
-        return target
-    source = np.broadcast_to(source, (n, *target.shape[1:]))
-    order = np.argsort(index, kind="stable")
-    ordered = index.take(order)
-    first = np.empty(n, dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    position = np.arange(n)
-    rank = position - np.maximum.accumulate(np.where(first, position, 0))
-    n_ranks = int(rank.max()) + 1
-    if n_ranks > 8:
-        starts = np.flatnonzero(first)
-        target[ordered[starts]] += np.add.reduceat(source[order], starts, axis=0)
-        return target
-    for r in range(n_ranks):  # ``take`` gathers rows faster than fancy indexing does
-        chosen = rank == r
-        rows = ordered[chosen]
-        updated = target.take(rows, axis=0)
-        updated += source.take(order[chosen], axis=0)
-        target[rows] = updated
-    return target
 
 
 class NumpyBackend(Backend):
     """NumPy on the CPU (the default)."""
 
     name = "numpy"
+    array_module = "numpy"
+    _generator_class = RandomGenerator
 
     def _load(self) -> tuple[Any, Any, type]:
         return np, np, np.ndarray
@@ -74,6 +45,15 @@ class NumpyBackend(Backend):
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
+
+    def stage(self, host: np.ndarray) -> np.ndarray:
+        return host  # handed over: computed on as it is
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        return (1, 0)
+
+    def _from_dlpack(self, x: Any) -> np.ndarray:
+        return np.from_dlpack(x)
 
     def index_add(self, target: Any, index: Any, source: Any) -> Any:
         return numpy_index_add(target, index, source)

@@ -528,9 +528,13 @@ class LayerBase:
         Retained forward passes are dropped (call :meth:`forward` again on the new backend).
         """
         new = resolve_backend(backend)
-        self.parameters = {k: new.asarray(v) for k, v in self.parameters.items()}
-        self.gradients = {k: new.asarray(v) for k, v in self.gradients.items()}
-        self.optimizer.map_cache(new.asarray)
+
+        def move(x: Array) -> Array:  # a move: memory on the same device is shared (DLPack)
+            return new.asarray(x, copy=False)
+
+        self.parameters = {k: move(v) for k, v in self.parameters.items()}
+        self.gradients = {k: move(v) for k, v in self.gradients.items()}
+        self.optimizer.map_cache(move)
         self._caches.clear()
         self.backend, self.xp = new, new.xp
         return self
