@@ -29,9 +29,9 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "AdamW",
+    "GroupedStep",
     "Optimizer",
     "RMSProp",
-    "GroupedStep",
     "adagrad_step",
     "adam_step",
     "get_optimizer",
@@ -217,7 +217,7 @@ class Optimizer(Spec):
         """One parameter's update: advance its own step count, run :meth:`_apply`, keep the state."""
         t = self._advance(state)
         new, arrays = self._apply(param, grad, tuple(state[k] for k in self._state_names), lr, t)
-        for key, value in zip(self._state_names, arrays):
+        for key, value in zip(self._state_names, arrays, strict=True):
             state[key] = value
         return new
 
@@ -703,20 +703,22 @@ class GroupedStep:
         sizes = [math.prod(s) for s in shapes]
         flat_grad = xp.concat([xp.reshape(opt._clip(g, xp), (-1,)) for opt, _, _, g in members])
         flat_param = xp.concat([xp.reshape(p, (-1,)) for p in params])
-        signature = tuple((id(opt), name, shape) for (opt, _, name, _), shape in zip(members, shapes))
+        signature = tuple((id(opt), name, shape)
+                          for (opt, _, name, _), shape in zip(members, shapes, strict=True))
         flats: tuple[Array, ...] = ()
         t = 0
         if names:
             states = []
-            for (opt, _, name, _), param in zip(members, params):
+            for (opt, _, name, _), param in zip(members, params, strict=True):
                 state = opt.cache.get(name)
                 if state is None:
                     state = opt.cache[name] = opt._new_state(param, xp)
                 t = opt._advance(state)
                 states.append(state)
             old = self._kept.get(signature)
-            if old is not None and all(state[k] is view for state, views in zip(states, old.views)
-                                       for k, view in zip(names, views)):
+            if old is not None and all(
+                    state[k] is view for state, views in zip(states, old.views, strict=True)
+                    for k, view in zip(names, views, strict=True)):
                 flats = old.flats
             else:
                 flats = tuple(xp.concat([xp.reshape(state[k], (-1,)) for state in states])
@@ -724,13 +726,13 @@ class GroupedStep:
         new_param, new_flats = first._apply(flat_param, flat_grad, flats, lr, t)
         views: list[tuple[Array, ...]] = []
         start = 0
-        for (opt, p, name, _), shape, size in zip(members, shapes, sizes):
+        for (opt, p, name, _), shape, size in zip(members, shapes, sizes, strict=True):
             stop = start + size
             p[name] = xp.reshape(new_param[start:stop], shape)
             if names:
                 member_views = tuple(xp.reshape(flat[start:stop], shape) for flat in new_flats)
                 state = opt.cache[name]
-                for k, view in zip(names, member_views):
+                for k, view in zip(names, member_views, strict=True):
                     state[k] = view
                 views.append(member_views)
             start = stop

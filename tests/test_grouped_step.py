@@ -47,7 +47,7 @@ def _host(be: anyml.Backend, x: object) -> object:
 
 
 def _assert_same(be: anyml.Backend, a: Sequential, b: Sequential) -> None:
-    for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers, strict=True)):
         assert set(la.parameters) == set(lb.parameters)
         for name in la.parameters:
             np.testing.assert_array_equal(_host(be, la.parameters[name]),
@@ -142,14 +142,14 @@ def test_groups_split_by_configuration_and_step(backend64: anyml.Backend) -> Non
                 params["c"] = backend64.from_host(np.ones(5))
         if step >= 1:
             grads[0]["c"] = backend64.from_host(rng.standard_normal(5))
-        updated = grouped.apply(list(zip(opts_a, params_a, grads)))
+        updated = grouped.apply(list(zip(opts_a, params_a, grads, strict=True)))
         assert sum(int(np.prod(u.shape)) for u in updated) == sum(
             int(np.prod(g.shape)) for gs in grads for g in gs.values())
-        for opt, params, gs in zip(opts_b, params_b, grads):
+        for opt, params, gs in zip(opts_b, params_b, grads, strict=True):
             for name, g in gs.items():
                 params[name] = opt(params[name], g, name)
             opt.step()
-        for pa, pb, oa, ob in zip(params_a, params_b, opts_a, opts_b):
+        for pa, pb, oa, ob in zip(params_a, params_b, opts_a, opts_b, strict=True):
             for name in pa:
                 np.testing.assert_array_equal(backend64.to_host(pa[name]),
                                               backend64.to_host(pb[name]))
