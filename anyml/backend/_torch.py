@@ -75,4 +75,4 @@ class TorchBackend(Backend):
 
 
 # PyTorch's own kernels behind the pure functions (registered on TorchBackend when imported)
-from anyml.backend import _torch_fast  # noqa: E402, F401
+from anyml.backend import _torch_fast, _torch_fast_recurrent  # noqa: E402, F401
