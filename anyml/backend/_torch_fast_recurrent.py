@@ -9,9 +9,12 @@ replace (see "Native fast paths" in :mod:`anyml.backend`):
   same arithmetic with PyTorch's fused pointwise operations (``addcmul``, ``addcdiv``), fewer
   passes over memory and no temporaries the pure path's operators make.
 
-The Elman RNN and the single-step cells keep the pure path: on the CPU, ``torch._VF.rnn_tanh``,
-``torch.lstm_cell`` and ``torch.rnn_tanh_cell`` driven through autograd measured no faster than it
-(the per-call autograd and weight-reordering overhead outweighs the fused kernel at one step).
+* ``lstm_step_forward`` / ``lstm_step_backward`` and ``rnn_step_forward`` / ``rnn_step_backward``:
+  a step written with ``addmm``, ``addcmul`` and PyTorch's fused ``tanh_backward`` /
+  ``sigmoid_backward`` (no autograd: driving ``torch.lstm_cell`` through autograd measured slower
+  than the pure path at one step, for its per-call graph and weight reordering).
+
+The Elman RNN sequence keeps the pure path: ``torch._VF.rnn_tanh`` measured no faster on the CPU.
 
 The LSTM kernel takes only the standard activations, a tanh activation and sigmoid gates
 (recognised by the ``output_derivative`` tag of :mod:`anyml.functional.activations`); anything else
@@ -29,7 +32,7 @@ from typing import Any, NamedTuple
 
 from anyml.backend._torch import TorchBackend
 
-__all__ = ["TorchRecurrentGraph"]
+__all__ = ["TorchLSTMStep", "TorchRNNStep", "TorchRecurrentGraph"]
 
 Array = Any
 register = TorchBackend.register_fast_path
@@ -60,6 +63,10 @@ def _usable(*arrays: Any) -> bool:
         return False
     return all(a is None or (a.is_floating_point() and not a.is_inference() and a.numel() > 0)
                for a in arrays)
+
+
+def _floats(*arrays: Any) -> bool:
+    return all(a is None or a.is_floating_point() for a in arrays)
 
 
 def _leaves(*arrays: Any) -> tuple[Any, ...]:
@@ -125,11 +132,92 @@ def lstm_backward(dY: Array, cache: Any, dA_last: Array | None = None,
     return dX, dW, db, dA0, dC0
 
 
+# ------------------------------------------------------------------------------ single steps
+class TorchLSTMStep(NamedTuple):
+    """The cache of a native LSTM step: what its hand-written backward needs."""
+
+    Z: Any
+    W: Any
+    S: Any
+    Cc: Any
+    C_prev: Any
+    TC: Any
+
+
+class TorchRNNStep(NamedTuple):
+    """The cache of a native RNN step."""
+
+    Z: Any
+    W: Any
+    A: Any
+
+
+@register("lstm_step_forward")
+def lstm_step_forward(Xt: Array, A_prev: Array, C_prev: Array, W: Array, b: Array, act_fn: Any,
+                      gate_fn: Any, xp: Any = None) -> Any:
+    """One LSTM step with ``addmm``, ``sigmoid``, ``tanh`` and ``addcmul`` (see
+    :func:`anyml.functional.recurrent.lstm_step_forward`)."""
+    if _kind(act_fn) != "tanh" or _kind(gate_fn) != "sigmoid" or not _floats(Xt, A_prev, C_prev,
+                                                                                W, b):
+        return NotImplemented
+    torch = _torch()
+    n = int(W.shape[1]) // 4
+    Z = torch.cat([A_prev, Xt], dim=1)
+    P = torch.addmm(b, Z, W)
+    S = torch.sigmoid(P[:, :3 * n])
+    Cc = torch.tanh(P[:, 3 * n:])
+    C = torch.addcmul(S[:, :n] * C_prev, S[:, n:2 * n], Cc)
+    TC = torch.tanh(C)
+    return S[:, 2 * n:] * TC, C, TorchLSTMStep(Z, W, S, Cc, C_prev, TC)
+
+
+@register("lstm_step_backward")
+def lstm_step_backward(dA: Array, dC: Array | None, cache: Any, xp: Any = None) -> Any:
+    """The gradients of :func:`lstm_step_forward` with PyTorch's fused ``tanh_backward`` and
+    ``sigmoid_backward``: ``dXt, dA_prev, dC_prev, dW, db``."""
+    if not isinstance(cache, TorchLSTMStep):
+        return NotImplemented
+    torch = _torch()
+    aten = torch.ops.aten
+    Z, W, S, Cc, C_prev, TC = cache
+    n = int(W.shape[1]) // 4
+    dCt = aten.tanh_backward(dA * S[:, 2 * n:], TC)
+    if dC is not None:
+        dCt = dCt + dC
+    dS = torch.cat([dCt * C_prev, dCt * Cc, dA * TC], dim=1)
+    dP = torch.cat([aten.sigmoid_backward(dS, S), aten.tanh_backward(dCt * S[:, n:2 * n], Cc)],
+                   dim=1)
+    dZ = dP @ W.t()
+    return dZ[:, n:], dZ[:, :n], dCt * S[:, :n], Z.t() @ dP, dP.sum(dim=0)
+
+
+@register("rnn_step_forward")
+def rnn_step_forward(Xt: Array, A_prev: Array, W: Array, b: Array, act_fn: Any,
+                     xp: Any = None) -> Any:
+    """One Elman step with ``addmm`` and ``tanh`` (see
+    :func:`anyml.functional.recurrent.rnn_step_forward`)."""
+    if _kind(act_fn) != "tanh" or not _floats(Xt, A_prev, W, b):
+        return NotImplemented
+    torch = _torch()
+    Z = torch.cat([A_prev, Xt], dim=1)
+    A = torch.tanh(torch.addmm(b, Z, W))
+    return A, TorchRNNStep(Z, W, A)
+
+
+@register("rnn_step_backward")
+def rnn_step_backward(dA: Array, cache: Any, xp: Any = None) -> Any:
+    """The gradients of :func:`rnn_step_forward`: ``dXt, dA_prev, dW, db``."""
+    if not isinstance(cache, TorchRNNStep):
+        return NotImplemented
+    torch = _torch()
+    Z, W, A = cache
+    n = int(W.shape[1])
+    dP = torch.ops.aten.tanh_backward(dA, A)
+    dZ = dP @ W.t()
+    return dZ[:, n:], dZ[:, :n], Z.t() @ dP, dP.sum(dim=0)
+
+
 # ------------------------------------------------------------------------------ optimizer steps
-def _floats(*arrays: Any) -> bool:
-    return all(a is None or a.is_floating_point() for a in arrays)
-
-
 @register("sgd_step")
 def sgd_step(param: Array, grad: Array, update: Array | None, lr: float, momentum: float) -> Any:
     """:func:`anyml.optimizers.sgd_step` with ``torch.add(..., alpha=)`` (one pass each)."""

@@ -131,3 +131,50 @@ def test_optimizer_kernels_match_the_pure_path(tb, name, kernel, step, n_state):
     assert fast_path(kernel, param) is not None
     for i, (got, want) in enumerate(zip(native, pure, strict=True)):
         _close(tb, got, want, f"{name} value {i}")
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_lstm_step_matches_the_pure_path(tb, carry):
+    rng = np.random.default_rng(4)
+    arr = lambda *shape, s=1.0: tb.asarray(s * rng.standard_normal(shape))  # noqa: E731
+    Xt, A0, C0 = arr(N_EX, N_IN), arr(N_EX, N_OUT), arr(N_EX, N_OUT)
+    W, b = arr(N_OUT + N_IN, 4 * N_OUT, s=0.5), arr(4 * N_OUT)
+    dA, dC = arr(N_EX, N_OUT), (arr(N_EX, N_OUT) if carry else None)
+
+    def run():
+        A, C, cache = rf.lstm_step_forward(Xt, A0, C0, W, b, Tanh(), Sigmoid())
+        return (A, C, *rf.lstm_step_backward(dA, dC, cache))
+
+    native, pure = _both(run)
+    names = ["A", "C", "dXt", "dA_prev", "dC_prev", "dW", "db"]
+    for name, got, want in zip(names, native, pure, strict=True):
+        assert tuple(got.shape) == tuple(want.shape), name
+        _close(tb, got, want, name)
+
+
+def test_rnn_step_matches_the_pure_path(tb):
+    rng = np.random.default_rng(5)
+    arr = lambda *shape: tb.asarray(rng.standard_normal(shape))  # noqa: E731
+    Xt, A0, W, b, dA = arr(N_EX, N_IN), arr(N_EX, N_OUT), arr(N_OUT + N_IN, N_OUT), arr(N_OUT), \
+        arr(N_EX, N_OUT)
+
+    def run():
+        A, cache = rf.rnn_step_forward(Xt, A0, W, b, Tanh())
+        return (A, *rf.rnn_step_backward(dA, cache))
+
+    native, pure = _both(run)
+    for name, got, want in zip(["A", "dXt", "dA_prev", "dW", "db"], native, pure, strict=True):
+        assert tuple(got.shape) == tuple(want.shape), name
+        _close(tb, got, want, name)
+
+
+def test_steps_with_other_activations_take_the_pure_path(tb):
+    rng = np.random.default_rng(6)
+    Xt = tb.asarray(rng.standard_normal((N_EX, N_IN)))
+    A0 = tb.asarray(rng.standard_normal((N_EX, N_OUT)))
+    W = tb.asarray(rng.standard_normal((N_OUT + N_IN, 4 * N_OUT)))
+    b = tb.asarray(rng.standard_normal(4 * N_OUT))
+    assert fast_path("lstm_step_forward", Xt)(Xt, A0, A0, W, b, _PlainTanh(), Sigmoid()) \
+        is NotImplemented
+    assert fast_path("rnn_step_forward", Xt)(Xt, A0, W[:, :N_OUT], b[:N_OUT], _PlainTanh()) \
+        is NotImplemented
