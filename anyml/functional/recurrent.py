@@ -34,6 +34,7 @@ from anyml.functional.activations import activation_backward, activation_forward
 __all__ = [
     "LSTM_GATES",
     "lstm_backward",
+    "lstm_cell_update",
     "lstm_forward",
     "lstm_pack",
     "lstm_step_backward",
@@ -521,14 +522,42 @@ def _lstm_forward_standard(X: Array, W: Array, b: Array, A0: Array | None, C0: A
         P += b_half
         Tt = tanh(P)
         T[t, ...] = Tt
-        S = Tt[:, :3 * n] * 0.5
-        S += 0.5
-        C = S[:, :n] * C
-        C_new = S[:, n:2 * n] * Tt[:, 3 * n:]
-        C += C_new
+        C, A = lstm_cell_update(Tt, C, xp=xp)
         cells[t + 1, ...] = C
-        Z[t + 1, :, :n] = S[:, 2 * n:] * tanh(C)
+        Z[t + 1, :, :n] = A
     return _hidden_states(Z, n, xp)
+
+
+@replaceable
+def lstm_cell_update(T: Array, C_prev: Array, xp: Any = None) -> tuple[Array, Array]:
+    r"""The new cell and hidden states of an LSTM step from its activated gate blocks.
+
+    .. math::
+
+        G^k = \tfrac12 (1 + T^k) \ (k = f, u, o), \qquad C = G^f \odot C_{t-1} + G^u \odot T^c,
+        \qquad A = G^o \odot \tanh C
+
+    Parameters
+    ----------
+    T : array of shape (n_ex, 4 n_out)
+        :math:`[\tanh(P^f / 2), \tanh(P^u / 2), \tanh(P^o / 2), \tanh P^c]`: the sigmoid gates
+        as :math:`\sigma(p) = (1 + \tanh(p / 2)) / 2` and the candidate, in :data:`LSTM_GATES`
+        order.
+    C_prev : array of shape (n_ex, n_out)
+
+    Returns
+    -------
+    C, A : arrays of shape (n_ex, n_out)
+        Fresh arrays. Seven elementwise kernels here; one on CuPy (a fused kernel).
+    """
+    xp = namespace_of(T) if xp is None else xp
+    n = T.shape[1] // 4
+    S = T[:, :3 * n] * 0.5
+    S += 0.5
+    C = S[:, :n] * C_prev
+    C_new = S[:, n:2 * n] * T[:, 3 * n:]
+    C += C_new
+    return C, S[:, 2 * n:] * xp.tanh(C)
 
 
 def _lstm_backward_standard(dY: Array, W: Array, ws: dict, dA_last: Array | None,
