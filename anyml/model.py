@@ -325,11 +325,14 @@ class Sequential:
         configuration updated by one set of kernels; same result as layer by layer). Returns the
         ids of the layers done (parameters updated, optimizer stepped, gradients flushed) and
         their finiteness flag (a 0-d boolean array, as ``_finite_flag`` of each, in a list)."""
-        layers, seen = [], {}
+        layers: list[LayerBase] = []
+        seen: dict[int, int] = {}  # an optimizer shared by several layers keeps their order
         for layer in self.layers:
-            if (type(layer).update is LayerBase.update and layer.trainable and layer.gradients
+            opt = getattr(layer, "optimizer", None)
+            seen[id(opt)] = seen.get(id(opt), 0) + 1
+            if (isinstance(layer, LayerBase) and type(layer).update is LayerBase.update
+                    and layer.trainable and layer.gradients
                     and layer.optimizer._group_config() is not None):
-                seen[id(layer.optimizer)] = seen.get(id(layer.optimizer), 0) + 1
                 layers.append(layer)
         layers = [layer for layer in layers if seen[id(layer.optimizer)] == 1]
         if len(layers) < 2:

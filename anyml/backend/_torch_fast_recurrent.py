@@ -30,11 +30,11 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from anyml.backend._base import Array
 from anyml.backend._torch import TorchBackend
 
 __all__ = ["TorchLSTMStep", "TorchRNNStep", "TorchRecurrentGraph"]
 
-Array = Any
 register = TorchBackend.register_fast_path
 
 
