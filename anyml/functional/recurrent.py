@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import Array, namespace_of, replaceable
+from anyml.backend import Array, chunk_bytes, namespace_of, replaceable
 from anyml.functional._workspace import buffer
 from anyml.functional.activations import activation_backward, activation_forward, output_derivative
 
@@ -564,8 +564,9 @@ def _lstm_backward_standard(dY: Array, W: Array, ws: dict, dA_last: Array | None
                             dC_last: Array | None, xp: Any) -> tuple[Array, ...]:
     r""":func:`lstm_backward` after :func:`_lstm_forward_standard`, in eight kernels a step.
 
-    Every factor that does not depend on the incoming gradients is computed once for the whole
-    sequence, a gate block at a time: with :math:`s' = s(1 - s)` for each gate,
+    Every factor that does not depend on the incoming gradients is computed for a chunk of
+    timesteps at once (the whole sequence within the backend's chunk budget on a GPU; a few steps
+    that stay in cache on a CPU), a gate block at a time: with :math:`s' = s(1 - s)` for each gate,
 
     .. math::
 
@@ -582,51 +583,67 @@ def _lstm_backward_standard(dY: Array, W: Array, ws: dict, dA_last: Array | None
     K, cells = ws["T"], ws["C"]  # K: the kept tanh, overwritten block by block
     K_C = buffer(ws, "KC", (n_t, n_ex, n), dY, xp)
     forget = buffer(ws, "F", (n_t, n_ex, n), dY, xp)
-    f, u, o, c = (slice(k * n, (k + 1) * n) for k in range(4))
-
-    gate = K[..., f] * 0.5
-    gate += 0.5
-    forget[...] = gate
-    slope = 1.0 - gate
-    slope *= gate
-    slope *= cells[:n_t, ...]
-    K[..., f] = slope
-
-    gate = K[..., u] * 0.5
-    gate += 0.5
-    slope = 1.0 - gate
-    slope *= gate
-    slope *= K[..., c]
-    K[..., u] = slope
-    slope = K[..., c] * K[..., c]
-    slope = 1.0 - slope
-    slope *= gate
-    K[..., c] = slope
-
-    gate = K[..., o] * 0.5
-    gate += 0.5
-    tanh_cells = xp.tanh(cells[1:, ...])
-    slope = 1.0 - gate
-    slope *= gate
-    slope *= tanh_cells
-    K[..., o] = slope
-    slope = tanh_cells * tanh_cells
-    slope = 1.0 - slope
-    slope *= gate
-    K_C[...] = slope
-    del gate, slope, tanh_cells
-
     dP = buffer(ws, "dP", (n_t, n_ex, 4 * n), dY, xp)
     dYt = xp.permute_dims(dY, (2, 0, 1))
     WaT = _transposed(W[:n, :], xp)
     matmul, stack, reshape = xp.matmul, xp.stack, xp.reshape
+    # The factors of a chunk of timesteps are made just before the steps use them, while they
+    # are still in cache on a CPU; a GPU's budget takes the whole sequence in one chunk.
+    budget = chunk_bytes(dY)
+    step_bytes = 4 * n_ex * n * xp.finfo(dY.dtype).bits
+    chunk = n_t if budget is None else max(1, min(n_t, budget // step_bytes))
     dA_carry, dC = dA_last, dC_last
-    for t in range(n_t - 1, -1, -1):
-        dA = dYt[t, ...] if dA_carry is None else dYt[t, ...] + dA_carry
-        dCt = dA * K_C[t, ...]
-        if dC is not None:
-            dCt += dC
-        dP[t, ...] = reshape(stack([dCt, dCt, dA, dCt], axis=1), (n_ex, 4 * n)) * K[t, ...]
-        dA_carry = matmul(dP[t, ...], WaT)
-        dC = dCt * forget[t, ...]
+    hi = n_t
+    while hi > 0:
+        lo = max(0, hi - chunk)
+        _lstm_factors(K, cells, K_C, forget, lo, hi, n, xp)
+        for t in range(hi - 1, lo - 1, -1):
+            dA = dYt[t, ...] if dA_carry is None else dYt[t, ...] + dA_carry
+            dCt = dA * K_C[t, ...]
+            if dC is not None:
+                dCt += dC
+            dP[t, ...] = reshape(stack([dCt, dCt, dA, dCt], axis=1), (n_ex, 4 * n)) * K[t, ...]
+            dA_carry = matmul(dP[t, ...], WaT)
+            dC = dCt * forget[t, ...]
+        hi = lo
     return (*_sequence_weight_grads(ws["Z"], dP, W, n, xp), dA_carry, dC)
+
+
+def _lstm_factors(K: Array, cells: Array, K_C: Array, forget: Array, lo: int, hi: int, n: int,
+                  xp: Any) -> None:
+    """Timesteps ``lo:hi`` of the factors of :func:`_lstm_backward_standard`: ``K`` (holding the
+    kept tanh of the gates) becomes :math:`[K^f, K^u, K^o, K^c]`, ``K_C`` gets :math:`K^C` and
+    ``forget`` the forget gate."""
+    f, u, o, c = (slice(k * n, (k + 1) * n) for k in range(4))
+    steps = slice(lo, hi)
+
+    gate = K[steps, :, f] * 0.5
+    gate += 0.5
+    forget[steps, ...] = gate
+    slope = 1.0 - gate
+    slope *= gate
+    slope *= cells[lo:hi, ...]
+    K[steps, :, f] = slope
+
+    gate = K[steps, :, u] * 0.5
+    gate += 0.5
+    slope = 1.0 - gate
+    slope *= gate
+    slope *= K[steps, :, c]
+    K[steps, :, u] = slope
+    slope = K[steps, :, c] * K[steps, :, c]
+    slope = 1.0 - slope
+    slope *= gate
+    K[steps, :, c] = slope
+
+    gate = K[steps, :, o] * 0.5
+    gate += 0.5
+    tanh_cells = xp.tanh(cells[lo + 1:hi + 1, ...])
+    slope = 1.0 - gate
+    slope *= gate
+    slope *= tanh_cells
+    K[steps, :, o] = slope
+    slope = tanh_cells * tanh_cells
+    slope = 1.0 - slope
+    slope *= gate
+    K_C[steps, ...] = slope
