@@ -590,7 +590,7 @@ def _lstm_backward_standard(dY: Array, W: Array, ws: dict, dA_last: Array | None
     # The factors of a chunk of timesteps are made just before the steps use them, while they
     # are still in cache on a CPU; a GPU's budget takes the whole sequence in one chunk.
     budget = chunk_bytes(dY)
-    step_bytes = 4 * n_ex * n * xp.finfo(dY.dtype).bits
+    step_bytes = max(1, 4 * n_ex * n * xp.finfo(dY.dtype).bits)
     chunk = n_t if budget is None else max(1, min(n_t, budget // step_bytes))
     dA_carry, dC = dA_last, dC_last
     hi = n_t
