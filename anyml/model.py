@@ -37,9 +37,9 @@ from anyml._training import (
     check_host_labels,
 )
 from anyml._validate import real
-from anyml.backend import Backend, activated, resolve_backend
+from anyml.backend import Array, Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
-from anyml.layers.base import LayerBase
+from anyml.layers.base import LayerBase, all_true
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
 from anyml.metrics import Metric, get_metric
@@ -48,7 +48,7 @@ from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
 
-Array = Any
+
 Layer = LayerBase | WrapperBase
 CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
 
@@ -301,19 +301,15 @@ class Sequential:
         """
         if self.clip_norm is not None:
             self._clip_global_norm(self.clip_norm)
-        grouped, flags = self._grouped_update(cur_loss)
+        grouped, parts = self._grouped_update(cur_loss)
         for layer in self.layers:
             if id(layer) in grouped:
                 continue
             layer.update(cur_loss, check_finite=False)
-            flag = layer._finite_flag()
-            if flag is not None:
-                flags.append(flag)
-        if not flags:
+            parts += layer._finite_parts()
+        ok = all_true(self.backend.xp, parts)  # one flag for all parameters: stack, then all
+        if ok is None:
             return
-        ok = flags[0]
-        for flag in flags[1:]:
-            ok = ok & flag
         watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
         watch.record(ok, self.backend.xp)
         if check_finite or (check_finite is None and watch.due()):
@@ -324,7 +320,8 @@ class Sequential:
         :class:`~anyml.optimizers.GroupedStep` (the parameters of all optimizers sharing one
         configuration updated by one set of kernels; same result as layer by layer). Returns the
         ids of the layers done (parameters updated, optimizer stepped, gradients flushed) and
-        their finiteness flag (a 0-d boolean array, as ``_finite_flag`` of each, in a list)."""
+        their finiteness parts (0-d boolean arrays, as ``_finite_parts`` of each: one per flat
+        group rather than one per parameter)."""
         layers: list[LayerBase] = []
         seen: dict[int, int] = {}  # an optimizer shared by several layers keeps their order
         for layer in self.layers:
@@ -356,11 +353,7 @@ class Sequential:
         else:
             for layer in layers:
                 layer.flush_gradients()
-        flag = None
-        for values in updated:
-            finite = xp.all(xp.isfinite(values))
-            flag = finite if flag is None else flag & finite
-        return {id(layer) for layer in layers}, [flag]
+        return {id(layer) for layer in layers}, [xp.all(xp.isfinite(values)) for values in updated]
 
     def _clip_global_norm(self, max_norm: float) -> Array:
         r"""Scale every trainable gradient by :math:`\min(1, c / \lVert g \rVert_2)` with the norm of
@@ -536,8 +529,8 @@ class Sequential:
         Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
         data.check_labels(out, "train_on_batch")
-        value = loss.loss(yb, out, **self._checked)
-        self._train_backward(loss.grad(yb, out, **self._checked))
+        value, grad = loss.loss_and_grad(yb, out, **self._checked)
+        self._train_backward(grad)
         self.update(float(value) if cur_loss else None)
         return value
 

@@ -142,8 +142,8 @@ class DataParallel:
         xp = model.backend.xp
         if n_local > 0:
             data.check_labels(out, "fit")
-            value = loss.loss(yb, out, **model._checked)  # labels checked where they entered
-            grad = loss.grad(yb, out, **model._checked)
+            # labels checked where they entered; the loss shares its work between value and gradient
+            value, grad = loss.loss_and_grad(yb, out, **model._checked)
             if loss.reduction == "mean" and n_local != window:
                 grad = grad * (n_local / window)
             loss_sum = model._per_example_sum(value, out)
