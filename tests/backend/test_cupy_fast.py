@@ -7,6 +7,7 @@ checks the wrapping (arguments, dtype handling, hand-back) but not CuPy itself; 
 
 from __future__ import annotations
 
+import ast
 import sys
 import types
 
@@ -51,30 +52,54 @@ def test_integer_input_is_handed_back(fake_cupyx):
 
 
 # ------------------------------------------------------------------------------ fused elementwise
+_BINARY = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+_FUNCTIONS = {"sqrt": np.sqrt, "tanh": np.tanh}
+
+
+def _evaluate(node: ast.expr, scope: dict) -> np.ndarray:
+    """The value of one C arithmetic expression of a kernel, on NumPy arrays: names, numbers,
+    ``+ - * /``, unary minus and calls of sqrt/tanh. Anything else fails the test (no ``eval``)."""
+    if isinstance(node, ast.Name):
+        return scope[node.id]
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return scope["T"](node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_evaluate(node.left, scope), _evaluate(node.right, scope))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return np.negative(_evaluate(node.operand, scope))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+        (argument,) = node.args
+        return _FUNCTIONS[node.func.id](_evaluate(argument, scope))
+    raise AssertionError(f"the stand-in kernel does not know {ast.dump(node)}")
+
+
 class _StandInElementwiseKernel:
-    """``cupy.ElementwiseKernel`` on NumPy: evaluates the operation text, statement by statement,
-    on whole arrays (the C of these kernels is elementwise arithmetic, casts and sqrt/tanh)."""
+    """``cupy.ElementwiseKernel`` on NumPy: runs the operation text, statement by statement, on whole
+    arrays. Each statement (``name = expression``, with C's ``T`` declarations and ``(T)`` casts
+    removed) is parsed and evaluated by :func:`_evaluate`, which knows only elementwise arithmetic."""
 
     def __init__(self, in_params: str, out_params: str, operation: str, name: str) -> None:
         self.ins = [p.split()[-1] for p in in_params.split(",")]
         self.outs = [p.split()[-1] for p in out_params.split(",")]
-        self.statements = []
+        self.statements: list[tuple[str, ast.expr]] = []
         for statement in operation.split(";"):
             statement = statement.strip().replace("(T)", "")
             if statement.startswith("T "):
                 statement = statement[2:]
             if statement:
-                self.statements.append(statement)
+                (assign,) = ast.parse(statement).body
+                assert isinstance(assign, ast.Assign) and isinstance(assign.targets[0], ast.Name)
+                self.statements.append((assign.targets[0].id, assign.value))
         self.name = name
 
     def __call__(self, *args):
         assert len(args) == len(self.ins), self.name
         dtype = next(a.dtype for a in args if isinstance(a, np.ndarray))
-        scope = {"sqrt": np.sqrt, "tanh": np.tanh}
+        scope = {"T": dtype.type}
         for name, value in zip(self.ins, args, strict=True):
             scope[name] = value if isinstance(value, np.ndarray) else dtype.type(value)
-        for statement in self.statements:
-            exec(statement, scope)  # the kernels' own fixed text
+        for target, expression in self.statements:
+            scope[target] = _evaluate(expression, scope)
         outs = tuple(np.asarray(scope[name], dtype=dtype) for name in self.outs)
         return outs[0] if len(outs) == 1 else outs
 
