@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from anyml.backend._base import Array
 from anyml.backend._torch import TorchBackend
 
 __all__ = ["TorchGraph", "TorchNormCache"]
 
-Array = Any
 register = TorchBackend.register_fast_path
 
 
@@ -94,6 +94,11 @@ def _nhwc(z: Any) -> Any:
     return z.permute(0, 2, 3, 1).contiguous()
 
 
+def _act(z: Any, act: str | None) -> Any:
+    """``z`` through the activation a convolution was asked to apply (see ``ACTIVATIONS``)."""
+    return z if act is None else _torch().relu(z)
+
+
 def _padding(x: Any, pads: tuple[int, int, int, int], value: float = 0.0) -> tuple[Any, Any]:
     """``(x, padding)`` for a PyTorch call: a symmetric padding is passed on, an asymmetric one (or a
     non-zero fill) is applied with ``F.pad``."""
@@ -108,14 +113,17 @@ def _padding(x: Any, pads: tuple[int, int, int, int], value: float = 0.0) -> tup
 @register("conv2d_forward")
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
-                   workspace: dict | None = None) -> Any:
-    """``F.conv2d`` on the channels-last view (see :func:`anyml.functional.conv.conv2d_forward`)."""
+                   workspace: dict | None = None, act: str | None = None) -> Any:
+    """``F.conv2d`` on the channels-last view, then ``torch.relu`` for ``act="relu"`` (see
+    :func:`anyml.functional.conv.conv2d_forward`). The input's NCHW view is channels-last in
+    memory, so PyTorch computes a channels-last output, whose NHWC view is contiguous: no copy."""
     from anyml.functional import conv
 
     if not _usable(X, W, b):
         return NotImplemented
     conv._check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
     conv._check_w(X, W, b, "conv2d")
+    conv._check_act(act, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     strides, pads, _ = conv.memo(conv._conv2d_geometry, pad, stride, in_shape, kernel, dilation)
@@ -126,7 +134,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         w = w.permute(3, 2, 0, 1).contiguous()
         z = F.conv2d(x, w, bias[0].reshape(-1) if bias else None, stride=strides, padding=padding,
                      dilation=dilation + 1)
-        return _nhwc(z)
+        return _nhwc(_act(z, act))
 
     return _record(fn, X, W, b)
 
@@ -143,7 +151,7 @@ def conv2d_backward(dZ: Array, cache: Any, xp: Any = None, workspace: dict | Non
 
 @register("deconv2d_forward")
 def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
-                     xp: Any = None, *, max_chunk: int | None = None) -> Any:
+                     xp: Any = None, *, max_chunk: int | None = None, act: str | None = None) -> Any:
     """``F.conv_transpose2d`` on the channels-last view, then the crop of ``pad``
     (see :func:`anyml.functional.conv.deconv2d_forward`)."""
     from anyml.functional import conv
@@ -153,6 +161,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
         return NotImplemented
     conv._check_x(X, 4, "deconv2d", "(n_ex, in_rows, in_cols, in_ch)")
     conv._check_w(X, W, b, "deconv2d")
+    conv._check_act(act, "deconv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     strides = as_pair(stride, "stride", "deconv2d")
     top, bottom, left, right = conv.resolve_deconv_pads(pad, (int(X.shape[1]), int(X.shape[2])),
@@ -166,7 +175,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
                                padding=(top, left) if symmetric else 0)
         if not symmetric:
             z = z[:, :, top:z.shape[2] - bottom, left:z.shape[3] - right]
-        return _nhwc(z)
+        return _nhwc(_act(z, act))
 
     return _record(fn, X, W, b)
 
