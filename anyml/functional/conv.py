@@ -256,6 +256,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
                 part += b1
             part = xp.reshape(part, (stop - start, rows, cols, out_ch))
             Z[start:stop, ...] = _activate(part[:, :out_shape[0], :out_shape[1], :], act, xp)
+            del part  # one chunk's product at a time
         colsT = chunk if len(batches) == 1 else None
         return Z, ConvCache(Pf, colsT, W, batches, pads, kernel, strides, dilation, out_shape,
                             (rows, cols), act, Z if act else None)
@@ -275,6 +276,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
             if b1 is not None:
                 part += b1  # while the chunk is in the cache
             Z[start * per:stop * per, :] = _activate(part, act, xp)
+            del part
     Z = xp.reshape(Z, (n, out_shape[0], out_shape[1], out_ch))
     return Z, ConvCache(P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, None, act,
                         Z if act else None)
@@ -337,6 +339,7 @@ def conv2d_backward(dZ: Array, cache: ConvCache, xp: Any = None,
             dcolsT = xp.matmul(W2, xp.matrix_transpose(Gc))
             for idx, shift in enumerate(shifts):
                 dPf[:, q0 + shift:q1 + shift] += dcolsT[idx * ch:(idx + 1) * ch, :]
+            del dcolsT  # freed before the next chunk's is made: one at a time
         dP = xp.reshape(dPf, (ch, n + 1, rows, cols))[:, :n, ...]
         return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), db
     offsets = window_offsets(kernel, strides, dilation, out_shape)
