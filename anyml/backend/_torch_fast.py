@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from anyml.backend._base import Array
 from anyml.backend._torch import TorchBackend
 
-__all__ = ["TorchGraph", "TorchNormCache"]
+__all__ = ["TorchGraph", "TorchNormCache", "TorchPoolCache"]
 
 register = TorchBackend.register_fast_path
 
@@ -187,37 +187,60 @@ def deconv2d_backward(dZ: Array, cache: Any, xp: Any = None, workspace: dict | N
 
 
 # ----------------------------------------------------------------------------------- pooling
+class TorchPoolCache(NamedTuple):
+    """The cache of a native pooling: PyTorch's own pooling backward kernels run on it directly
+    (no autograd graph: for a small layer the engine costs more than the arithmetic)."""
+
+    mode: str
+    x: Any
+    indices: Any
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+
+
 @register("pool2d_forward")
 def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
                    xp: Any = None) -> Any:
-    """``F.max_pool2d`` / ``F.avg_pool2d`` on the channels-last view (max pooling pads with
-    :math:`-\\infty`, average pooling with zeros that count in the mean, as the pure path does)."""
+    """``max_pool2d_with_indices`` / ``avg_pool2d`` on the channels-last view (max pooling pads with
+    :math:`-\\infty`, average pooling with zeros that count in the mean, as the pure path does); the
+    output's NHWC view is contiguous (PyTorch keeps the input's channels-last format)."""
     from anyml.functional import pool
 
     if mode not in pool.POOL_MODES or X.ndim != 4 or not _usable(X):
         return NotImplemented  # the pure path raises the error
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     kernel, strides, pads, _ = pool.memo(pool._pool2d_geometry, kernel_shape, stride, pad, in_shape)
-    F = _torch().nn.functional
-
-    def fn(x: Any) -> Any:
-        x = _nchw(x)
-        if any(pads):  # PyTorch pads at most half a kernel itself: pad explicitly
-            top, bottom, left, right = pads
-            x = F.pad(x, (left, right, top, bottom), value=-math.inf if mode == "max" else 0.0)
-        if mode == "max":
-            return _nhwc(F.max_pool2d(x, kernel, strides))
-        return _nhwc(F.avg_pool2d(x, kernel, strides))
-
-    return _record(fn, X)
+    torch = _torch()
+    x = _nchw(X.detach())
+    if any(pads):  # PyTorch pads at most half a kernel itself: pad explicitly
+        top, bottom, left, right = pads
+        x = torch.nn.functional.pad(x, (left, right, top, bottom),
+                                    value=-math.inf if mode == "max" else 0.0)
+    if mode == "max":
+        y, indices = torch.ops.aten.max_pool2d_with_indices(x, kernel, strides)
+    else:
+        y, indices = torch.ops.aten.avg_pool2d(x, kernel, strides), None
+    return _nhwc(y), TorchPoolCache(mode, x, indices, kernel, strides, pads)
 
 
 @register("pool2d_backward")
 def pool2d_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
-    """The gradient of :func:`pool2d_forward` by PyTorch's pooling backward."""
-    if not isinstance(cache, TorchGraph):
+    """The gradient of :func:`pool2d_forward` by PyTorch's pooling backward kernels."""
+    if not isinstance(cache, TorchPoolCache):
         return NotImplemented
-    return _gradients(cache, dY)[0]
+    aten = _torch().ops.aten
+    g = _nchw(dY)
+    if cache.mode == "max":
+        dx = aten.max_pool2d_with_indices_backward(g, cache.x, cache.kernel, cache.strides, (0, 0),
+                                                   (1, 1), False, cache.indices)
+    else:
+        dx = aten.avg_pool2d_backward(g, cache.x, cache.kernel, cache.strides, (0, 0), False, True,
+                                      None)
+    if any(cache.pads):
+        top, bottom, left, right = cache.pads
+        dx = dx[:, :, top:dx.shape[2] - bottom, left:dx.shape[3] - right]
+    return _nhwc(dx)
 
 
 # ----------------------------------------------------------------------------- normalization
