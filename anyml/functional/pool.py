@@ -1,13 +1,9 @@
 r"""2-D max and average pooling, channels last, with one strided slice per kernel offset.
 
 The windows of a pooling layer are the same as a convolution's (see :mod:`anyml.functional.conv`), but
-each output only reduces its own channel, so no column matrix is built. When the windows tile the
-input (stride = kernel, the usual ``2x2`` stride-2 pooling), the padded input is viewed as
-``(n_ex, out_rows, kernel_rows, out_cols, kernel_cols, ch)`` without a copy and each pass is a few
-whole-array operations: one reduction forward; backward, the first maximum of each window is found
-by comparing with the output and taking the least matching window position. Otherwise the forward
-pass folds the ``kernel_rows * kernel_cols`` strided views of the padded input with ``maximum`` or
-``+``, and the backward pass adds each view's share of the gradient back with a strided ``+=``.
+each output only reduces its own channel, so no column matrix is built: the forward pass folds the
+``kernel_rows * kernel_cols`` strided views of the padded input with ``maximum`` or ``+``, and the
+backward pass adds each view's share of the gradient back with a strided ``+=``.
 """
 
 from __future__ import annotations
@@ -98,11 +94,6 @@ def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, m
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     kernel, strides, pads, out_shape = memo(_pool2d_geometry, kernel_shape, stride, pad, in_shape)
     Xp = pad2d(X, pads, xp, value=-math.inf if mode == "max" else 0.0)
-    if kernel == strides:  # the windows tile the input: reduce over the window axes of a view
-        Y = xp.max(_tiles(Xp, kernel, out_shape, xp), axis=(2, 4)) if mode == "max" else (
-            xp.sum(_tiles(Xp, kernel, out_shape, xp), axis=(2, 4)) * (1.0 / (kernel[0] * kernel[1])))
-        return Y, (mode, Xp if mode == "max" else None, Y, tuple(Xp.shape), pads, kernel, strides,
-                   out_shape)
     views = _views(kernel, strides, out_shape)
     rs, cs = views[0]
     if mode == "max":
@@ -142,11 +133,12 @@ def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
     """
     xp = namespace_of(dY) if xp is None else xp
     mode, Xp, Y, padded_shape, pads, kernel, strides, out_shape = cache
-    if kernel == strides:
-        return _crop(_tiled_backward(dY, mode, Xp, Y, padded_shape, kernel, out_shape, xp), pads)
     views = _views(kernel, strides, out_shape)
     disjoint = kernel[0] <= strides[0] and kernel[1] <= strides[1]
-    dXp = xp.zeros(padded_shape, dtype=dY.dtype, device=dY.device)
+    # windows that tile the padded input exactly write every position once: no zero fill needed
+    tiled = kernel == strides and padded_shape[1:3] == (out_shape[0] * kernel[0],
+                                                        out_shape[1] * kernel[1])
+    dXp = (xp.empty if tiled else xp.zeros)(padded_shape, dtype=dY.dtype, device=dY.device)
     if mode == "max":
         zero = xp.zeros((), dtype=dY.dtype, device=dY.device)
         left = dY  # the gradient not yet routed to an earlier maximum of its window
@@ -166,54 +158,7 @@ def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
                 dXp[:, rs, cs, :] = share
             else:
                 dXp[:, rs, cs, :] += share
-    return _crop(dXp, pads)
-
-
-def _crop(dXp: Array, pads: Pad4) -> Array:
-    """The gradient of the unpadded input from that of the padded one (a view)."""
-    top, bottom, left, right = pads
+    top, bottom, left_, right = pads
     if not any(pads):
         return dXp
-    return dXp[:, top:dXp.shape[1] - bottom, left:dXp.shape[2] - right, :]
-
-
-def _tiles(Xp: Array, kernel: tuple[int, int], out_shape: tuple[int, int], xp: Any) -> Array:
-    """``Xp`` (the rows and columns its windows cover) as ``(n, out_rows, kernel_rows, out_cols,
-    kernel_cols, ch)``: window ``(r, c)`` is ``[:, r, :, c, :, :]`` (a view when ``Xp`` is
-    contiguous)."""
-    (kr, kc), (orows, ocols) = kernel, out_shape
-    n, rows, cols, ch = (int(v) for v in Xp.shape)
-    if (rows, cols) != (orows * kr, ocols * kc):
-        Xp = Xp[:, :orows * kr, :ocols * kc, :]
-    return xp.reshape(Xp, (n, orows, kr, ocols, kc, ch))
-
-
-def _tiled_backward(dY: Array, mode: str, Xp: Array | None, Y: Array, padded_shape: tuple[int, ...],
-                    kernel: tuple[int, int], out_shape: tuple[int, int], xp: Any) -> Array:
-    """:func:`pool2d_backward` for windows that tile the input (stride = kernel).
-
-    Max pooling: a window position ``p = i * kernel_cols + j`` gets the gradient when it is the
-    least ``p`` whose value equals the window's maximum (the first in row-major order on ties).
-    """
-    (kr, kc), (orows, ocols) = kernel, out_shape
-    n, ch = int(dY.shape[0]), int(dY.shape[3])
-    dY6 = xp.reshape(dY, (n, orows, 1, ocols, 1, ch))
-    if mode == "max":
-        X6 = _tiles(Xp, kernel, out_shape, xp)
-        k = kr * kc
-        itype = xp.int16 if k < 2**15 else xp.int32
-        pos = xp.reshape(xp.arange(k, dtype=itype, device=dY.device), (1, 1, kr, 1, kc, 1))
-        Y6 = xp.reshape(Y, (n, orows, 1, ocols, 1, ch))
-        hit = X6 == Y6
-        first = xp.min(xp.where(hit, pos, xp.asarray(k, dtype=itype, device=dY.device)),
-                       axis=(2, 4), keepdims=True)
-        zero = xp.zeros((), dtype=dY.dtype, device=dY.device)
-        dX6 = xp.where(pos == first, dY6, zero)
-    else:
-        dX6 = xp.broadcast_to(dY6 * (1.0 / (kr * kc)), (n, orows, kr, ocols, kc, ch))
-    dX = xp.reshape(dX6, (n, orows * kr, ocols * kc, ch))
-    if (orows * kr, ocols * kc) == tuple(padded_shape[1:3]):
-        return dX
-    dXp = xp.zeros(padded_shape, dtype=dY.dtype, device=dY.device)
-    dXp[:, :orows * kr, :ocols * kc, :] = dX
-    return dXp
+    return dXp[:, top:padded_shape[1] - bottom, left_:padded_shape[2] - right, :]
