@@ -161,10 +161,15 @@ def _activate(Z: Array, act: str | None, xp: Any) -> Array:
 
 def _act_grad(dY: Array, Y: Array | None, act: str | None, xp: Any) -> Array:
     """The gradient wrt. the pre-activation from the output ``Y`` of :func:`_activate`: for ReLU,
-    ``dY`` where ``Y > 0`` (so 0 at 0 and at NaN, as ``ReLU.backward``)."""
+    the chain rule's ``dY * [Y > 0]`` (the derivative is 0 at 0 and at NaN, as ``ReLU``'s).
+
+    A product with the 0/1 mask rather than a ``where``: a select on an unpredictable mask runs
+    several times slower on a CPU. The two agree except where ``dY`` itself is infinite or NaN at
+    an inactive unit (the product, like ``Activation.backward``'s ``dy * f'(z)``, keeps the NaN).
+    """
     if act is None or Y is None:
         return dY
-    return xp.where(Y > 0, dY, xp.zeros((), dtype=dY.dtype, device=dY.device))
+    return dY * xp.astype(Y > 0, dY.dtype)
 
 
 def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
