@@ -119,6 +119,9 @@ class _ConvLayer(PooledWorkspaces):
         """Check ``X`` (backend, dtype, rank, channels) and create the weights at the first call."""
         self._check_input(X, ndim=self._rank, shape=self._x_shape)
         in_ch = int(X.shape[-1])
+        if in_ch == self.in_ch and "W" in self.parameters and "b" in self.parameters:
+            return  # the usual call: the weights exist and the channels match
+
         shape = tuple(int(d) for d in X.shape)
         mismatch = self.in_ch is not None and in_ch != self.in_ch
         too_small = (self._kernel_within_input and self.in_ch is None

@@ -387,3 +387,36 @@ def test_conv2d_peak_memory_is_bounded_by_the_chunk_budget(monkeypatch, budget_m
     assert peak <= 2 * B + 5 * S, (peak, B, S)
     assert peak < whole_columns, (peak, whole_columns)
     assert tuple(dX.shape) == tuple(X.shape) and tuple(dW.shape) == tuple(W.shape)
+
+
+@pytest.mark.parametrize(("kernel", "pads", "stride", "dilation", "x_shape", "out_ch"),
+                         [c for c in PATH_CASES.values() if c[2] == 1], ids=str)
+@pytest.mark.usefixtures("pure_paths")
+def test_conv2d_take_path_matches_torch(backend, monkeypatch, kernel, pads, stride, dilation,
+                                        x_shape, out_ch):
+    """The small flat path that gathers its columns and the input gradient's with ``take``
+    (``TAKE_MAX``), with a workspace reused by a second call, gives torch's forward and gradients,
+    with and without the fused ReLU."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0)
+    monkeypatch.setattr(conv, "TAKE_MAX", 10**9)
+    rng = np.random.default_rng(11)
+    dt = backend.dtype_name
+    workspace: dict = {}
+    for act in (None, "relu", None):
+        X = rng.standard_normal(x_shape).astype(dt)
+        W = rng.standard_normal((*kernel, x_shape[3], out_ch)).astype(dt)
+        b = rng.standard_normal(out_ch).astype(dt)
+        Z, cache = conv2d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b), pads,
+                                  stride, dilation, workspace=workspace, act=act)
+        assert conv._taken(cache.batches, cache.grid[0] * cache.grid[1], kernel[0] * kernel[1],
+                           x_shape[3])
+        G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+        got = [Z, *conv2d_backward(backend.asarray(G), cache, workspace=workspace)]
+        Zr = _torch_conv2d(torch, X, W, b, pads, stride, dilation, np.zeros_like(G))[0]
+        Gr = G * (Zr > 0) if act else G
+        want = _torch_conv2d(torch, X, W, b, pads, stride, dilation, Gr)
+        if act:
+            want[0] = np.maximum(want[0], 0)
+        for name, g, w in zip(("Z", "dX", "dW", "db"), got, want, strict=True):
+            assert_close(g, w, backend=backend, err_msg=name)
