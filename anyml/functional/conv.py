@@ -17,6 +17,12 @@ batch fits the budget: the forward pass keeps only the padded input, and the bac
 chunk's columns again. ``max_chunk`` overrides the choice; every chunking gives the same result up to
 the rounding of the sums over chunks. Scratch memory can live in a caller-kept workspace (see
 :mod:`anyml.functional._workspace`).
+
+The forward kernels can apply a ReLU themselves (``act="relu"``, see :data:`ACTIVATIONS`): each
+chunk of the output goes through :math:`\max(\cdot, 0)` while it is in the cache, and the backward
+kernel multiplies each chunk of the upstream gradient by the 0/1 mask of the output before using
+it, so the activation costs no pass over the whole output of its own (the layers do this for
+``act_fn="ReLU"``).
 """
 
 from __future__ import annotations
