@@ -377,13 +377,13 @@ def conv2d_backward(dZ: Array, cache: ConvCache, xp: Any = None,
             Gc = G[q0:q1, :]
             chunk = colsT if colsT is not None else gather_flat(P, q0, q1, shifts, xp, workspace)
             dW = _accumulate(dW, xp.matmul(chunk, Gc))
-            db = _accumulate(db, _column_sums(Gc, xp, workspace))
             dcolsT = xp.matmul(W2, xp.matrix_transpose(Gc))
             for idx, shift in enumerate(shifts):
                 dPf[:, q0 + shift:q1 + shift] += dcolsT[idx * ch:(idx + 1) * ch, :]
             del dcolsT  # freed before the next chunk's is made: one at a time
         dP = xp.reshape(dPf, (ch, n + 1, rows, cols))[:, :n, ...]
-        return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), db
+        # one product for the bias gradient (a small product per chunk costs more in threads)
+        return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp, workspace)
     offsets = window_offsets(kernel, strides, dilation, out_shape)
     disjoint = windows_disjoint(kernel, strides, dilation)
     dP = xp.zeros(P.shape, dtype=dZ.dtype, device=dZ.device)
@@ -394,9 +394,12 @@ def conv2d_backward(dZ: Array, cache: ConvCache, xp: Any = None,
         chunk = colsT if colsT is not None else gather(P, start, stop, offsets, out_shape, xp,
                                                        workspace)
         dW = _accumulate(dW, xp.matmul(chunk, Gc))
-        db = _accumulate(db, _column_sums(Gc, xp, workspace))
+        if act is not None:  # the masked gradient exists chunk by chunk only
+            db = _accumulate(db, _column_sums(Gc, xp, workspace))
         scatter_add(dP, xp.matmul(W2, xp.matrix_transpose(Gc)), start, stop, offsets, out_shape,
                     disjoint, xp)
+    if db is None:
+        db = _column_sums(xp.reshape(dZ, (-1, out_ch)), xp, workspace)
     return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), db
 
 
