@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from anyml.backend._base import Array
 from anyml.backend._torch import TorchBackend
 
-__all__ = ["TorchGraph", "TorchNormCache"]
+__all__ = ["TorchGraph", "TorchNormCache", "TorchPoolCache"]
 
-Array = Any
 register = TorchBackend.register_fast_path
 
 
@@ -94,6 +94,11 @@ def _nhwc(z: Any) -> Any:
     return z.permute(0, 2, 3, 1).contiguous()
 
 
+def _act(z: Any, act: str | None) -> Any:
+    """``z`` through the activation a convolution was asked to apply (see ``ACTIVATIONS``)."""
+    return z if act is None else _torch().relu(z)
+
+
 def _padding(x: Any, pads: tuple[int, int, int, int], value: float = 0.0) -> tuple[Any, Any]:
     """``(x, padding)`` for a PyTorch call: a symmetric padding is passed on, an asymmetric one (or a
     non-zero fill) is applied with ``F.pad``."""
@@ -108,14 +113,17 @@ def _padding(x: Any, pads: tuple[int, int, int, int], value: float = 0.0) -> tup
 @register("conv2d_forward")
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
-                   workspace: dict | None = None) -> Any:
-    """``F.conv2d`` on the channels-last view (see :func:`anyml.functional.conv.conv2d_forward`)."""
+                   workspace: dict | None = None, act: str | None = None) -> Any:
+    """``F.conv2d`` on the channels-last view, then ``torch.relu`` for ``act="relu"`` (see
+    :func:`anyml.functional.conv.conv2d_forward`). The input's NCHW view is channels-last in
+    memory, so PyTorch computes a channels-last output, whose NHWC view is contiguous: no copy."""
     from anyml.functional import conv
 
     if not _usable(X, W, b):
         return NotImplemented
     conv._check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
     conv._check_w(X, W, b, "conv2d")
+    conv._check_act(act, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     strides, pads, _ = conv.memo(conv._conv2d_geometry, pad, stride, in_shape, kernel, dilation)
@@ -126,7 +134,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         w = w.permute(3, 2, 0, 1).contiguous()
         z = F.conv2d(x, w, bias[0].reshape(-1) if bias else None, stride=strides, padding=padding,
                      dilation=dilation + 1)
-        return _nhwc(z)
+        return _nhwc(_act(z, act))
 
     return _record(fn, X, W, b)
 
@@ -143,7 +151,7 @@ def conv2d_backward(dZ: Array, cache: Any, xp: Any = None, workspace: dict | Non
 
 @register("deconv2d_forward")
 def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
-                     xp: Any = None, *, max_chunk: int | None = None) -> Any:
+                     xp: Any = None, *, max_chunk: int | None = None, act: str | None = None) -> Any:
     """``F.conv_transpose2d`` on the channels-last view, then the crop of ``pad``
     (see :func:`anyml.functional.conv.deconv2d_forward`)."""
     from anyml.functional import conv
@@ -153,6 +161,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
         return NotImplemented
     conv._check_x(X, 4, "deconv2d", "(n_ex, in_rows, in_cols, in_ch)")
     conv._check_w(X, W, b, "deconv2d")
+    conv._check_act(act, "deconv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     strides = as_pair(stride, "stride", "deconv2d")
     top, bottom, left, right = conv.resolve_deconv_pads(pad, (int(X.shape[1]), int(X.shape[2])),
@@ -166,7 +175,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
                                padding=(top, left) if symmetric else 0)
         if not symmetric:
             z = z[:, :, top:z.shape[2] - bottom, left:z.shape[3] - right]
-        return _nhwc(z)
+        return _nhwc(_act(z, act))
 
     return _record(fn, X, W, b)
 
@@ -178,37 +187,60 @@ def deconv2d_backward(dZ: Array, cache: Any, xp: Any = None, workspace: dict | N
 
 
 # ----------------------------------------------------------------------------------- pooling
+class TorchPoolCache(NamedTuple):
+    """The cache of a native pooling: PyTorch's own pooling backward kernels run on it directly
+    (no autograd graph: for a small layer the engine costs more than the arithmetic)."""
+
+    mode: str
+    x: Any
+    indices: Any
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+
+
 @register("pool2d_forward")
 def pool2d_forward(X: Array, kernel_shape: Any, stride: Any = 1, pad: Any = 0, mode: str = "max",
                    xp: Any = None) -> Any:
-    """``F.max_pool2d`` / ``F.avg_pool2d`` on the channels-last view (max pooling pads with
-    :math:`-\\infty`, average pooling with zeros that count in the mean, as the pure path does)."""
+    """``max_pool2d_with_indices`` / ``avg_pool2d`` on the channels-last view (max pooling pads with
+    :math:`-\\infty`, average pooling with zeros that count in the mean, as the pure path does); the
+    output's NHWC view is contiguous (PyTorch keeps the input's channels-last format)."""
     from anyml.functional import pool
 
     if mode not in pool.POOL_MODES or X.ndim != 4 or not _usable(X):
         return NotImplemented  # the pure path raises the error
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     kernel, strides, pads, _ = pool.memo(pool._pool2d_geometry, kernel_shape, stride, pad, in_shape)
-    F = _torch().nn.functional
-
-    def fn(x: Any) -> Any:
-        x = _nchw(x)
-        if any(pads):  # PyTorch pads at most half a kernel itself: pad explicitly
-            top, bottom, left, right = pads
-            x = F.pad(x, (left, right, top, bottom), value=-math.inf if mode == "max" else 0.0)
-        if mode == "max":
-            return _nhwc(F.max_pool2d(x, kernel, strides))
-        return _nhwc(F.avg_pool2d(x, kernel, strides))
-
-    return _record(fn, X)
+    torch = _torch()
+    x = _nchw(X.detach())
+    if any(pads):  # PyTorch pads at most half a kernel itself: pad explicitly
+        top, bottom, left, right = pads
+        x = torch.nn.functional.pad(x, (left, right, top, bottom),
+                                    value=-math.inf if mode == "max" else 0.0)
+    if mode == "max":
+        y, indices = torch.ops.aten.max_pool2d_with_indices(x, kernel, strides)
+    else:
+        y, indices = torch.ops.aten.avg_pool2d(x, kernel, strides), None
+    return _nhwc(y), TorchPoolCache(mode, x, indices, kernel, strides, pads)
 
 
 @register("pool2d_backward")
 def pool2d_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
-    """The gradient of :func:`pool2d_forward` by PyTorch's pooling backward."""
-    if not isinstance(cache, TorchGraph):
+    """The gradient of :func:`pool2d_forward` by PyTorch's pooling backward kernels."""
+    if not isinstance(cache, TorchPoolCache):
         return NotImplemented
-    return _gradients(cache, dY)[0]
+    aten = _torch().ops.aten
+    g = _nchw(dY)
+    if cache.mode == "max":
+        dx = aten.max_pool2d_with_indices_backward(g, cache.x, cache.kernel, cache.strides, (0, 0),
+                                                   (1, 1), False, cache.indices)
+    else:
+        dx = aten.avg_pool2d_backward(g, cache.x, cache.kernel, cache.strides, (0, 0), False, True,
+                                      None)
+    if any(cache.pads):
+        top, bottom, left, right = cache.pads
+        dx = dx[:, :, top:dx.shape[2] - bottom, left:dx.shape[3] - right]
+    return _nhwc(dx)
 
 
 # ----------------------------------------------------------------------------- normalization

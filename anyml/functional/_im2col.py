@@ -20,7 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from anyml.backend import namespace_of
+from anyml.backend import Array, namespace_of
 from anyml.functional._padding import Pad4, effective_kernel
 from anyml.functional._workspace import buffer
 
@@ -38,7 +38,6 @@ __all__ = [
     "windows_disjoint",
 ]
 
-Array = Any
 
 
 @lru_cache(maxsize=256)

@@ -31,10 +31,17 @@ def spec_key(value: Any) -> Any:
     TypeError
         If ``value`` (or an item of a tuple or list) is unhashable.
     """
-    if isinstance(value, tuple | list):
-        return (type(value), tuple(spec_key(item) for item in value))
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return value  # exact ints and strings stand for themselves: no other key equals them
+    if kind is tuple or kind is list:
+        if all(type(item) is int for item in value):
+            return (kind, tuple(value))  # the common case (shapes, pads), without recursion
+        return (kind, tuple(spec_key(item) for item in value))
+    if isinstance(value, tuple | list):  # a subclass (a named tuple): keep its type too
+        return (kind, tuple(spec_key(item) for item in value))
     hash(value)
-    return (type(value), value)
+    return (kind, value)
 
 
 def memo(fn: Callable[..., T], *args: Any) -> T:

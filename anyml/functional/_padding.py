@@ -21,8 +21,8 @@ import math
 from typing import Any
 
 from anyml._validate import is_integer, non_negative_int, positive_int
+from anyml.backend import Array
 
-Array = Any
 Pad4 = tuple[int, int, int, int]
 
 __all__ = [
@@ -33,10 +33,10 @@ __all__ = [
     "effective_kernel",
     "pad2d",
     "pair_or_int",
+    "resolve_pad1d",
     "resolve_pad2d",
     "same_pads",
 ]
-
 
 
 
@@ -177,6 +177,26 @@ def resolve_pad2d(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                    f"{pads[2 * axis]}+{pads[2 * axis + 1]})")
             raise ValueError(msg)
     return pads
+
+
+def resolve_pad1d(pad: Any, length: int, kernel: int, stride: int, dilation: int = 0,
+                  owner: str = "conv1d") -> tuple[int, int]:
+    """The ``(left, right)`` zeros of a 1-D convolution's ``pad`` for a sequence of ``length``.
+
+    The one place where a 1-D padding is resolved (the layer and the kernel both ask it, through
+    :func:`anyml.functional._memo.memo`): an int pads both ends, a pair is ``(left, right)``,
+    ``"same"`` and ``"causal"`` are those of :func:`resolve_pad2d` on a one-row image.
+
+    Raises
+    ------
+    ValueError
+        Naming ``owner``: a bad specification, or a dilated kernel longer than the padded input.
+    """
+    pad = check_pad_spec(pad, owner, ndim=1, strings=("same", "causal"))
+    spec = pad if isinstance(pad, str) else (0, 0, pad, pad) if isinstance(pad, int) else (0, 0, *pad)
+    pads = resolve_pad2d(spec, (1, length), (1, kernel), (1, stride), dilation, owner=owner,
+                         strings=("same", "causal"))
+    return pads[2], pads[3]
 
 
 def pad2d(X: Array, pads: Pad4, xp: Any, value: float = 0.0) -> Array:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-Array = Any
+from anyml.backend import Array
 
 __all__ = ["buffer"]
 

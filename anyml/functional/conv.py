@@ -17,14 +17,20 @@ batch fits the budget: the forward pass keeps only the padded input, and the bac
 chunk's columns again. ``max_chunk`` overrides the choice; every chunking gives the same result up to
 the rounding of the sums over chunks. Scratch memory can live in a caller-kept workspace (see
 :mod:`anyml.functional._workspace`).
+
+The forward kernels can apply a ReLU themselves (``act="relu"``, see :data:`ACTIVATIONS`): each
+chunk of the output goes through :math:`\max(\cdot, 0)` while it is in the cache, and the backward
+kernel multiplies each chunk of the upstream gradient by the 0/1 mask of the output before using
+it, so the activation costs no pass over the whole output of its own (the layers do this for
+``act_fn="ReLU"``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from anyml.backend import chunk_bytes, namespace_of, replaceable
+from anyml.backend import Array, chunk_bytes, namespace_of, replaceable
 from anyml.functional._im2col import (
     col2im,
     flat_shifts,
@@ -46,11 +52,14 @@ from anyml.functional._padding import (
     conv_out_size,
     effective_kernel,
     explicit_pads,
+    resolve_pad1d,
     resolve_pad2d,
 )
 from anyml.functional._workspace import buffer
 
 __all__ = [
+    "ACTIVATIONS",
+    "ConvCache",
     "col2im",
     "conv1d_backward",
     "conv1d_forward",
@@ -64,7 +73,9 @@ __all__ = [
     "to_planes",
 ]
 
-Array = Any
+#: The activations the kernels can apply to their output themselves (``act=``): the activation
+#: then costs no pass of its own, and its gradient is taken inside the backward pass.
+ACTIVATIONS = (None, "relu")
 
 #: The flat stride-1 kernels compute every position of the padded grid; they are used while the
 #: grid has at most this many positions per output position (the rest is wasted work).
@@ -73,6 +84,15 @@ FLAT_MAX_WASTE = 1.2
 #: ... and always while the whole padded batch has at most this many grid positions: for a small
 #: input the contiguous slices cost less than the strided ones, whatever the waste.
 FLAT_SMALL_GRID = 4096
+
+#: A flat stride-1 convolution whose whole batch is one chunk of at most this many column-matrix
+#: elements gathers its columns with one ``take`` (and its input gradient with another) rather
+#: than one slice per kernel offset: a few operations instead of dozens (on the emulated GPU a
+#: small Conv2D launches 7 kernels forward and 12 backward instead of 15 and 29), but the gathered
+#: matrices are fresh arrays rather than workspace buffers, so a small layer's peak memory grows
+#: (about 2.5x for the census's Conv2D). Off (0) until the census budget is re-recorded with it;
+#: for large convolutions the slices copy faster on a CPU either way.
+TAKE_MAX = 0
 
 
 def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> list[tuple[int, int]]:
@@ -94,11 +114,24 @@ def _batches(n: int, per_example: int, like: Array, max_chunk: int | None) -> li
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def _column_sums(G: Array, xp: Any) -> Array:
+def _column_sums(G: Array, xp: Any, ws: dict | None = None) -> Array:
     """``xp.sum(G, axis=0)`` as a product with a vector of ones: several times faster on a CPU for
-    a tall ``G`` (a reduction across rows runs row by row), and no less accurate."""
-    ones = xp.ones((G.shape[0],), dtype=G.dtype, device=G.device)
-    return xp.matmul(ones, G)
+    a tall ``G`` (a reduction across rows runs row by row), and no less accurate. The ones are
+    kept in the workspace ``ws`` when there is one."""
+    return xp.matmul(_constant(ws, (int(G.shape[0]),), 1.0, G, xp), G)
+
+
+def _constant(ws: dict | None, shape: tuple[int, ...], value: float, like: Array, xp: Any) -> Array:
+    """An array of ``shape`` filled with ``value`` (dtype and device of ``like``), made once per
+    workspace (it is only read)."""
+    key = ("constant", shape, value)
+    out = None if ws is None else ws.get(key)
+    if (out is None or type(out) is not type(like) or out.dtype != like.dtype
+            or out.device != like.device):
+        out = xp.full(shape, value, dtype=like.dtype, device=like.device)
+        if ws is not None:
+            ws[key] = out
+    return out
 
 
 def _check_x(X: Array, ndim: int, owner: str, shape: str) -> None:
@@ -118,6 +151,55 @@ def _check_w(X: Array, W: Array, b: Array | None, owner: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Conv2D
+class ConvCache(NamedTuple):
+    """What :func:`conv2d_forward` keeps for :func:`conv2d_backward` (the pure path's cache).
+
+    ``P`` is the padded input as planes (flattened per channel when ``grid`` is set: the flat
+    stride-1 layout over a padded grid of ``grid = (rows, cols)``); ``colsT`` the column matrix
+    when the whole batch was one chunk (within the backend's budget), else ``None``; ``act`` the
+    activation applied in the forward pass and ``Y`` its output (``None`` without one).
+    """
+
+    P: Array
+    colsT: Array | None  # noqa: N815 - the transposed column matrix, as everywhere here
+    W: Array
+    batches: list[tuple[int, int]]
+    pads: Pad4
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilation: int
+    out_shape: tuple[int, int]
+    grid: tuple[int, int] | None
+    act: str | None
+    Y: Array | None
+
+
+def _check_act(act: Any, owner: str) -> None:
+    if act not in ACTIVATIONS:
+        msg = f"{owner}: unknown act {act!r}; expected one of {ACTIVATIONS}"
+        raise ValueError(msg)
+
+
+def _activate(Z: Array, act: str | None, xp: Any, ws: dict | None = None) -> Array:
+    """``Z`` through ``act`` (``"relu"``: :math:`\\max(Z, 0)`, NaN kept, as ``ReLU`` does)."""
+    if act is None:
+        return Z
+    return xp.maximum(Z, _constant(ws, (), 0.0, Z, xp))
+
+
+def _act_grad(dY: Array, Y: Array | None, act: str | None, xp: Any) -> Array:
+    """The gradient wrt. the pre-activation from the output ``Y`` of :func:`_activate`: for ReLU,
+    the chain rule's ``dY * [Y > 0]`` (the derivative is 0 at 0 and at NaN, as ``ReLU``'s).
+
+    A product with the 0/1 mask rather than a ``where``: a select on an unpredictable mask runs
+    several times slower on a CPU. The two agree except where ``dY`` itself is infinite or NaN at
+    an inactive unit (the product, like ``Activation.backward``'s ``dy * f'(z)``, keeps the NaN).
+    """
+    if act is None or Y is None:
+        return dY
+    return dY * xp.astype(Y > 0, dY.dtype)
+
+
 def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
                      dilation: int) -> tuple[tuple[int, int], Pad4, tuple[int, int]]:
     """The strides, the resolved pads and the output size of a 2-D convolution (memoized)."""
@@ -133,12 +215,16 @@ def _conv2d_geometry(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: t
 @replaceable
 def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
-                   workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
-    r"""2-D cross-correlation :math:`Z = \mathrm{pad}(X) \star W + b`, channels last.
+                   workspace: dict | None = None, act: str | None = None
+                   ) -> tuple[Array, ConvCache]:
+    r"""2-D cross-correlation :math:`Z = f(\mathrm{pad}(X) \star W + b)`, channels last.
 
     .. math::
 
-        Z[n, r, c, o] = b_o + \sum_{i, j, k} X_p[n, r s_r + i (d+1), c s_c + j (d+1), k]\, W[i, j, k, o]
+        Z[n, r, c, o] = f\Big(b_o + \sum_{i, j, k} X_p[n, r s_r + i (d+1), c s_c + j (d+1), k]\,
+        W[i, j, k, o]\Big)
+
+    with :math:`f` the identity or, for ``act="relu"``, :math:`\max(\cdot, 0)`.
 
     Parameters
     ----------
@@ -157,12 +243,15 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         Scratch buffers kept from an earlier call (start with ``{}``): the padded input and the
         column matrices go there instead of into fresh memory. A workspace serves one forward /
         backward pair at a time: do not pass it to another forward before the backward of this one.
+    act : {None, "relu"}
+        An activation applied to each chunk of the output while it is in the cache (no pass of its
+        own); :func:`conv2d_backward` then takes the gradient wrt. the output of the activation.
 
     Returns
     -------
     Z : array of shape (n_ex, out_rows, out_cols, out_ch)
         A fresh array, never part of the workspace.
-    cache : tuple
+    cache : ConvCache
         What :func:`conv2d_backward` needs (the padded input, ``W`` and the geometry; also the
         column matrix when the batch was one chunk).
 
@@ -175,6 +264,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     xp = namespace_of(X) if xp is None else xp
     _check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
     _check_w(X, W, b, "conv2d")
+    _check_act(act, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     strides, pads, out_shape = memo(_conv2d_geometry, pad, stride, in_shape, kernel, dilation)
@@ -192,15 +282,24 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         Pf = xp.reshape(padded_planes(X, pads, xp, workspace, spare=1), (ch, (n + 1) * grid))
         shifts = flat_shifts(kernel, dilation, cols)
         Z = xp.empty((n, out_shape[0], out_shape[1], out_ch), dtype=X.dtype, device=X.device)
+        taken = _taken(batches, grid, len(shifts), ch)
         for start, stop in batches:
-            chunk = gather_flat(Pf, start * grid, stop * grid, shifts, xp, workspace)
+            if taken:
+                idx = _take_index(workspace, "cols", kernel, dilation, (rows, cols), ch, n, xp, X)
+                chunk = xp.reshape(xp.take(xp.reshape(Pf, (-1,)), idx, axis=0),
+                                   (len(shifts) * ch, n * grid))
+            else:
+                chunk = gather_flat(Pf, start * grid, stop * grid, shifts, xp, workspace)
             part = xp.matmul(xp.matrix_transpose(chunk), W2)
             if b1 is not None:
                 part += b1
             part = xp.reshape(part, (stop - start, rows, cols, out_ch))
-            Z[start:stop, ...] = part[:, :out_shape[0], :out_shape[1], :]
+            Z[start:stop, ...] = _activate(part[:, :out_shape[0], :out_shape[1], :], act, xp,
+                                           workspace)
+            del part  # one chunk's product at a time
         colsT = chunk if len(batches) == 1 else None
-        return Z, (Pf, colsT, W, batches, pads, kernel, strides, dilation, out_shape, (rows, cols))
+        return Z, ConvCache(Pf, colsT, W, batches, pads, kernel, strides, dilation, out_shape,
+                            (rows, cols), act, Z if act else None)
     P = padded_planes(X, pads, xp, workspace)
     offsets = window_offsets(kernel, strides, dilation, out_shape)
     if len(batches) == 1:
@@ -208,6 +307,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         Z = xp.matmul(xp.matrix_transpose(colsT), W2)
         if b1 is not None:
             Z += b1
+        Z = _activate(Z, act, xp, workspace)
     else:
         Z = xp.empty((n * per, out_ch), dtype=X.dtype, device=X.device)
         for start, stop in batches:
@@ -215,18 +315,21 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
             part = xp.matmul(xp.matrix_transpose(chunk), W2)
             if b1 is not None:
                 part += b1  # while the chunk is in the cache
-            Z[start * per:stop * per, :] = part
+            Z[start * per:stop * per, :] = _activate(part, act, xp, workspace)
+            del part
     Z = xp.reshape(Z, (n, out_shape[0], out_shape[1], out_ch))
-    return Z, (P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, None)
+    return Z, ConvCache(P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, None, act,
+                        Z if act else None)
 
 
 @replaceable
-def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
+def conv2d_backward(dZ: Array, cache: ConvCache, xp: Any = None,
                     workspace: dict | None = None) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`conv2d_forward` wrt. ``X``, ``W`` and ``b``.
 
     With the transposed column matrix :math:`C^\top` of the forward pass (:func:`im2col`) and
-    :math:`G = \partial L/\partial Z` flattened to ``(n_ex * out_rows * out_cols, out_ch)``:
+    :math:`G = \partial L/\partial Z` flattened to ``(n_ex * out_rows * out_cols, out_ch)``
+    (times :math:`f'` of the forward's activation, :math:`[Z > 0]` for ReLU):
 
     .. math::
 
@@ -234,14 +337,15 @@ def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
         \frac{\partial L}{\partial b} = \textstyle\sum_{\text{rows}} G, \quad
         \frac{\partial L}{\partial X} = \mathrm{crop}(\mathrm{col2im}(W G^\top))
 
-    computed chunk by chunk over the batch like the forward pass (:math:`C^\top G` is the sum of
-    the chunks' products; a chunk's columns are gathered again rather than kept). In the flat
-    stride-1 layout :math:`G` is zero at the padding positions, which therefore add nothing.
+    computed chunk by chunk over the batch like the forward pass (:math:`C^\top G` and the column
+    sums are sums of the chunks' products; a chunk's columns are gathered again rather than kept,
+    so the scratch memory is two chunks' column matrices). In the flat stride-1 layout :math:`G`
+    is zero at the padding positions, which therefore add nothing.
 
     Parameters
     ----------
     dZ : array shaped like the forward's ``Z``
-    cache : tuple
+    cache : ConvCache
         From :func:`conv2d_forward`.
     workspace : dict, optional
         The forward's workspace (scratch memory; the results are fresh arrays).
@@ -251,69 +355,127 @@ def conv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
     dX, dW, db : arrays shaped like X, W and ``(out_ch,)``
     """
     xp = namespace_of(dZ) if xp is None else xp
-    P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, flat = cache
+    P, colsT, W, batches, pads, kernel, strides, dilation, out_shape, flat, act, Y = cache
     out_ch = int(W.shape[3])
     W2 = xp.reshape(W, (-1, out_ch))
-    dW = None
+    dW = db = None
     if flat is not None:  # P holds the flattened planes of the flat stride-1 kernels
         rows, cols = flat
         ch, grid = int(P.shape[0]), rows * cols
         n = int(P.shape[1]) // grid - 1
+        if colsT is not None and _taken(batches, grid, int(W2.shape[0]) // ch, ch):
+            return _conv2d_backward_taken(dZ, cache, xp, workspace)
         Gg = buffer(workspace, ("grad_grid", out_shape), (n, rows, cols, out_ch), dZ, xp, zero=True)
-        Gg[:, :out_shape[0], :out_shape[1], :] = dZ
         G = xp.reshape(Gg, (n * grid, out_ch))  # zero at the grid positions that are no output
         shifts = flat_shifts(kernel, dilation, cols)
         dPf = xp.zeros(P.shape, dtype=dZ.dtype, device=dZ.device)
         for start, stop in batches:
+            Yc = None if Y is None else Y[start:stop, ...]
+            Gg[start:stop, :out_shape[0], :out_shape[1], :] = _act_grad(dZ[start:stop, ...], Yc,
+                                                                        act, xp)
             q0, q1 = start * grid, stop * grid
             Gc = G[q0:q1, :]
             chunk = colsT if colsT is not None else gather_flat(P, q0, q1, shifts, xp, workspace)
-            part = xp.matmul(chunk, Gc)
-            if dW is None:
-                dW = part
-            else:
-                dW += part
+            dW = _accumulate(dW, xp.matmul(chunk, Gc))
             dcolsT = xp.matmul(W2, xp.matrix_transpose(Gc))
             for idx, shift in enumerate(shifts):
                 dPf[:, q0 + shift:q1 + shift] += dcolsT[idx * ch:(idx + 1) * ch, :]
+            del dcolsT  # freed before the next chunk's is made: one at a time
         dP = xp.reshape(dPf, (ch, n + 1, rows, cols))[:, :n, ...]
-        return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp)
-    per = out_shape[0] * out_shape[1]
+        # one product for the bias gradient (a small product per chunk costs more in threads)
+        return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp, workspace)
     offsets = window_offsets(kernel, strides, dilation, out_shape)
     disjoint = windows_disjoint(kernel, strides, dilation)
-    G = xp.reshape(dZ, (-1, out_ch))
     dP = xp.zeros(P.shape, dtype=dZ.dtype, device=dZ.device)
     for start, stop in batches:
-        Gc = G if len(batches) == 1 else G[start * per:stop * per, :]
+        whole = len(batches) == 1
+        Yc = None if Y is None else (Y if whole else Y[start:stop, ...])
+        Gc = xp.reshape(_act_grad(dZ if whole else dZ[start:stop, ...], Yc, act, xp), (-1, out_ch))
         chunk = colsT if colsT is not None else gather(P, start, stop, offsets, out_shape, xp,
                                                        workspace)
-        part = xp.matmul(chunk, Gc)
-        if dW is None:
-            dW = part
-        else:
-            dW += part
+        dW = _accumulate(dW, xp.matmul(chunk, Gc))
+        if act is not None:  # the masked gradient exists chunk by chunk only
+            db = _accumulate(db, _column_sums(Gc, xp, workspace))
         scatter_add(dP, xp.matmul(W2, xp.matrix_transpose(Gc)), start, stop, offsets, out_shape,
                     disjoint, xp)
-    return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp)
+    if db is None:
+        db = _column_sums(xp.reshape(dZ, (-1, out_ch)), xp, workspace)
+    return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), db
+
+
+def _taken(batches: list[tuple[int, int]], grid: int, taps: int, ch: int) -> bool:
+    """Whether the flat kernels gather with ``take`` (see :data:`TAKE_MAX`)."""
+    return len(batches) == 1 and batches[0][1] * grid * taps * ch <= TAKE_MAX
+
+
+def _take_index(ws: dict | None, kind: str, kernel: tuple[int, int], dilation: int,
+                grid: tuple[int, int], ch: int, n: int, xp: Any, like: Array) -> Array:
+    """The flat indices of one ``take`` over a padded grid of ``n`` examples (kept in ``ws``).
+
+    ``kind="cols"``: entry ``(s, k, q)`` reads planes ``P`` flattened from ``(ch, (n + 1) grid)``
+    at ``k (n + 1) grid + q + shift_s``, the column matrix of :func:`gather_flat`.
+    ``kind="grads"``: entry ``(s, o, p)`` reads an output-gradient grid ``(n + 1) grid x ch``
+    flattened, whose first example is zeros, at ``(grid + p - shift_s) ch + o``: the columns of the
+    input gradient as a convolution of the gradient with the flipped kernel (``ch`` is ``out_ch``).
+    Made from ``arange`` on the device (no upload), once per workspace and geometry.
+    """
+    key = ("take", kind, kernel, dilation, grid, ch, n)
+    idx = None if ws is None else ws.get(key)
+    if idx is not None:
+        return idx
+    rows, cols = grid
+    size, step = rows * cols, dilation + 1
+    dev = like.device
+    i = xp.arange(kernel[0], device=dev) * (step * cols)
+    j = xp.arange(kernel[1], device=dev) * step
+    shifts = xp.reshape(xp.reshape(i, (-1, 1)) + xp.reshape(j, (1, -1)), (-1, 1, 1))
+    k = xp.reshape(xp.arange(ch, device=dev), (1, -1, 1))
+    q = xp.reshape(xp.arange(n * size, device=dev), (1, 1, -1))
+    flat = k * ((n + 1) * size) + q + shifts if kind == "cols" else (q - shifts + size) * ch + k
+    idx = xp.reshape(flat, (-1,))
+    if ws is not None:
+        ws[key] = idx
+    return idx
+
+
+def _conv2d_backward_taken(dZ: Array, cache: ConvCache, xp: Any, ws: dict | None
+                           ) -> tuple[Array, Array, Array]:
+    """:func:`conv2d_backward` of a small flat convolution (see :data:`TAKE_MAX`): the input
+    gradient is the convolution of the zero-padded output gradient with the flipped kernel, its
+    columns gathered by one ``take``, so no scatter runs; the column matrix is the forward's."""
+    _, colsT, W, batches, pads, kernel, _, dilation, out_shape, flat, act, Y = cache
+    rows, cols = flat  # type: ignore[misc]
+    taps, ch, out_ch = kernel[0] * kernel[1], int(W.shape[2]), int(W.shape[3])
+    n = batches[0][1]
+    Gg = buffer(ws, ("grad_grid_taken", out_shape), (n + 1, rows, cols, out_ch), dZ, xp, zero=True)
+    Gg[1:, :out_shape[0], :out_shape[1], :] = _act_grad(dZ, Y, act, xp)  # example 0 stays zero
+    G = xp.reshape(Gg, (-1, out_ch))[rows * cols:, :]
+    dW = xp.matmul(colsT, G)
+    idx = _take_index(ws, "grads", kernel, dilation, (rows, cols), out_ch, n, xp, dZ)
+    colsG = xp.reshape(xp.take(xp.reshape(Gg, (-1,)), idx, axis=0), (taps * out_ch, -1))
+    Wd = xp.reshape(xp.permute_dims(xp.reshape(W, (taps, ch, out_ch)), (1, 0, 2)),
+                    (ch, taps * out_ch))
+    dP = xp.reshape(xp.matmul(Wd, colsG), (ch, n, rows, cols))
+    return from_planes(dP, pads, xp), xp.reshape(dW, W.shape), _column_sums(G, xp, ws)
+
+
+def _accumulate(total: Array | None, part: Array) -> Array:
+    """``total + part`` in place, or ``part`` for the first chunk."""
+    if total is None:
+        return part
+    total += part
+    return total
 
 
 # ----------------------------------------------------------------------------------- Conv1D
-def _pads_1d(pad: Any, owner: str) -> Any:
-    pad = check_pad_spec(pad, owner, ndim=1, strings=("same", "causal"))
-    if isinstance(pad, tuple):
-        return (0, 0, pad[0], pad[1])
-    if isinstance(pad, int):
-        return (0, 0, pad, pad)
-    return pad
-
-
 @replaceable
 def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: int = 1,
                    dilation: int = 0, xp: Any = None, *, max_chunk: int | None = None,
-                   workspace: dict | None = None) -> tuple[Array, tuple[Any, ...]]:
-    r"""1-D cross-correlation, channels last: :math:`Z = \mathrm{pad}(X) \star W + b`.
+                   workspace: dict | None = None, act: str | None = None
+                   ) -> tuple[Array, tuple[Any, ...]]:
+    r"""1-D cross-correlation, channels last: :math:`Z = f(\mathrm{pad}(X) \star W + b)`.
 
-    .. math:: Z[n, t, o] = b_o + \sum_{j, k} X_p[n, t s + j (d+1), k]\, W[j, k, o]
+    .. math:: Z[n, t, o] = f\Big(b_o + \sum_{j, k} X_p[n, t s + j (d+1), k]\, W[j, k, o]\Big)
 
     Parameters
     ----------
@@ -321,12 +483,12 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     W : array of shape (kernel_width, in_ch, out_ch)
     b : array of out_ch values, optional
     pad : int, (left, right), "same" or "causal"
-        ``"same"``: output length ``l_in`` at every stride (numpy-ml's rule, see
-        :func:`anyml.functional._padding.same_pads`), an odd pad pixel on the right.
-        ``"causal"``: the same total of zeros, all on the left, so the output length is also
-        ``l_in`` and ``Z[:, t]`` depends on ``X[:, :t + 1]`` only.
+        Resolved by :func:`anyml.functional._padding.resolve_pad1d`: ``"same"``: output length
+        ``l_in`` at every stride (numpy-ml's rule, see :func:`anyml.functional._padding.same_pads`),
+        an odd pad pixel on the right. ``"causal"``: the same total of zeros, all on the left, so
+        the output length is also ``l_in`` and ``Z[:, t]`` depends on ``X[:, :t + 1]`` only.
     stride, dilation : int
-    max_chunk, workspace
+    max_chunk, workspace, act
         As for :func:`conv2d_forward`.
 
     Returns
@@ -345,14 +507,11 @@ def conv1d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         msg = f"conv1d: expected W of shape (kernel_width, in_ch, out_ch), got {tuple(W.shape)}"
         raise ValueError(msg)
     n, length, ch = X.shape
-    pads = _pads_1d(pad, "conv1d")
-    if isinstance(pads, str):
-        pads = resolve_pad2d(pads, (1, int(length)), (1, int(W.shape[0])), (1, stride), dilation,
-                             owner="conv1d", strings=("same", "causal"))
+    left, right = memo(resolve_pad1d, pad, int(length), int(W.shape[0]), stride, dilation, "conv1d")
     X4 = xp.reshape(X, (n, 1, length, ch))
     W4 = xp.reshape(W, (1, *W.shape))
-    Z, cache = conv2d_forward(X4, W4, b, pads, (1, stride), dilation, xp, max_chunk=max_chunk,
-                              workspace=workspace)
+    Z, cache = conv2d_forward(X4, W4, b, (0, 0, left, right), (1, stride), dilation, xp,
+                              max_chunk=max_chunk, workspace=workspace, act=act)
     return xp.reshape(Z, (n, Z.shape[2], Z.shape[3])), (cache, tuple(W.shape))
 
 
@@ -395,7 +554,8 @@ def resolve_deconv_pads(pad: Any, in_shape: tuple[int, int], kernel: tuple[int, 
 
 @replaceable
 def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, stride: Any = 1,
-                     xp: Any = None, *, max_chunk: int | None = None) -> tuple[Array, tuple[Any, ...]]:
+                     xp: Any = None, *, max_chunk: int | None = None, act: str | None = None
+                     ) -> tuple[Array, tuple[Any, ...]]:
     r"""Transposed 2-D convolution (the adjoint of :func:`conv2d_forward` wrt. its input), channels last.
 
     Every input pixel scatters ``X[n, h, w, :] @ W[i, j]`` to output position
@@ -420,6 +580,8 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     stride : int or pair of int
     max_chunk : int, optional
         The most column-matrix elements per matrix product, as for :func:`conv2d_forward`.
+    act : {None, "relu"}
+        An activation applied to the output, as for :func:`conv2d_forward`.
 
     Returns
     -------
@@ -430,6 +592,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     xp = namespace_of(X) if xp is None else xp
     _check_x(X, 4, "deconv2d", "(n_ex, in_rows, in_cols, in_ch)")
     _check_w(X, W, b, "deconv2d")
+    _check_act(act, "deconv2d")
     kr, kc, in_ch, out_ch = (int(v) for v in W.shape)
     strides = as_pair(stride, "stride", "deconv2d")
     n, rows, cols_, _ = (int(v) for v in X.shape)
@@ -450,7 +613,9 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
     Z = from_planes(full, pads, xp)
     if b is not None:
         Z = Z + xp.reshape(b, (out_ch,))
-    cache = (X2, Wt, tuple(X.shape), tuple(W.shape), pads, strides, batches)
+    Z = _activate(Z, act, xp)
+    cache = (X2, Wt, tuple(X.shape), tuple(W.shape), pads, strides, batches, act,
+             Z if act else None)
     return Z, cache
 
 
@@ -486,7 +651,8 @@ def deconv2d_backward(dZ: Array, cache: tuple[Any, ...], xp: Any = None,
     dX, dW, db : arrays shaped like X, W and ``(out_ch,)``
     """
     xp = namespace_of(dZ) if xp is None else xp
-    X2, Wt, x_shape, w_shape, pads, strides, batches = cache
+    X2, Wt, x_shape, w_shape, pads, strides, batches, act, Y = cache
+    dZ = _act_grad(dZ, Y, act, xp)
     kr, kc, in_ch, out_ch = w_shape
     per = x_shape[1] * x_shape[2]
     P = padded_planes(dZ, pads, xp, workspace)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from anyml.activations import get_activation
-from anyml.backend import Backend
+from anyml.activations import ReLU, get_activation
+from anyml.backend import Array, Backend
+from anyml.functional._memo import memo
 from anyml.functional._padding import (
+    Pad4,
     as_count,
     as_pair,
     check_pad_spec,
     pair_or_int,
+    resolve_pad1d,
     resolve_pad2d,
 )
 from anyml.functional.conv import (
@@ -28,7 +31,19 @@ from anyml.layers._workspace import PooledWorkspaces
 
 __all__ = ["Conv1D", "Conv2D", "Deconv2D"]
 
-Array = Any
+
+def _conv2d_plan(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
+                 dilation: int, owner: str) -> tuple[tuple[int, int], Pad4]:
+    """The stride pair and the resolved pads of a Conv2D layer for one input size (memoized)."""
+    strides = as_pair(stride, "stride", owner)
+    return strides, resolve_pad2d(pad, in_shape, kernel, strides, dilation, owner=owner)
+
+
+def _deconv2d_plan(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int],
+                   owner: str) -> tuple[tuple[int, int], Pad4]:
+    """The stride pair and the resolved crop of a Deconv2D layer for one input size (memoized)."""
+    strides = as_pair(stride, "stride", owner)
+    return strides, resolve_deconv_pads(pad, in_shape, kernel, strides, owner=owner)
 
 
 def _looks_channels_first(shape: tuple[int, ...], in_ch: int | None) -> bool:
@@ -104,6 +119,9 @@ class _ConvLayer(PooledWorkspaces):
         """Check ``X`` (backend, dtype, rank, channels) and create the weights at the first call."""
         self._check_input(X, ndim=self._rank, shape=self._x_shape)
         in_ch = int(X.shape[-1])
+        if in_ch == self.in_ch and "W" in self.parameters and "b" in self.parameters:
+            return  # the usual call: the weights exist and the channels match
+
         shape = tuple(int(d) for d in X.shape)
         mismatch = self.in_ch is not None and in_ch != self.in_ch
         too_small = (self._kernel_within_input and self.in_ch is None
@@ -122,8 +140,19 @@ class _ConvLayer(PooledWorkspaces):
         if not self.is_initialized:
             self._init_params(in_ch)
 
+    def _fused_act(self) -> str | None:
+        """The activation the kernel applies itself (``act=``), or ``None`` to apply ``act_fn``
+        after it: ReLU is fused (no pass of its own over the output)."""
+        return "relu" if type(self.act_fn) is ReLU else None
+
     def _finish(self, Z: Array, cache: Any, X: Array, retain_derived: bool,
-                ws: dict[str, Array]) -> Array:
+                ws: dict[str, Array], fused: str | None) -> Array:
+        if fused is not None:  # Z is already the activation's output
+            if retain_derived:
+                self._push(True, X=X, _op=cache, _ws=ws, _fused=True, _shape=tuple(Z.shape))
+            else:
+                self._workspaces.give_back(ws)
+            return Z
         Y = self.act_fn(Z)
         if retain_derived:
             self._push(True, X=X, Z=Z, _op=cache, _ws=ws, _shape=tuple(Y.shape))
@@ -144,7 +173,8 @@ class _ConvLayer(PooledWorkspaces):
             Whether to add the parameter gradients into :attr:`gradients`.
         """
         cache = self._pop(dLdy)
-        dZ = self.act_fn.backward(cache["Z"], dLdy)
+        # a fused activation's gradient is taken by the kernel's backward
+        dZ = dLdy if "_fused" in cache else self.act_fn.backward(cache["Z"], dLdy)
         dX, dW, db = self._backward_op(dZ, cache["_op"], cache["_ws"])
         self._accumulate(retain_grads, W=dW, b=db)
         self._workspaces.give_back(cache["_ws"])
@@ -250,14 +280,14 @@ class Conv2D(_ConvLayer):
         """Convolve ``X`` of shape ``(n_ex, in_rows, in_cols, in_ch)``; returns
         ``(n_ex, out_rows, out_cols, out_ch)``."""
         self._prepare(X)
-        stride = as_pair(self.stride, "stride", self._name)
-        pads = resolve_pad2d(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape, stride,
-                             self.dilation, owner=self._name)
+        stride, pads = memo(_conv2d_plan, self.pad, self.stride, (int(X.shape[1]), int(X.shape[2])),
+                            self.kernel_shape, self.dilation, self._name)
         P = self.parameters
         ws = self._workspaces.take()
+        act = self._fused_act()
         Z, cache = conv2d_forward(X, P["W"], P["b"], pads, stride, self.dilation, xp=self.xp,
-                                  workspace=ws)
-        return self._finish(Z, cache, X, retain_derived, ws)
+                                  workspace=ws, act=act)
+        return self._finish(Z, cache, X, retain_derived, ws, act)
 
     def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
         return conv2d_backward(dZ, cache, xp=self.xp, workspace=ws)
@@ -341,17 +371,14 @@ class Conv1D(_ConvLayer):
     def forward(self, X: Array, retain_derived: bool = True) -> Array:
         """Convolve ``X`` of shape ``(n_ex, l_in, in_ch)``; returns ``(n_ex, l_out, out_ch)``."""
         self._prepare(X)
-        pad = self.pad if isinstance(self.pad, str) else (
-            (self.pad, self.pad) if isinstance(self.pad, int) else self.pad)
-        if isinstance(pad, tuple):
-            pad = (0, 0, *pad)
-        pads = resolve_pad2d(pad, (1, int(X.shape[1])), (1, self.kernel_width), (1, self.stride),
-                             self.dilation, owner=self._name, strings=("same", "causal"))
+        pads = memo(resolve_pad1d, self.pad, int(X.shape[1]), self.kernel_width, self.stride,
+                    self.dilation, self._name)
         P = self.parameters
         ws = self._workspaces.take()
-        Z, cache = conv1d_forward(X, P["W"], P["b"], pads[2:], self.stride, self.dilation,
-                                  xp=self.xp, workspace=ws)
-        return self._finish(Z, cache, X, retain_derived, ws)
+        act = self._fused_act()
+        Z, cache = conv1d_forward(X, P["W"], P["b"], pads, self.stride, self.dilation,
+                                  xp=self.xp, workspace=ws, act=act)
+        return self._finish(Z, cache, X, retain_derived, ws, act)
 
     def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
         return conv1d_backward(dZ, cache, xp=self.xp, workspace=ws)
@@ -450,12 +477,12 @@ class Deconv2D(_ConvLayer):
         """Apply the transposed convolution to ``X`` of shape ``(n_ex, in_rows, in_cols, in_ch)``;
         returns ``(n_ex, out_rows, out_cols, out_ch)``."""
         self._prepare(X)
-        stride = as_pair(self.stride, "stride", self._name)
-        pads = resolve_deconv_pads(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape,
-                                   stride, owner=self._name)
+        stride, pads = memo(_deconv2d_plan, self.pad, self.stride,
+                            (int(X.shape[1]), int(X.shape[2])), self.kernel_shape, self._name)
         P = self.parameters
-        Z, cache = deconv2d_forward(X, P["W"], P["b"], pads, stride, xp=self.xp)
-        return self._finish(Z, cache, X, retain_derived, self._workspaces.take())
+        act = self._fused_act()
+        Z, cache = deconv2d_forward(X, P["W"], P["b"], pads, stride, xp=self.xp, act=act)
+        return self._finish(Z, cache, X, retain_derived, self._workspaces.take(), act)
 
     def _backward_op(self, dZ: Array, cache: Any, ws: dict[str, Array]) -> tuple[Array, Array, Array]:
         return deconv2d_backward(dZ, cache, xp=self.xp, workspace=ws)

@@ -5,14 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from anyml.backend import Backend
-from anyml.functional._padding import as_pair, check_pad_spec, pair_or_int
+from anyml.backend import Array, Backend
+from anyml.functional._memo import memo
+from anyml.functional._padding import Pad4, as_pair, check_pad_spec, pair_or_int
 from anyml.functional.pool import POOL_MODES, pool2d_backward, pool2d_forward, resolve_pool_pads
 from anyml.layers.base import LayerBase
 
 __all__ = ["Pool2D"]
 
-Array = Any
+
+def _plan(pad: Any, stride: Any, in_shape: tuple[int, int], kernel: tuple[int, int]
+          ) -> tuple[tuple[int, int], Pad4]:
+    """The stride pair and the resolved pads of a Pool2D layer for one input size (memoized)."""
+    strides = as_pair(stride, "stride", "Pool2D")
+    return strides, resolve_pool_pads(pad, in_shape, kernel, strides, owner="Pool2D")
 
 
 def _mode(value: Any) -> str:
@@ -118,9 +124,8 @@ class Pool2D(LayerBase):
             msg = (f"Pool2D: expected X of shape (n_ex, in_rows, in_cols, {self.in_ch}), got "
                    f"{tuple(X.shape)}")
             raise ValueError(msg)
-        stride = as_pair(self.stride, "stride", "Pool2D")
-        pads = resolve_pool_pads(self.pad, (int(X.shape[1]), int(X.shape[2])), self.kernel_shape,
-                                 stride, owner="Pool2D")
+        stride, pads = memo(_plan, self.pad, self.stride, (int(X.shape[1]), int(X.shape[2])),
+                            self.kernel_shape)
         Y, cache = pool2d_forward(X, self.kernel_shape, stride, pads, self.mode, xp=self.xp)
         self._push(retain_derived, X=X, _op=cache, _shape=tuple(Y.shape))
         return Y

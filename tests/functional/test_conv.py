@@ -260,7 +260,7 @@ def test_conv2d_paths_match_torch(backend, monkeypatch, flat, chunks, kernel, pa
         b = rng.standard_normal(out_ch).astype(dt)
         Z, cache = conv2d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b), pads,
                                   stride, dilation, max_chunk=max_chunk, workspace=workspace)
-        assert (cache[-1] is not None) == (flat and stride == 1)
+        assert (cache.grid is not None) == (flat and stride == 1)
         G = rng.standard_normal(tuple(Z.shape)).astype(dt)
         got = [Z, *conv2d_backward(backend.asarray(G), cache, workspace=workspace)]
         results.append((got, _torch_conv2d(torch, X, W, b, pads, stride, dilation, G)))
@@ -344,3 +344,80 @@ def test_default_chunking_follows_the_backend_budget(monkeypatch):
     assert conv._batches(64, 2**15, np.ones(1, dtype=np.float32), None) == [
         (i, i + 16) for i in range(0, 64, 16)]
     assert conv._batches(5, 10, np.ones(1), 20) == [(0, 2), (2, 4), (4, 5)]
+
+
+# ------------------------------------------------------------- peak memory on the emulated GPU
+@pytest.mark.parametrize("budget_mb", [None, 64], ids=["backend-budget", "64MB"])
+def test_conv2d_peak_memory_is_bounded_by_the_chunk_budget(monkeypatch, budget_mb):
+    """On ``gpulike``, batch 128 of 56x56x64 images, 3x3 ``"same"`` to 64 channels with ReLU: the
+    forward and backward passes together allocate at most
+
+        2 B + 5 S
+
+    bytes above what was live before, where ``B`` is the backend's chunk budget
+    (``Backend.chunk_bytes``: 256 MB on a GPU) and ``S`` the bytes of one activation on the padded
+    grid, ``n (rows + 2)(cols + 2) max(in_ch, out_ch)`` floats: one chunk's column matrix and its
+    gradient (each within ``B``), and the padded input planes, the output, the output-gradient grid
+    and the input-gradient planes (each about ``S``), with ``S`` to spare for a chunk's temporaries.
+    Between the passes at most ``B + 2 S`` stays allocated (the column buffer, the padded input, the
+    output). Either way far less than one whole column matrix (about 1 GB here)."""
+    be = anyml.make_backend("gpulike", dtype="float32", seed=0)
+    if budget_mb is not None:
+        monkeypatch.setattr(type(be), "chunk_bytes", classmethod(lambda cls, device: budget_mb << 20))
+    n, rows, cols, ch, out_ch = 128, 56, 56, 64, 64
+    with be.activate():
+        X = be.rng.normal((n, rows, cols, ch))
+        W = be.rng.normal((3, 3, ch, out_ch)) * 0.05
+        b = be.rng.normal((out_ch,))
+        dZ = be.rng.normal((n, rows, cols, out_ch))
+    B = anyml.backend.chunk_bytes(X)
+    want = 256 << 20 if budget_mb is None else budget_mb << 20
+    assert want == B
+    S = n * (rows + 2) * (cols + 2) * max(ch, out_ch) * 4
+    whole_columns = n * (rows + 2) * (cols + 2) * 9 * ch * 4
+    counters = be.counters
+    counters.reset()
+    base = counters.live_bytes
+    workspace: dict = {}
+    _, cache = conv2d_forward(X, W, b, "same", workspace=workspace, act="relu")
+    assert len(cache.batches) > 1 and cache.colsT is None  # chunked: no whole column matrix kept
+    held = counters.live_bytes - base
+    dX, dW, _ = conv2d_backward(dZ, cache, workspace=workspace)
+    peak = counters.peak_bytes - base
+    assert held <= B + 2 * S, (held, B, S)
+    assert peak <= 2 * B + 5 * S, (peak, B, S)
+    assert peak < whole_columns, (peak, whole_columns)
+    assert tuple(dX.shape) == tuple(X.shape) and tuple(dW.shape) == tuple(W.shape)
+
+
+@pytest.mark.parametrize(("kernel", "pads", "stride", "dilation", "x_shape", "out_ch"),
+                         [c for c in PATH_CASES.values() if c[2] == 1], ids=str)
+@pytest.mark.usefixtures("pure_paths")
+def test_conv2d_take_path_matches_torch(backend, monkeypatch, kernel, pads, stride, dilation,
+                                        x_shape, out_ch):
+    """The small flat path that gathers its columns and the input gradient's with ``take``
+    (``TAKE_MAX``), with a workspace reused by a second call, gives torch's forward and gradients,
+    with and without the fused ReLU."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(conv, "FLAT_MAX_WASTE", 100.0)
+    monkeypatch.setattr(conv, "TAKE_MAX", 10**9)
+    rng = np.random.default_rng(11)
+    dt = backend.dtype_name
+    workspace: dict = {}
+    for act in (None, "relu", None):
+        X = rng.standard_normal(x_shape).astype(dt)
+        W = rng.standard_normal((*kernel, x_shape[3], out_ch)).astype(dt)
+        b = rng.standard_normal(out_ch).astype(dt)
+        Z, cache = conv2d_forward(backend.asarray(X), backend.asarray(W), backend.asarray(b), pads,
+                                  stride, dilation, workspace=workspace, act=act)
+        assert conv._taken(cache.batches, cache.grid[0] * cache.grid[1], kernel[0] * kernel[1],
+                           x_shape[3])
+        G = rng.standard_normal(tuple(Z.shape)).astype(dt)
+        got = [Z, *conv2d_backward(backend.asarray(G), cache, workspace=workspace)]
+        Zr = _torch_conv2d(torch, X, W, b, pads, stride, dilation, np.zeros_like(G))[0]
+        Gr = G * (Zr > 0) if act else G
+        want = _torch_conv2d(torch, X, W, b, pads, stride, dilation, Gr)
+        if act:
+            want[0] = np.maximum(want[0], 0)
+        for name, g, w in zip(("Z", "dX", "dW", "db"), got, want, strict=True):
+            assert_close(g, w, backend=backend, err_msg=name)
