@@ -140,6 +140,17 @@ def test_extreme_input_values(backend: anyml.Backend, act: Activation, at_minus:
 ALL_OBJECTS = [act for act, _ in CASES]
 
 
+def test_relu_passes_nan_and_reports_a_broken_gradient(backend: anyml.Backend) -> None:
+    """NaN goes through f; an infinite gradient arriving at an inactive unit is not hidden as 0."""
+    z = backend.asarray(np.array([-1.0, float("nan"), 2.0]))
+    out = backend.to_host(ReLU().fn(z))
+    assert out[0] == 0.0 and math.isnan(out[1]) and out[2] == 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf * 0 on NumPy
+        dz = backend.to_host(ReLU().backward(z, backend.asarray(np.array([math.inf, 1.0, 3.0]))))
+    assert math.isnan(dz[0]) and dz[1] == 0.0 and dz[2] == 3.0
+
+
 @pytest.mark.parametrize("act", ALL_OBJECTS, ids=IDS)
 def test_string_round_trip(act: Activation) -> None:
     again = get_activation(str(act))
