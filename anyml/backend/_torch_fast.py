@@ -276,7 +276,7 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
 
 
 @register("batchnorm_backward")
-def batchnorm_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
+def batchnorm_backward(dY: Array, cache: Any, xp: Any = None, *, consume_cache: bool = False) -> Any:
     """The gradients of :func:`batchnorm_forward` by PyTorch's batch-norm backward kernel."""
     if not isinstance(cache, TorchBatchNormCache):
         return NotImplemented

@@ -178,7 +178,8 @@ class _BatchNormBase(_NormBase):
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Return :math:`\\partial L / \\partial X` and accumulate the gradients of scaler and intercept."""
         cache = self._pop(dLdy)
-        dX, d_scaler, d_intercept = batchnorm_backward(dLdy, cache["_norm"], xp=self.xp)
+        dX, d_scaler, d_intercept = batchnorm_backward(dLdy, cache["_norm"], xp=self.xp,
+                                                       consume_cache=True)  # popped: spent
         self._accumulate(retain_grads, scaler=d_scaler, intercept=d_intercept)
         return dX
 
