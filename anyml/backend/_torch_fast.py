@@ -335,3 +335,23 @@ def log_softmax(X: Array, axis: int = -1, xp: Any = None) -> Any:
     if not X.is_floating_point():
         return NotImplemented
     return _torch().log_softmax(X, dim=axis)
+
+
+# -------------------------------------------------------------------------------- embedding
+@register("embedding_forward")
+def embedding_forward(ids: Array, W: Array, pool: str | None = None, xp: Any = None) -> Any:
+    """``F.embedding`` (one vector per id) or ``F.embedding_bag`` (sum or mean over each example's
+    ids, one kernel without the ``(n_ex, n_in, n_out)`` intermediate) on a rectangular batch (see
+    :func:`anyml.functional.embedding.embedding_forward`). The cache is the pure one: the backward
+    is the pure scatter-add, which is PyTorch's ``index_add_`` on this backend."""
+    from anyml.functional import embedding
+
+    if (pool not in embedding.POOLS or ids.ndim != 2 or ids.is_floating_point()
+            or not _takes(W) or W.ndim != 2 or ids.numel() == 0):
+        return NotImplemented  # the pure path decides (and raises)
+    F = _torch().nn.functional
+    n_ex, n_in = (int(d) for d in ids.shape)
+    Y = F.embedding(ids, W) if pool is None else F.embedding_bag(ids, W, mode=pool)
+    cache = embedding.EmbeddingCache(ids.reshape(-1), None, None, (n_ex, n_in), pool,
+                                     (int(W.shape[0]), int(W.shape[1])))
+    return Y, cache
