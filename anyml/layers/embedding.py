@@ -168,9 +168,9 @@ class Embedding(LayerBase):
         ids = ids if ids.dtype == xp.int64 else xp.astype(ids, xp.int64)
         if in_range or math.prod(ids.shape) == 0:
             return ids
-        if _in_host_memory(ids):
-            if bool(xp.any((ids < 0) | (ids >= self.vocab_size))):  # a host read, not a device sync
-                low, high = int(xp.min(ids)), int(xp.max(ids))
+        if _in_host_memory(ids):  # two reductions read on the host, not a device sync
+            low, high = int(xp.min(ids)), int(xp.max(ids))
+            if low < 0 or high >= self.vocab_size:
                 self._raise_out_of_range(low if low < 0 else high, name)
             return ids
         return self._device_ids(ids)
