@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 
 __all__ = [
     "NormCache",
@@ -35,7 +35,6 @@ __all__ = [
     "layernorm_forward",
 ]
 
-Array = Any
 #: Sums arrays over the parts of a batch split across workers, in place, and returns them.
 Reduce = Callable[[list[Array]], list[Array]]
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 from anyml.functional.norm import _ones
 
 __all__ = ["log_softmax", "softmax_backward", "softmax_forward"]
 
-Array = Any
 
 
 @replaceable

@@ -7,7 +7,7 @@ from typing import Any
 
 from anyml._validate import real
 from anyml.activations import get_activation
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.norm import (
     batchnorm_backward,
     batchnorm_forward,
@@ -18,7 +18,6 @@ from anyml.layers.base import LayerBase
 
 __all__ = ["BatchNorm1D", "BatchNorm2D", "LayerNorm1D", "LayerNorm2D"]
 
-Array = Any
 
 
 class _NormBase(LayerBase):
