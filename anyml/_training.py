@@ -12,17 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from anyml.backend import Backend, to_numpy
+from anyml.backend import Array, Backend, to_numpy
 
 __all__ = ["Batches", "Data", "Inference", "InterruptGuard", "Progress", "Totals", "batch_starts",
            "check_host_labels", "epoch_line"]
 
-Array = Any
-
 
 class Data:
-    """Minibatches of ``(X, y)``: host data is indexed on the host and copied one batch at a time;
-    arrays of the backend are gathered on the device.
+    """Minibatches of ``(X, y)``: host data is gathered on the host and copied one batch at a time, or
+    copied to the device once (``preload``); arrays of the backend are gathered on the device.
 
     This is where data enters a model, and so where it is checked (once per call, never per step):
 
@@ -33,10 +31,22 @@ class Data:
       integer class labels (``int_labels=True``, for a cross-entropy loss), which stay integers;
     - float data must be finite: NaN or infinity in ``X`` or ``y`` is reported as such (rather than
       as a diverging model); for arrays of the backend this costs one synchronization per call.
+
+    Transfers of host data (see :mod:`anyml.backend._transfer`):
+
+    - ``preload=True`` copies ``X`` and ``y``, converted, to the device once; ``None`` does so when
+      twice their size is at most :meth:`Backend.resident_bytes
+      <anyml.backend.Backend.resident_bytes>` (0 on NumPy and array-api-strict: nothing moves
+      there). An epoch then copies only its order of examples to the device and gathers the data in
+      that order there, once (two kernels); each minibatch is a slice of it.
+    - Otherwise each minibatch is gathered, in the dtype it is computed in, straight into a buffer
+      of the backend's uploader (pinned memory on a CUDA device) and handed over without another
+      copy; where copies are asynchronous, the next minibatch is uploaded while the current one is
+      computed on.
     """
 
     def __init__(self, backend: Backend, X: Any, y: Any, owner: str, *, float_inputs: bool = True,
-                 int_labels: bool = False) -> None:
+                 int_labels: bool = False, preload: bool | None = False) -> None:
         self.backend = backend
         self.owner = f"Sequential.{owner}"
         self.on_device = backend.owns(X) and (y is None or backend.owns(y))
@@ -57,10 +67,29 @@ class Data:
             msg = f"{self.owner}: X holds no examples"
             raise ValueError(msg)
         self.X_dtype = self._dtype_for(self.X, "X", keep_int=not float_inputs)
-        self.y_dtype = None if self.y is None else self._dtype_for(self.y, "y", keep_int=int_labels)
+        self.y_dtype = "" if self.y is None else self._dtype_for(self.y, "y", keep_int=int_labels)
         self._check_finite()
         self._device_order: tuple[np.ndarray, Array] | None = None
+        self._permuted: tuple[np.ndarray, Array, Array | None] | None = None
         self._labels_checked = False
+        #: the labels on the host, for the label check (no device read)
+        self._host_y: np.ndarray | None = None if self.on_device else self.y
+        self._uploader: Any = None
+        self._pending: tuple[Any, int, int, Any, Any] | None = None
+        self._prefetch = True
+        self.preloaded = False
+        if not self.on_device and self._preload_wanted(preload):
+            self.X = backend.from_host(self.X, dtype=self.X_dtype)
+            if self.y is not None:
+                self.y = backend.from_host(self.y, dtype=self.y_dtype)
+            self.on_device = self.preloaded = True
+
+    def _preload_wanted(self, preload: bool | None) -> bool:
+        if preload is not None:
+            return bool(preload)
+        need = sum(int(a.size) * np.dtype(d).itemsize
+                   for a, d in ((self.X, self.X_dtype), (self.y, self.y_dtype)) if a is not None)
+        return 2 * need <= self.backend.resident_bytes()  # the data and one epoch's shuffled copy
 
     def _kind(self, a: Array) -> str:
         """``"f"``, ``"i"`` (signed or unsigned), ``"b"`` or ``"?"`` for another dtype."""
@@ -73,8 +102,8 @@ class Data:
                 return kind
         return "?"
 
-    def _dtype_for(self, a: Array, name: str, keep_int: bool) -> str | None:
-        """The dtype name a batch of ``a`` is converted to (``None``: as ``asarray`` does)."""
+    def _dtype_for(self, a: Array, name: str, keep_int: bool) -> str:
+        """The name of the dtype a batch of ``a`` is converted to."""
         kind = self._kind(a)
         if kind == "?":
             what = "labels" if name == "y" else "inputs"
@@ -113,7 +142,7 @@ class Data:
         if self._labels_checked or self.y is None or out.ndim < 1:
             return
         self._labels_checked = True
-        y = self.backend.to_host(self.y) if self.on_device else self.y
+        y = self._host_y if self._host_y is not None else self.backend.to_host(self.y)
         n_classes = int(out.shape[-1])
         if y.dtype.kind == "f" and y.ndim == out.ndim - 1:
             msg = (f"Sequential.{owner}: the labels y hold floats of shape {tuple(y.shape)}; class "
@@ -129,21 +158,88 @@ class Data:
             raise ValueError(msg)
 
     def batch(self, order: np.ndarray | None, start: int, size: int) -> tuple[Array, Array | None]:
+        """The examples ``order[start:start + size]`` (or ``start:start + size`` without an order)
+        as arrays of the backend, in their dtypes.
+
+        Where the backend copies asynchronously, the batch expected next (the following examples,
+        as :func:`batch_starts` cuts them) starts its copy now; after one wrong guess this object
+        stops guessing.
+        """
+        return self._batch(order, start, size, prefetch=True)
+
+    def one(self, start: int, size: int) -> tuple[Array, Array | None]:
+        """The examples ``start:start + size``, a one-off batch (nothing is copied ahead)."""
+        return self._batch(None, start, size, prefetch=False)
+
+    def _batch(self, order: np.ndarray | None, start: int, size: int,
+               prefetch: bool) -> tuple[Array, Array | None]:
         stop = min(start + size, self.n)
+        if self.on_device:
+            return self._device_batch(order, start, stop)
+        if self._uploader is None:
+            self._uploader = self.backend.uploader()
+        uploader = self._uploader
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is order and pending[1:3] == (start, stop):
+            tickets = pending[3:]
+        else:
+            if pending is not None:  # the next batch was not the one guessed: stop guessing
+                self._prefetch = False
+            tickets = self._upload(order, start, stop)
+        Xb, yb = (None if t is None else uploader.ready(t) for t in tickets)
+        if prefetch and uploader.prefetches and self._prefetch and start < stop < self.n:
+            nxt = _next_stop(self.n, stop, stop - start)
+            self._pending = (order, stop, nxt, *self._upload(order, stop, nxt))
+        return Xb, yb
+
+    def _device_batch(self, order: np.ndarray | None, start: int,
+                      stop: int) -> tuple[Array, Array | None]:
         if order is None:
             Xb, yb = self.X[start:stop, ...], None if self.y is None else self.y[start:stop, ...]
-        elif self.on_device:
+        elif self.preloaded:  # the epoch's order, gathered once: each batch is a slice of it
+            if self._permuted is None or self._permuted[0] is not order:
+                self._permuted = None  # the last epoch's copy goes before the next one is made
+                xp, idx = self.backend.xp, self.backend.asarray(order)
+                self._permuted = (order, xp.take(self.X, idx, axis=0),
+                                  None if self.y is None else xp.take(self.y, idx, axis=0))
+            _, X, y = self._permuted
+            Xb, yb = X[start:stop, ...], None if y is None else y[start:stop, ...]
+        else:
             if self._device_order is None or self._device_order[0] is not order:
                 self._device_order = (order, self.backend.asarray(order))
             xp, idx = self.backend.xp, self._device_order[1][start:stop]
             Xb, yb = xp.take(self.X, idx, axis=0), None if self.y is None else xp.take(
                 self.y, idx, axis=0)
-        else:
-            idx = order[start:stop]
-            Xb, yb = self.X[idx], None if self.y is None else self.y[idx]
         # the explicit conversion (a no-op for arrays of the backend in its dtype)
         Xb = self.backend.asarray(Xb, dtype=self.X_dtype)
         return Xb, None if yb is None else self.backend.asarray(yb, dtype=self.y_dtype)
+
+    def _upload(self, order: np.ndarray | None, start: int, stop: int) -> tuple[Any, Any]:
+        """Gather the host rows of one batch into the uploader's buffers and start their copies."""
+        idx = None if order is None else order[start:stop]
+        return (self._gathered(self.X, idx, start, stop, self.X_dtype),
+                None if self.y is None else self._gathered(self.y, idx, start, stop, self.y_dtype))
+
+    def _gathered(self, a: np.ndarray, idx: np.ndarray | None, start: int, stop: int,
+                  dtype_name: str) -> Any:
+        dtype = np.dtype(dtype_name)
+        if idx is None and a.dtype == dtype and self.backend.owns(a):
+            return a[start:stop]  # NumPy computes on the host rows themselves
+        buf = self._uploader.buffer((stop - start, *a.shape[1:]), dtype)
+        if idx is None:
+            np.copyto(buf, a[start:stop], casting="unsafe")
+        elif a.dtype == dtype:  # "clip": the indices are a permutation's (and "raise" buffers out)
+            np.take(a, idx, axis=0, out=buf, mode="clip")
+        else:
+            np.copyto(buf, a.take(idx, axis=0), casting="unsafe")
+        return self._uploader.upload(buf)
+
+
+def _next_stop(n: int, start: int, size: int) -> int:
+    """Where the batch after one of ``size`` ending at ``start`` is expected to end (a last batch of
+    one example joins the one before it, as in :func:`batch_starts`)."""
+    stop = min(start + size, n)
+    return n if n - stop == 1 else stop
 
 
 def batch_starts(n: int, batch_size: int) -> list[tuple[int, int]]:

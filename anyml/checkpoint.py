@@ -68,7 +68,8 @@ from anyml.backend import Backend, resolve_backend
 from anyml.layers.base import LayerBase, deferred_parameters
 from anyml.wrappers import WrapperBase
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "layer_classes", "load", "register_layer", "save"]
+__all__ = ["FORMAT_VERSION", "CheckpointError", "layer_classes", "load", "register_layer",
+           "register_model", "save"]
 
 FORMAT_NAME = "anyml-checkpoint"
 #: The version written; files of a newer version are refused.
@@ -105,6 +106,30 @@ def register_layer(cls: type) -> type:
     return cls
 
 
+#: The model classes a checkpoint may hold, by the name it records (``"Sequential"``). Each model
+#: module registers its class (:func:`register_model`), so that imports run one way: the models
+#: import this module, never the reverse.
+_models: dict[str, type] = {}
+
+
+def register_model(cls: type) -> type:
+    """Let checkpoints hold models of ``cls``; returns ``cls`` (usable as a decorator).
+
+    A model has ``layers`` (a list of layers) and ``loss`` (``None`` or a loss whose ``str`` names
+    it), and is rebuilt as ``cls(layers, loss=..., backend=...)``.
+    """
+    _models[cls.__name__] = cls
+    return cls
+
+
+def _model_kind(obj: Any) -> str | None:
+    """The name under which the registered model class of ``obj`` is saved, if any."""
+    for name, cls in _models.items():
+        if isinstance(obj, cls):
+            return name
+    return None
+
+
 def layer_classes() -> dict[str, type]:
     """Every class name a checkpoint may use, mapped to its class (anyml's and registered ones).
 
@@ -137,10 +162,9 @@ def save(obj: Any, path: str | PathLike[str], *, metadata: Mapping[str, Any] | N
         For another kind of object, a layer class :func:`load` could not find, or a hyperparameter
         that is not JSON data.
     """
-    from anyml.model import Sequential
-
-    if isinstance(obj, Sequential):
-        layers, kind = obj.layers, "Sequential"
+    model_kind = _model_kind(obj)
+    if model_kind is not None:
+        layers, kind = obj.layers, model_kind
         loss = None if obj.loss is None else str(obj.loss)
     elif isinstance(obj, LayerBase | WrapperBase):
         layers, kind, loss = [obj], "layer", None
@@ -291,12 +315,11 @@ def load(path: str | PathLike[str], *, backend: str | Backend | None = None) -> 
     if header["kind"] == "layer":
         obj = layers[0]
     else:
-        from anyml.model import Sequential
-
+        kind = header["kind"]
         try:
-            obj = Sequential(layers, loss=header["loss"], backend=be)
-        except (TypeError, ValueError) as exc:
-            msg = f"{path}: cannot rebuild the Sequential: {exc}"
+            obj = _models[kind](layers, loss=header["loss"], backend=be)
+        except (TypeError, ValueError, KeyError) as exc:
+            msg = f"{path}: cannot rebuild the {kind}: {exc}"
             raise CheckpointError(msg) from exc
     obj.checkpoint_metadata = header.get("metadata")
     return obj

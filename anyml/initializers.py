@@ -11,7 +11,7 @@ a string such as ``"glorot_uniform"`` or ``"TruncatedNormal(mean=0.0, std=0.02)"
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,7 +130,7 @@ class Initializer(Spec):
 INITIALIZERS: Registry[Initializer] = Registry("initializer", Initializer)
 
 
-def _register(*aliases: str):
+def _register(*aliases: str) -> Callable[[type[Initializer]], type[Initializer]]:
     def decorate(cls: type[Initializer]) -> type[Initializer]:
         return INITIALIZERS.register(cls, *aliases)
 
@@ -162,7 +162,8 @@ class GlorotUniform(Initializer):
     def __init__(self, gain: float = 1.0) -> None:
         self.gain = real("GlorotUniform", "gain", gain, low=0.0, low_open=True)
 
-    def _draw(self, shape, fan_in, fan_out, rng):
+    def _draw(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
+              rng: np.random.Generator) -> np.ndarray:
         bound = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-bound, bound, size=shape)
 
@@ -192,7 +193,8 @@ class GlorotNormal(Initializer):
     def __init__(self, gain: float = 1.0) -> None:
         self.gain = real("GlorotNormal", "gain", gain, low=0.0, low_open=True)
 
-    def _draw(self, shape, fan_in, fan_out, rng):
+    def _draw(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
+              rng: np.random.Generator) -> np.ndarray:
         std = self.gain * math.sqrt(2.0 / (fan_in + fan_out))
         return truncated_normal(0.0, std, shape, rng)
 
@@ -208,7 +210,8 @@ class HeUniform(Initializer):
         W \sim U[-b, b], \qquad b = \sqrt{\frac{6}{\text{fan}_\text{in}}}.
     """
 
-    def _draw(self, shape, fan_in, fan_out, rng):
+    def _draw(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
+              rng: np.random.Generator) -> np.ndarray:
         bound = math.sqrt(6.0 / fan_in)
         return rng.uniform(-bound, bound, size=shape)
 
@@ -227,7 +230,8 @@ class HeNormal(Initializer):
     (:math:`\sigma` before truncation, as in numpy-ml).
     """
 
-    def _draw(self, shape, fan_in, fan_out, rng):
+    def _draw(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
+              rng: np.random.Generator) -> np.ndarray:
         return truncated_normal(0.0, math.sqrt(2.0 / fan_in), shape, rng)
 
 
@@ -253,7 +257,8 @@ class TruncatedNormal(Initializer):
         self.mean = real("TruncatedNormal", "mean", mean)
         self.std = real("TruncatedNormal", "std", std, low=0.0, low_open=True)
 
-    def _draw(self, shape, fan_in, fan_out, rng):
+    def _draw(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
+              rng: np.random.Generator) -> np.ndarray:
         return truncated_normal(self.mean, self.std, shape, rng)
 
 
@@ -261,7 +266,8 @@ class TruncatedNormal(Initializer):
 class StdNormal(Initializer):
     r"""Standard normal samples, :math:`W \sim \mathcal{N}(0, 1)`."""
 
-    def _draw(self, shape, fan_in, fan_out, rng):
+    def _draw(self, shape: tuple[int, ...], fan_in: int, fan_out: int,
+              rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal(size=shape)
 
 

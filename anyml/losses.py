@@ -39,7 +39,7 @@ from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml.activations import get_activation
-from anyml.backend import namespace_of, on_device_of
+from anyml.backend import Array, namespace_of, on_device_of
 from anyml.functional.softmax import log_softmax, softmax_forward
 
 __all__ = [
@@ -51,8 +51,36 @@ __all__ = [
     "get_loss",
 ]
 
-Array = Any
+
 _REDUCTIONS = ("sum", "mean")
+#: (namespace, dtype, kind) -> xp.isdtype(dtype, kind); NumPy's isdtype is slow for every step.
+_KINDS: dict[tuple[Any, Any, str], bool] = {}
+#: (namespace, dtype) -> machine epsilon of dtype.
+_EPS: dict[tuple[Any, Any], float] = {}
+
+
+def _isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, cached by (namespace, dtype, kind)."""
+    key = (xp, dtype, kind)
+    try:
+        return _KINDS[key]
+    except KeyError:
+        out = _KINDS[key] = bool(xp.isdtype(dtype, kind))
+        return out
+    except TypeError:  # an unhashable dtype
+        return bool(xp.isdtype(dtype, kind))
+
+
+def _eps(xp: Any, dtype: Any) -> float:
+    """The machine epsilon of the float ``dtype``, cached by (namespace, dtype)."""
+    key = (xp, dtype)
+    try:
+        return _EPS[key]
+    except KeyError:
+        out = _EPS[key] = float(xp.finfo(dtype).eps)
+        return out
+    except TypeError:
+        return float(xp.finfo(dtype).eps)
 
 
 class Loss(Spec):
@@ -68,7 +96,7 @@ class Loss(Spec):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("loss", "grad"):  # computed on y_pred's device
+        for name in ("loss", "grad", "loss_and_grad"):  # computed on y_pred's device
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__anyml_activated__", False):
                 setattr(cls, name, on_device_of(1)(method))
@@ -91,6 +119,14 @@ class Loss(Spec):
         """The gradient of :meth:`loss`; see the subclass."""
         raise NotImplementedError
 
+    def loss_and_grad(self, y: Array, y_pred: Array, *args: Any, **kwargs: Any) -> tuple[Array, Any]:
+        """``(loss(...), grad(...))`` of the same arguments, as a training step needs both.
+
+        Losses that share work between the two (:class:`CrossEntropy`: the targets, checked and
+        made one-hot once) override it; the results are those of the two calls.
+        """
+        return self.loss(y, y_pred, *args, **kwargs), self.grad(y, y_pred, *args, **kwargs)
+
     # ------------------------------------------------------------------ helpers
     def _scale(self, y_pred: Array) -> float:
         """1 for ``"sum"``, ``1 / n_ex`` for ``"mean"``."""
@@ -111,7 +147,7 @@ class Loss(Spec):
         if y.device != y_pred.device:
             msg = f"{owner}: {name} is on device {y.device!r} but y_pred on {y_pred.device!r}"
             raise TypeError(msg)
-        if not xp.isdtype(y_pred.dtype, "real floating"):
+        if not _isdtype(xp, y_pred.dtype, "real floating"):
             msg = f"{owner}: expected y_pred of a real floating dtype, got {y_pred.dtype}"
             raise TypeError(msg)
         return xp
@@ -271,7 +307,7 @@ class CrossEntropy(Loss):
             msg = f"CrossEntropy: expected y_pred with a class axis, got shape {tuple(y_pred.shape)}"
             raise ValueError(msg)
         n_classes = int(y_pred.shape[-1])
-        if xp.isdtype(y.dtype, "integral"):
+        if _isdtype(xp, y.dtype, "integral"):
             if tuple(y.shape) != tuple(y_pred.shape[:-1]):
                 msg = (f"CrossEntropy: expected integer labels y of shape {tuple(y_pred.shape[:-1])} "
                        f"(y_pred's without the class axis), got {tuple(y.shape)}")
@@ -279,8 +315,8 @@ class CrossEntropy(Loss):
             if check_labels:
                 self.check_labels(y, n_classes)
             classes = xp.arange(n_classes, dtype=y.dtype, device=y.device)
-            return xp.astype(xp.expand_dims(y, axis=-1) == classes, y_pred.dtype)
-        if not xp.isdtype(y.dtype, "real floating"):
+            return xp.astype(y[..., None] == classes, y_pred.dtype)
+        if not _isdtype(xp, y.dtype, "real floating"):
             msg = (f"CrossEntropy: labels y must be integer class indices or float rows, got dtype "
                    f"{y.dtype}")
             raise TypeError(msg)
@@ -315,7 +351,7 @@ class CrossEntropy(Loss):
         xp = namespace_of(y_pred)
         if self.from_logits:
             return log_softmax(y_pred, axis=-1, xp=xp)
-        eps = float(xp.finfo(y_pred.dtype).eps)
+        eps = _eps(xp, y_pred.dtype)
         return xp.log(xp.minimum(xp.maximum(y_pred, eps), 1.0))  # clip syncs on CuPy
 
     def probs(self, y_pred: Array) -> Array:
@@ -337,9 +373,25 @@ class CrossEntropy(Loss):
         """The gradient wrt. the logits, :math:`p \\sum_k y_k - y` (see Notes).
 
         ``check_labels``: see :meth:`targets`."""
+        return self._grad_of(y, self.targets(y, y_pred, check_labels=check_labels), y_pred)
+
+    def loss_and_grad(  # type: ignore[override]  # a keyword the base class does not have
+            self, y: Array, y_pred: Array, *, check_labels: bool = True) -> tuple[Array, Array]:
+        """``(loss(y, y_pred), grad(y, y_pred))``, the targets checked and built once."""
         target = self.targets(y, y_pred, check_labels=check_labels)
         xp = namespace_of(y_pred)
-        dz = self.probs(y_pred) * xp.sum(target, axis=-1, keepdims=True) - target
+        value = xp.asarray(-self._scale(y_pred) * xp.sum(target * self.log_probs(y_pred)))
+        return value, self._grad_of(y, target, y_pred)
+
+    def _grad_of(self, y: Array, target: Array, y_pred: Array) -> Array:
+        """The gradient wrt. the logits given :meth:`targets`' rows ``target`` of the labels ``y``."""
+        xp = namespace_of(y_pred)
+        if _isdtype(xp, y.dtype, "integral"):
+            # one-hot rows: each sums to exactly 1, and p * 1 == p, so p - y is the same array as
+            # p * sum(y) - y, for one kernel instead of three
+            dz = self.probs(y_pred) - target
+        else:
+            dz = self.probs(y_pred) * xp.sum(target, axis=-1, keepdims=True) - target
         scale = self._scale(y_pred)
         return dz if scale == 1.0 else dz * scale
 
@@ -395,7 +447,7 @@ class VAELoss(Loss):
         return xp
 
     def _clipped(self, xp: Any, y_pred: Array) -> Array:
-        eps = float(xp.finfo(y_pred.dtype).eps)
+        eps = _eps(xp, y_pred.dtype)
         return xp.minimum(xp.maximum(y_pred, eps), 1.0 - eps)  # clip syncs on CuPy
 
     def loss(self, y: Array, y_pred: Array, t_mean: Array, t_log_var: Array) -> Array:

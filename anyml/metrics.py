@@ -24,7 +24,7 @@ from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml._validate import positive_int
-from anyml.backend import namespace_of
+from anyml.backend import Array, namespace_of
 
 __all__ = [
     "METRICS",
@@ -35,8 +35,6 @@ __all__ = [
     "TopKAccuracy",
     "get_metric",
 ]
-
-Array = Any
 
 
 class Metric(Spec):

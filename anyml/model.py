@@ -36,9 +36,12 @@ from anyml._training import (
     check_host_labels,
 )
 from anyml._validate import real
-from anyml.backend import Backend, activated, resolve_backend
+from anyml.backend import Array, Backend, activated, resolve_backend
 from anyml.callbacks import Callback, as_callback
-from anyml.layers.base import LayerBase
+from anyml.checkpoint import load as load_checkpoint
+from anyml.checkpoint import register_model
+from anyml.checkpoint import save as save_checkpoint
+from anyml.layers.base import LayerBase, all_true
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
 from anyml.metrics import Metric, get_metric
@@ -47,7 +50,7 @@ from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
 
-Array = Any
+
 Layer = LayerBase | WrapperBase
 CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
 
@@ -56,6 +59,7 @@ CallbackLike = Callback | Callable[[int, dict[str, float]], Any]
 DEFAULT_OPTIMIZER = "Adam()"
 
 
+@register_model
 class Sequential:
     r"""Layers applied one after the other, :math:`y = f_n(\cdots f_2(f_1(X)))`, with a loss.
 
@@ -300,17 +304,13 @@ class Sequential:
         """
         if self.clip_norm is not None:
             self._clip_global_norm(self.clip_norm)
-        flags = []
+        parts: list[Array] = []
         for layer in self.layers:
             layer.update(cur_loss, check_finite=False)
-            flag = layer._finite_flag()
-            if flag is not None:
-                flags.append(flag)
-        if not flags:
+            parts += layer._finite_parts()
+        ok = all_true(self.backend.xp, parts)  # one flag for all parameters: stack, then all
+        if ok is None:
             return
-        ok = flags[0]
-        for flag in flags[1:]:
-            ok = ok & flag
         watch = self.__dict__.setdefault("_finite_watch", FiniteWatch())
         watch.record(ok, self.backend.xp)
         if check_finite or (check_finite is None and watch.due()):
@@ -460,16 +460,12 @@ class Sequential:
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | PathLike[str]) -> None:
         """Write a checkpoint (see :func:`anyml.checkpoint.save`)."""
-        from anyml.checkpoint import save
-
-        save(self, path)
+        save_checkpoint(self, path)
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, backend: str | Backend | None = None) -> Sequential:
         """Read a checkpoint written by :meth:`save` (see :func:`anyml.checkpoint.load`)."""
-        from anyml.checkpoint import load
-
-        model = load(path, backend=backend)
+        model = load_checkpoint(path, backend=backend)
         if not isinstance(model, cls):
             msg = f"Sequential.load: {path} holds a {type(model).__name__}, not a Sequential"
             raise ValueError(msg)
@@ -490,8 +486,8 @@ class Sequential:
         Xb, yb = data.batch(None, 0, data.n)
         out = self._train_forward(Xb)
         data.check_labels(out, "train_on_batch")
-        value = loss.loss(yb, out, **self._checked)
-        self._train_backward(loss.grad(yb, out, **self._checked))
+        value, grad = loss.loss_and_grad(yb, out, **self._checked)
+        self._train_backward(grad)
         self.update(float(value) if cur_loss else None)
         return value
 
@@ -500,7 +496,7 @@ class Sequential:
         """Keywords for the loss: the labels were checked where they entered (:class:`Data`)."""
         return {"check_labels": False} if isinstance(self.loss, CrossEntropy) else {}
 
-    def _data(self, X: Any, y: Any, owner: str) -> Data:
+    def _data(self, X: Any, y: Any, owner: str, preload: bool | None = False) -> Data:
         """The entry point of data: checked and converted as :class:`~anyml._training.Data` says."""
         from anyml.layers.embedding import Embedding
 
@@ -508,7 +504,7 @@ class Sequential:
         while isinstance(first, WrapperBase):
             first = first.base_layer
         return Data(self.backend, X, y, owner, float_inputs=not isinstance(first, Embedding),
-                    int_labels=isinstance(self.loss, CrossEntropy))
+                    int_labels=isinstance(self.loss, CrossEntropy), preload=preload)
 
     def _train_forward(self, X: Array) -> Array:
         last = len(self.layers) - 1
@@ -538,7 +534,8 @@ class Sequential:
             steps_per_epoch: int | None = None, verbose: bool = True,
             callbacks: Sequence[CallbackLike] = (), accumulate: int = 1, comm: Any = None,
             deterministic: bool = False, checkpoint: str | PathLike[str] | None = None,
-            checkpoint_every: int | None = None, resume: bool = True) -> dict[str, list[float]]:
+            checkpoint_every: int | None = None, resume: bool = True,
+            preload: bool | None = None) -> dict[str, list[float]]:
         """Train on ``(X, y)`` in minibatches for ``epochs`` passes; return the history.
 
         Parameters
@@ -596,6 +593,16 @@ class Sequential:
             the file continues from it, on any number of processes, with the same batches and
             randomness as an uninterrupted run (``epochs`` counts all epochs, the resumed ones too).
             See :mod:`anyml.distributed.resume`.
+        preload : bool, optional
+            Copy the arrays ``X`` and ``y`` (and ``validation_data``), converted to the dtypes they
+            are computed in, to the backend's device once, and gather each minibatch there: an
+            epoch then copies only its order of examples to the device. Default (``None``): when
+            they fit the backend's budget (:meth:`Backend.resident_bytes
+            <anyml.backend.Backend.resident_bytes>`: a quarter of a GPU's free memory, 512 MB for
+            torch on the CPU, 0 for NumPy and array-api-strict, whose arrays are host memory).
+            Otherwise each minibatch is copied when it is needed, from pinned memory and one step
+            ahead where the backend copies asynchronously (CuPy, torch CUDA). Results are the same
+            either way.
 
         Returns
         -------
@@ -636,14 +643,15 @@ class Sequential:
         comm = get_comm() if comm is None else comm
         with guarded(comm), training_threads():  # a rank that refuses its data ends the job
             source: Data | Batches = (Batches(self.backend, X, steps_per_epoch, "fit") if stream
-                                      else self._data(X, y, "fit"))
+                                      else self._data(X, y, "fit", preload))
             if (isinstance(validation_data, tuple | list) and len(validation_data) == 2
                     and hasattr(validation_data[0], "shape")):  # checked now, not after an epoch
-                val = self._data(validation_data[0], validation_data[1], "fit")
+                val = self._data(validation_data[0], validation_data[1], "fit", preload)
                 if isinstance(self.loss, CrossEntropy):  # the labels against the output's classes
-                    Xv, _ = val.batch(None, 0, 1)
+                    Xv, _ = val.one(0, 1)
                     with self._inference():
                         val.check_labels(self.forward(Xv, retain_derived=False), "fit")
+                validation_data = val  # evaluated after each epoch without being checked again
             return self._fit(loss, source, comm, epochs=epochs, batch_size=batch_size,
                              shuffle=shuffle, accumulate=accumulate,
                              validation_data=validation_data, verbose=verbose,
@@ -752,6 +760,8 @@ class Sequential:
             yield source, start, stop, window, last
 
     def _evaluate_any(self, data: Any, batch_size: int | None, comm: Any) -> dict[str, float]:
+        if isinstance(data, Data):
+            return self._evaluate_data(data, batch_size, comm)
         if isinstance(data, tuple | list) and len(data) == 2 and hasattr(data[0], "shape"):
             return self.evaluate(data[0], data[1], batch_size=batch_size, comm=comm)
         return self.evaluate(data, batch_size=batch_size, comm=comm)
@@ -775,9 +785,6 @@ class Sequential:
             ``{"loss": float}`` plus one entry per metric (``"accuracy"`` by default for a
             cross-entropy loss).
         """
-        from anyml.distributed import get_comm, guarded
-        from anyml.distributed.training import reduce_totals, shard
-
         loss = self._need_loss("evaluate")
         totals = Totals()
         if y is None and not hasattr(X, "shape"):
@@ -792,7 +799,15 @@ class Sequential:
         if y is None:
             msg = "Sequential.evaluate: expected targets y with the inputs X"
             raise ValueError(msg)
-        data = self._data(X, y, "evaluate")
+        return self._evaluate_data(self._data(X, y, "evaluate"), batch_size, comm)
+
+    def _evaluate_data(self, data: Data, batch_size: int | None, comm: Any) -> dict[str, float]:
+        """:meth:`evaluate` on checked arrays."""
+        from anyml.distributed import get_comm, guarded
+        from anyml.distributed.training import reduce_totals, shard
+
+        loss = self._need_loss("evaluate")
+        totals = Totals()
         step = data.n if batch_size is None else batch_size
         _check_positive("evaluate", batch_size=step)
         comm = get_comm() if comm is None else comm

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
@@ -83,7 +83,7 @@ def _check_state(owner: str, state: Any, keys: tuple[str, ...]) -> None:
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler", Scheduler)
 
 
-def _register(*aliases: str):
+def _register(*aliases: str) -> Callable[[type[Scheduler]], type[Scheduler]]:
     def decorate(cls: type[Scheduler]) -> type[Scheduler]:
         return SCHEDULERS.register(cls, *aliases)
 

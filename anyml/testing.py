@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from anyml.backend import Backend, namespace_of, to_numpy
+from anyml.backend import Array, Backend, dtype_name, namespace_of, to_numpy
 
 __all__ = ["assert_close", "default_tolerances", "gradcheck", "numerical_gradient"]
 
-Array = Any
 
 _TOLERANCES = {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)}
 
@@ -27,15 +26,7 @@ def default_tolerances(dtype_name: str) -> tuple[float, float]:
 
 
 def _dtype_name(x: Array) -> str:
-    return str(to_numpy(x).dtype) if not hasattr(x, "dtype") else _name_of(x.dtype)
-
-
-def _name_of(dtype: Any) -> str:
-    text = str(dtype)
-    for name in ("float16", "float32", "float64", "int32", "int64", "bool"):
-        if name in text:
-            return name
-    return text
+    return dtype_name(x.dtype if hasattr(x, "dtype") else to_numpy(x).dtype)
 
 
 def assert_close(actual: Array, desired: Any, *, rtol: float | None = None, atol: float | None = None,

@@ -8,13 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.distributed import noise
 from anyml.layers.base import LayerBase, accepts_gradient_list, activate_device_methods
 
 __all__ = ["Dropout", "WrapperBase"]
-
-Array = Any
 
 
 class WrapperBase:
@@ -167,6 +165,9 @@ class WrapperBase:
 
     def _finite_flag(self) -> Array | None:
         return self._base_layer._finite_flag()
+
+    def _finite_parts(self) -> list[Array]:
+        return self._base_layer._finite_parts()
 
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         self._base_layer._raise_if_not_finite(step)

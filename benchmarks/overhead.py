@@ -19,6 +19,7 @@ import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _timing import compare  # benchmarks/ is on the path when run as a script
@@ -27,15 +28,16 @@ import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
 
 Step = Callable[[], object]
+Builder = Callable[[anyml.Backend, np.random.Generator], tuple[Step, Step, Step]]
 #: name -> builder of (anyml step, NumPy reference step, PyTorch step)
-CASES: dict[str, Callable[[anyml.Backend, np.random.Generator], tuple[Step, Step, Step]]] = {}
+CASES: dict[str, Builder] = {}
 
 #: The budget per small layer that the table is measured against, in microseconds.
 TARGET_US = 30.0
 
 
-def case(name: str) -> Callable:
-    def register(fn: Callable) -> Callable:
+def case(name: str) -> Callable[[Builder], Builder]:
+    def register(fn: Builder) -> Builder:
         CASES[name] = fn
         return fn
     return register
@@ -45,8 +47,8 @@ def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def _layer_step(layer, X, dY) -> Step:
-    def step():
+def _layer_step(layer: Any, X: Any, dY: Any) -> Step:
+    def step() -> tuple[Any, Any]:
         Y = layer.forward(X)
         dX = layer.backward(dY)
         layer.flush_gradients()
@@ -54,7 +56,7 @@ def _layer_step(layer, X, dY) -> Step:
     return step
 
 
-def _torch_step(fn, inputs, dY, params=()) -> Step:
+def _torch_step(fn: Callable[..., Any], inputs: list[Any], dY: Any, params: tuple[Any, ...] = ()) -> Step:
     def step() -> None:
         fn(*inputs).backward(dY)
         for t in (*inputs, *params):
@@ -62,7 +64,7 @@ def _torch_step(fn, inputs, dY, params=()) -> Step:
     return step
 
 
-def _torch(*arrays: np.ndarray, grad: bool = True):
+def _torch(*arrays: np.ndarray, grad: bool = True) -> Any:
     import torch
 
     out = [torch.tensor(np.ascontiguousarray(a)).requires_grad_(grad) for a in arrays]
@@ -70,13 +72,13 @@ def _torch(*arrays: np.ndarray, grad: bool = True):
 
 
 @case("FullyConnected 64->64, ReLU")
-def _fc(be, rng):
+def _fc(be: anyml.Backend, rng: np.random.Generator) -> tuple[Step, Step, Step]:
     X, dY = _f32(rng, 1, 64), _f32(rng, 1, 64)
     layer = L.FullyConnected(64, act_fn="ReLU", backend=be)
     layer.forward(be.asarray(X), retain_derived=False)
     W, b = (np.array(anyml.to_numpy(layer.parameters[k])) for k in ("W", "b"))
 
-    def ref():
+    def ref() -> tuple[np.ndarray, ...]:
         Z = X @ W + b
         Y = np.maximum(Z, 0)
         dZ = np.where(Z > 0, dY, 0)
@@ -90,7 +92,7 @@ def _fc(be, rng):
 
 
 @case("Conv2D 8x8x4->8, 3x3 same, ReLU")
-def _conv(be, rng):
+def _conv(be: anyml.Backend, rng: np.random.Generator) -> tuple[Step, Step, Step]:
     X, dY = _f32(rng, 1, 8, 8, 4), _f32(rng, 1, 8, 8, 8)
     layer = L.Conv2D(8, (3, 3), pad="same", act_fn="ReLU", backend=be)
     layer.forward(be.asarray(X), retain_derived=False)
@@ -104,7 +106,8 @@ def _conv(be, rng):
     g_idx = ((pos + taps) * 8 + np.arange(8)).reshape(64, -1)
     Xp, Gp = np.zeros((10, 10, 4), np.float32), np.zeros((10, 10, 8), np.float32)
 
-    def ref():  # im2col by one fancy-index gather; the input gradient as a convolution of dZ
+    # im2col by one fancy-index gather; the input gradient as a convolution of dZ
+    def ref() -> tuple[np.ndarray, ...]:
         Xp[1:9, 1:9] = X[0]
         cols = Xp.reshape(-1)[x_idx]
         Z = cols @ W2 + b
@@ -125,11 +128,11 @@ def _conv(be, rng):
 
 
 @case("Pool2D max 8x8x4, 2x2")
-def _pool(be, rng):
+def _pool(be: anyml.Backend, rng: np.random.Generator) -> tuple[Step, Step, Step]:
     X, dY = _f32(rng, 1, 8, 8, 4), _f32(rng, 1, 4, 4, 4)
     layer = L.Pool2D((2, 2), stride=2, backend=be)
 
-    def ref():
+    def ref() -> tuple[np.ndarray, ...]:
         X6 = X.reshape(1, 4, 2, 4, 2, 4)
         Y = X6.max(axis=(2, 4))
         hit = Y[:, :, None, :, None, :] == X6
@@ -144,13 +147,13 @@ def _pool(be, rng):
 
 
 @case("LayerNorm1D 64")
-def _ln(be, rng):
+def _ln(be: anyml.Backend, rng: np.random.Generator) -> tuple[Step, Step, Step]:
     X, dY = _f32(rng, 1, 64), _f32(rng, 1, 64)
     layer = L.LayerNorm1D(backend=be)
     layer.forward(be.asarray(X), retain_derived=False)
     g, b = np.ones(64, np.float32), np.zeros(64, np.float32)
 
-    def ref():
+    def ref() -> tuple[np.ndarray, ...]:
         mu = X.mean(axis=1, keepdims=True)
         xc = X - mu
         inv = 1 / np.sqrt((xc * xc).mean(axis=1, keepdims=True) + 1e-5)
@@ -171,10 +174,10 @@ def _ln(be, rng):
 
 
 @case("Softmax 10")
-def _softmax(be, rng):
+def _softmax(be: anyml.Backend, rng: np.random.Generator) -> tuple[Step, Step, Step]:
     X, dY = _f32(rng, 1, 10), _f32(rng, 1, 10)
 
-    def ref():
+    def ref() -> tuple[np.ndarray, ...]:
         e = np.exp(X - X.max(axis=-1, keepdims=True))
         Y = e / e.sum(axis=-1, keepdims=True)
         return Y, Y * (dY - (dY * Y).sum(axis=-1, keepdims=True))
@@ -186,11 +189,11 @@ def _softmax(be, rng):
 
 
 @case("Add of 2, 64")
-def _add(be, rng):
+def _add(be: anyml.Backend, rng: np.random.Generator) -> tuple[Step, Step, Step]:
     A, B, dY = _f32(rng, 1, 64), _f32(rng, 1, 64), _f32(rng, 1, 64)
     layer = L.Add(backend=be)
 
-    def ref():
+    def ref() -> tuple[np.ndarray, ...]:
         return A + B, dY.copy(), dY.copy()
 
     theirs = _torch_step(lambda a, b: a + b, list(_torch(A, B)), _torch(dY, grad=False))

@@ -66,3 +66,11 @@ def test_peak_memory_stays_within_a_tenth_over_its_record(rows, budget):
     over = {name: (row["peak_bytes"], budget[name]["peak_bytes"]) for name, row in rows.items()
             if "peak_bytes" in row and row["peak_bytes"] > 1.1 * budget[name]["peak_bytes"] + 4096}
     assert not over, f"peak bytes above the record (got, record): {over}"
+
+
+def test_fit_copies_a_small_data_set_to_the_device_once(census):
+    # before: 2 copies (X and y) per minibatch; preloaded: the data set once, then the order per epoch
+    _standin.set_ambient_device(None)
+    moves = census.census_fit_transfers(census.anyml.make_backend("gpulike", device="cuda:1", seed=0))
+    assert moves["preloaded_per_epoch"] == 1 and moves["preloaded_once"] == 2
+    assert moves["streamed_per_epoch"] == moves["streamed_pinned_per_epoch"] == 16

@@ -272,3 +272,42 @@ def test_vae_loss_checks_the_latent_shapes(backend):
 def test_base_class_is_abstract():
     with pytest.raises(NotImplementedError):
         Loss().loss(np.zeros(1), np.zeros(1))
+
+
+@pytest.mark.parametrize("labels_as", ["onehot", "int", "soft"])
+@pytest.mark.parametrize("loss", [CrossEntropy(), CrossEntropy(True, "mean"), CrossEntropy(False, "mean"),
+                                  SquaredError(), SquaredError("mean")], ids=str)
+def test_loss_and_grad_equals_the_two_calls(backend, loss, labels_as):
+    """What a training step takes in one call is exactly (bitwise) what loss() and grad() give."""
+    labels = np.array([1, 0, 3, 3, 2])
+    z = _host((5, 4), 6, backend.dtype_name)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = backend.asarray((e / e.sum(axis=1, keepdims=True)).astype(backend.dtype_name))
+    if isinstance(loss, SquaredError) or labels_as == "onehot":
+        y = backend.asarray(_onehot(labels, 4, backend.dtype_name))
+    elif labels_as == "soft":
+        y = backend.asarray(np.abs(_host((5, 4), 7, backend.dtype_name)))
+    else:
+        y = backend.asarray(labels)
+    value, grad = loss.loss_and_grad(y, p)
+    np.testing.assert_array_equal(anyml.to_numpy(value), anyml.to_numpy(loss.loss(y, p)))
+    np.testing.assert_array_equal(anyml.to_numpy(grad), anyml.to_numpy(loss.grad(y, p)))
+    if isinstance(loss, CrossEntropy):  # and the same as the formula with the row sums
+        xp = anyml.backend.namespace_of(p)
+        with backend.activate():
+            target = loss.targets(y, p)
+            ref = loss.probs(p) * xp.sum(target, axis=-1, keepdims=True) - target
+            ref = ref if loss.reduction == "sum" else ref * (1.0 / 5)
+        np.testing.assert_array_equal(anyml.to_numpy(grad), anyml.to_numpy(ref))
+
+
+def test_loss_and_grad_of_vae_loss(backend):
+    y = backend.asarray(np.random.default_rng(0).random((3, 4)).astype(backend.dtype_name))
+    p = backend.asarray(np.random.default_rng(1).random((3, 4)).astype(backend.dtype_name))
+    mean = backend.asarray(_host((3, 2), 2, backend.dtype_name))
+    log_var = backend.asarray(_host((3, 2), 3, backend.dtype_name))
+    loss = VAELoss()
+    value, grads = loss.loss_and_grad(y, p, mean, log_var)
+    np.testing.assert_array_equal(anyml.to_numpy(value), anyml.to_numpy(loss.loss(y, p, mean, log_var)))
+    for a, b in zip(grads, loss.grad(y, p, mean, log_var), strict=True):
+        np.testing.assert_array_equal(anyml.to_numpy(a), anyml.to_numpy(b))

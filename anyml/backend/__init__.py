@@ -63,6 +63,20 @@ The contract:
 Functional code may also ask :func:`fast_path` directly (``native = fast_path("name", x)``) for a
 helper that is not itself a public pure function.
 
+Transfers
+---------
+``Sequential.fit`` copies host data to the device once when it fits the backend's budget
+(:meth:`Backend.resident_bytes`: a share of a GPU's free memory; 0 for NumPy and array-api-strict,
+whose arrays are host memory) and gathers each minibatch there; otherwise each minibatch is gathered
+on the host straight into a buffer of the backend's :meth:`Backend.uploader` (pinned memory on a CUDA
+device), which copies it on a stream of its own one step ahead (CuPy, torch CUDA) or hands it over
+without a copy (NumPy, torch on the CPU). See :mod:`anyml.backend._transfer`.
+
+:meth:`Backend.asarray` takes an array of another library on the same device through DLPack (a torch
+CPU tensor for NumPy, a CuPy array for torch on that GPU), sharing its memory rather than copying it
+through the host; ``layer.to(...)`` moves parameters that way. Host NumPy arrays are copied unless
+``copy=False``; anything else goes through the host.
+
 Scratch memory
 --------------
 :func:`chunk_bytes` ``(like)`` is the number of bytes one chunk of a chunked kernel (im2col
@@ -74,6 +88,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# the libraries' own kernels behind the pure functions (each registers on its Backend class)
+from anyml.backend import _cupy_fast, _torch_fast  # noqa: F401
 from anyml.backend._arrays import namespace_of, to_numpy
 from anyml.backend._base import Array, Backend, BackendUnavailableError, dtype_name
 from anyml.backend._cupy import CupyBackend

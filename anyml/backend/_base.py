@@ -8,20 +8,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anyml.backend._random import RandomGenerator
+from anyml.backend._arrays import Array, numpy_index_add, to_numpy
+from anyml.backend._fastpath import CPU_CHUNK_BYTES, register_array_module, register_array_type
+from anyml.backend._transfer import Uploader
 
-__all__ = ["Array", "Backend", "BackendUnavailableError", "dtype_name"]
-
-#: Any backend's array (the Array API standard has no common class to name).
-Array = Any
+__all__ = ["CPU_CHUNK_BYTES", "Array", "Backend", "BackendUnavailableError", "dtype_name"]
 
 FLOAT_DTYPES = ("float32", "float64")
-_DTYPE_NAMES = ("float32", "float64", "int64", "int32", "bool", "uint8", "float16", "int8", "int16",
-                "uint16", "uint32", "uint64")
-
-#: Bytes of scratch memory one convolution chunk may take on a CPU: about 2 MB, which stays in the
-#: cache between being gathered and being multiplied.
-CPU_CHUNK_BYTES = 2 << 20
 
 #: Bytes of scratch memory one convolution chunk may take on a GPU: large enough for matrix products
 #: that fill the device, small enough to leave its memory to activations.
@@ -32,12 +25,34 @@ class BackendUnavailableError(RuntimeError):
     """Raised when a backend is chosen that cannot work on this machine; the message says why."""
 
 
-def dtype_name(xp: Any, dtype: Any) -> str:
-    """The standard name (``"float32"``, ``"int64"``, ...) of ``dtype`` in namespace ``xp``."""
-    for name in _DTYPE_NAMES:
-        if getattr(xp, name, None) == dtype:
-            return name
-    return str(dtype)
+#: Bytes of training data ``fit`` may keep on a GPU when the library cannot say how much memory is
+#: free (see :meth:`Backend.resident_bytes`).
+GPU_RESIDENT_BYTES = 1 << 30
+
+#: Bytes of training data ``fit`` may keep as tensors of a CPU library whose arrays are not NumPy's
+#: (torch on the CPU), so that minibatches are gathered from converted data.
+CPU_RESIDENT_BYTES = 512 << 20
+
+#: The share of a GPU's free memory that ``fit`` may fill with the training data.
+RESIDENT_SHARE = 0.25
+
+
+def dtype_name(dtype: Any) -> str:
+    """The standard name (``"float32"``, ``"int64"``, ``"bool"``, ...) of a dtype of any library.
+
+    NumPy and CuPy dtypes (and names, and scalar types) go through :class:`numpy.dtype`; torch and
+    array-api-strict dtypes print as ``<module>.<name>``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dtype_name(np.float32), dtype_name("int64"), dtype_name(np.bool_)
+    ('float32', 'int64', 'bool')
+    """
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
 
 
 class Backend:
@@ -73,17 +88,23 @@ class Backend:
 
     name = "base"
     _install_hint = ""
-    _generator_class: type[RandomGenerator] = RandomGenerator
+    #: The class of :attr:`rng` (each library module sets its own, from :mod:`anyml.backend._random`).
+    _generator_class: ClassVar[type[Any]]
     fast_paths: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    #: The top-level module of the library's array class (``"torch"``), for
+    #: :func:`~anyml.backend.backend_class_of` on arrays made before any backend of the library.
+    array_module: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.fast_paths = {}  # each library registers its own
+        module = cls.__dict__.get("array_module")
+        if module:
+            register_array_module(module, cls)
 
     def __init__(self, *, device: Any = None, dtype: Any = None, seed: int | None = None) -> None:
         self.module, self.xp, self.array_type = self._load()
-        from anyml.backend._fastpath import register_array_type
-
         register_array_type(self.array_type, type(self))
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
@@ -132,13 +153,60 @@ class Backend:
         """An array of this library, on any of its devices, as a NumPy array on the host."""
         raise NotImplementedError
 
+    # --- data transfers ------------------------------------------------------------------
+    def resident_bytes(self) -> int:
+        """Bytes of training data that ``fit`` may copy to this backend's device once and keep
+        there for the whole run, gathering each minibatch on the device (0: never; the data stays
+        on the host and each minibatch is copied when it is needed).
+
+        0 for NumPy and array-api-strict, whose arrays are host memory already.
+        """
+        return 0
+
+    def uploader(self) -> Uploader:
+        """A new :class:`~anyml.backend._transfer.Uploader` for this backend's minibatches."""
+        return Uploader(self)
+
+    def stage(self, host: np.ndarray) -> Array:
+        """An array of this backend with the values of ``host``, a fresh host array that the caller
+        hands over (it is never read or written again), in its own dtype.
+
+        Libraries that can compute on host memory use it as it is (no copy); the default copies it
+        with :meth:`from_host`.
+        """
+        return self.from_host(host, dtype=host.dtype)
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        """This backend's device as DLPack names it (``(1, 0)``: the CPU; ``(2, i)``: CUDA device
+        ``i``), or ``None`` when arrays of other libraries always go through the host."""
+        return None
+
+    def _from_dlpack(self, x: Any) -> Array:
+        """An array of this library sharing the memory of ``x`` (on the same device)."""
+        raise NotImplementedError
+
+    def _shared(self, x: Any) -> Array | None:
+        """``x``, an array of another library on this backend's device, as an array of this one
+        that shares its memory (DLPack); ``None`` where that cannot be done."""
+        here = self._dlpack_device()
+        if here is None or not hasattr(x, "__dlpack__"):
+            return None
+        try:
+            there = tuple(int(v) for v in x.__dlpack_device__())
+        except (AttributeError, TypeError, ValueError, BufferError):
+            return None
+        if there != here:
+            return None
+        try:
+            return self._from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError, ValueError):
+            return None
+
     def index_add(self, target: Array, index: Array, source: Array) -> Array:
         """Add ``source[i]`` into ``target[index[i]]`` along axis 0, accumulating repeated indices.
 
         Works in place where the library can and returns the result either way.
         """
-        from anyml.backend._numpy import numpy_index_add
-
         host = self.to_host(target).copy()
         numpy_index_add(host, self.to_host(index), self.to_host(source))
         return self.from_host(host, dtype=target.dtype)
@@ -183,8 +251,10 @@ class Backend:
         return "float64" if self.dtype == self.xp.float64 else "float32"
 
     def _host_dtype(self, a: np.ndarray, dtype: Any) -> np.dtype:
+        if isinstance(dtype, np.dtype):
+            return dtype
         if dtype is not None:
-            return np.dtype(self.dtype_name if dtype == self.dtype else dtype_name(self.xp, dtype))
+            return np.dtype(self.dtype_name if dtype == self.dtype else dtype_name(dtype))
         if a.dtype.kind == "f":
             return np.dtype(self.dtype_name)
         if a.dtype.kind in "iu":
@@ -199,25 +269,36 @@ class Backend:
         self.host_rng = np.random.default_rng(seed)
         self.rng.seed(seed)
 
-    def asarray(self, x: Any, dtype: Any = None) -> Array:
+    def asarray(self, x: Any, dtype: Any = None, *, copy: bool | None = None) -> Array:
         """Convert ``x`` (host data, a list, or an array of any backend) to an array of this backend.
 
         Floats become the backend's default dtype unless ``dtype`` (a dtype or its name, such as
         ``"int64"``) is given; host integers become ``int64``. This is the explicit conversion: layers
         refuse arrays of another backend instead of copying them.
-        """
-        from anyml.backend._arrays import to_numpy
 
+        An array of another library on the same device (a torch CPU tensor for NumPy, a CuPy array
+        for torch on that GPU) is taken over through DLPack, without a trip through the host: the
+        result shares its memory when no dtype conversion is needed. NumPy arrays are host data and
+        are copied, unless ``copy=False`` says that they may be shared too (moving a NumPy model,
+        :meth:`anyml.layers.LayerBase.to`). ``copy=True`` always copies.
+        """
         if self.owns(x):
-            if dtype is None:
-                want = self.dtype if self.xp.isdtype(x.dtype, "real floating") else None
-            else:
-                want = getattr(self.xp, dtype) if isinstance(dtype, str) else dtype
-            if want is None or x.dtype == want:
+            want = self._wanted_dtype(x, dtype)
+            if (want is None or x.dtype == want) and not copy:
                 return x
             with self.activate():
-                return self.xp.astype(x, want)
+                return self.xp.astype(x, x.dtype if want is None else want, copy=True)
+        if not copy and (copy is False or not isinstance(x, np.ndarray)):
+            shared = self._shared(x)
+            if shared is not None:
+                return self.asarray(shared, dtype=dtype)
         return self.from_host(to_numpy(x), dtype=dtype)
+
+    def _wanted_dtype(self, x: Array, dtype: Any) -> Any:
+        """The dtype :meth:`asarray` gives an array ``x`` of this backend (``None``: its own)."""
+        if dtype is None:
+            return self.dtype if self.xp.isdtype(x.dtype, "real floating") else None
+        return getattr(self.xp, dtype) if isinstance(dtype, str) else dtype
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this library on this backend's device."""

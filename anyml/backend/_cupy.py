@@ -8,8 +8,15 @@ from typing import Any
 import numpy as np
 
 from anyml._dist import install_hint
-from anyml.backend._base import GPU_CHUNK_BYTES, Backend, BackendUnavailableError
+from anyml.backend._base import (
+    GPU_CHUNK_BYTES,
+    GPU_RESIDENT_BYTES,
+    RESIDENT_SHARE,
+    Backend,
+    BackendUnavailableError,
+)
 from anyml.backend._random import CupyGenerator
+from anyml.backend._transfer import CupyUploader, Uploader
 
 __all__ = ["CupyBackend", "cupy_unusable_reason"]
 
@@ -23,6 +30,7 @@ class CupyBackend(Backend):
     """
 
     name = "cupy"
+    array_module = "cupy"
     _install_hint = f"for CUDA 12: {install_hint('cupy')}; for CUDA 13: pip install cupy-cuda13x"
     _generator_class = CupyGenerator
 
@@ -79,12 +87,30 @@ class CupyBackend(Backend):
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
         a = np.asarray(a)
+        host = np.asarray(a, dtype=self._host_dtype(a, dtype))  # converted before it travels
         with self.device:
-            return self.module.array(a, dtype=self._host_dtype(a, dtype))
+            return self.module.array(host)
 
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
         return x.get()
+
+    def resident_bytes(self) -> int:
+        try:
+            free, _ = self.device.mem_info
+        except (AttributeError, RuntimeError):
+            return GPU_RESIDENT_BYTES
+        return int(free * RESIDENT_SHARE)
+
+    def uploader(self) -> Uploader:
+        return CupyUploader(self)
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        return (2, int(self.device.id))
+
+    def _from_dlpack(self, x: Any) -> Any:
+        with self.device:
+            return self.module.from_dlpack(x)
 
     def synchronize(self) -> None:
         self.device.synchronize()
@@ -113,6 +139,3 @@ def cupy_unusable_reason(cupy: Any) -> str:
         return f"{type(exc).__name__}: {exc}"
     return f"cupy.is_available() is False with {count} device(s) visible"
 
-
-# CuPy's own kernels behind the pure functions (registered on CupyBackend when imported)
-from anyml.backend import _cupy_fast  # noqa: E402, F401

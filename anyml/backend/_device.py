@@ -3,7 +3,9 @@
 CuPy allocates and launches on its *current* device, whatever device the arrays involved live on, so
 each public entry point enters the device of the backend (or of the arrays) it works with. These
 contexts nest and cost a few microseconds; on libraries whose calls all name their device they do
-nothing.
+nothing, and where a library keeps :class:`~anyml.backend.Backend`'s no-op context (NumPy,
+array-api-strict) the decorators below call straight through without entering one
+(:func:`~anyml.backend._fastpath.device_context_free`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from anyml.backend._fastpath import backend_class_of
+from anyml.backend._fastpath import _DISPATCH, _dispatch, backend_class_of, device_context_free
 
 __all__ = ["activated", "device_of", "on_device_of"]
 
@@ -33,7 +35,10 @@ def activated(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self.backend.activate():
+        backend = self.backend
+        if device_context_free(type(backend)):  # NumPy, array-api-strict: nothing to enter
+            return method(self, *args, **kwargs)
+        with backend.activate():
             return method(self, *args, **kwargs)
 
     wrapper.__anyml_activated__ = True  # type: ignore[attr-defined]
@@ -47,6 +52,9 @@ def on_device_of(position: int) -> Callable[[F], F]:
         @functools.wraps(method)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             if len(args) <= position:
+                return method(self, *args, **kwargs)
+            kind = type(args[position])
+            if (_DISPATCH[kind] if kind in _DISPATCH else _dispatch(kind))[1]:  # no context to enter
                 return method(self, *args, **kwargs)
             with device_of(args[position]):
                 return method(self, *args, **kwargs)

@@ -42,6 +42,9 @@ class EmulatedCudaBackend(CupyBackend):
     def _cupyx(self) -> Any:
         return _standin.cupyx()
 
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        return None  # no other library shares the emulated device's memory
+
     @property
     def counters(self) -> _standin.Counters:
         """Kernel launches, host syncs, uploads and bytes on the emulated machine."""

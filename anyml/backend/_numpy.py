@@ -8,60 +8,23 @@ from typing import Any
 
 import numpy as np
 
+from anyml.backend._arrays import numpy_index_add
 from anyml.backend._base import Backend
+from anyml.backend._random import RandomGenerator
 
 __all__ = ["NumpyBackend", "numpy_index_add"]
 
 #: The shortest rows for which :meth:`NumpyBackend.row_broadcasts` shrinks NumPy's ufunc buffer
-#: (layer normalization of 256-value rows gained 7%, of 128-value rows lost 40%).
+#: (shorter rows run slower unbuffered; the measurements are in benchmarks/RESULTS.md).
 _MIN_UNBUFFERED_ROW = 256
-#: Rounds of unique-row updates :func:`numpy_index_add` makes before it sums the rest per index.
-_INDEX_ADD_ROUNDS = 4
-
-
-def numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """``np.add.at(target, index, source)`` along axis 0, several times faster for row updates.
-
-    Each round adds one occurrence of every index still to do with one gather, add and scatter of
-    whole rows: an index written with the positions of its occurrences keeps one of them (the last
-    written), so the rows of a round are unique and nothing is lost; the other occurrences wait for
-    the next round. No sort is needed, and one round does all when the indices are unique. After a
-    few rounds, the rest (heavily repeated indices) is summed per index with ``np.add.reduceat``.
-    """
-    index = np.asarray(index).reshape(-1)
-    n = index.shape[0]
-    if n == 0:
-        return target
-    source = np.broadcast_to(source, (n, *target.shape[1:]))
-    position = np.arange(n)
-    owner = np.empty(target.shape[0], dtype=np.intp)  # only the entries written are read
-    for _ in range(_INDEX_ADD_ROUNDS):
-        owner[index] = position
-        won = owner[index] == position
-        done = bool(won.all())
-        rows, chosen = (index, position) if done else (index[won], position[won])
-        updated = target.take(rows, axis=0)  # ``take`` gathers rows faster than fancy indexing
-        updated += source.take(chosen, axis=0)
-        target[rows] = updated
-        if done:
-            return target
-        rest = ~won
-        index, position = index[rest], position[rest]
-    order = np.argsort(index, kind="stable")
-    ordered = index.take(order)
-    first = np.empty(ordered.shape[0], dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    target[ordered[starts]] += np.add.reduceat(source.take(position.take(order), axis=0), starts,
-                                               axis=0)
-    return target
 
 
 class NumpyBackend(Backend):
     """NumPy on the CPU (the default)."""
 
     name = "numpy"
+    array_module = "numpy"
+    _generator_class = RandomGenerator
 
     def _load(self) -> tuple[Any, Any, type]:
         return np, np, np.ndarray
@@ -82,6 +45,15 @@ class NumpyBackend(Backend):
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
+
+    def stage(self, host: np.ndarray) -> np.ndarray:
+        return host  # handed over: computed on as it is
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        return (1, 0)
+
+    def _from_dlpack(self, x: Any) -> np.ndarray:
+        return np.from_dlpack(x)
 
     def index_add(self, target: Any, index: Any, source: Any) -> Any:
         return numpy_index_add(target, index, source)

@@ -9,16 +9,13 @@ Initial weights come from ``backend.host_rng`` instead, so one seed gives one mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from anyml.backend._base import Backend
+from anyml.backend._base import Array, Backend
 
 __all__ = ["CupyGenerator", "RandomGenerator", "TorchGenerator"]
-
-Array = Any
 
 
 class RandomGenerator:
@@ -91,27 +88,29 @@ class TorchGenerator(RandomGenerator):
     def _dtype(self, dtype: Any) -> Any:
         return self._backend.dtype if dtype is None else dtype
 
-    def uniform(self, shape, low=0.0, high=1.0, dtype=None):
+    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0,
+                dtype: Any = None) -> Array:
         torch = self._backend.module
         out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
         return _below(self._backend, out.uniform_(low, high, generator=self._gen), low, high)
 
-    def normal(self, shape, mean=0.0, std=1.0, dtype=None):
+    def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0,
+               dtype: Any = None) -> Array:
         torch = self._backend.module
         out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
         return out.normal_(mean, std, generator=self._gen)
 
-    def bernoulli(self, shape, p, dtype=None):
+    def bernoulli(self, shape: Sequence[int], p: float, dtype: Any = None) -> Array:
         torch = self._backend.module
         out = torch.empty(tuple(shape), dtype=self._dtype(dtype), device=self._backend.device)
         return out.bernoulli_(p, generator=self._gen)
 
-    def integers(self, low, high, shape):
+    def integers(self, low: int, high: int, shape: Sequence[int]) -> Array:
         torch = self._backend.module
         return torch.randint(low, high, tuple(shape), generator=self._gen,
                              device=self._backend.device, dtype=torch.int64)
 
-    def permutation(self, n):
+    def permutation(self, n: int) -> Array:
         torch = self._backend.module
         return torch.randperm(n, generator=self._gen, device=self._backend.device)
 
@@ -129,7 +128,8 @@ class CupyGenerator(RandomGenerator):
     def _dtype(self, dtype: Any) -> Any:
         return self._backend.dtype if dtype is None else dtype
 
-    def uniform(self, shape, low=0.0, high=1.0, dtype=None):
+    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0,
+                dtype: Any = None) -> Array:
         """Drawn in the target dtype (half the bandwidth of float64 for float32)."""
         with self._backend.device:
             if low == 0.0 and high == 1.0:
@@ -137,19 +137,20 @@ class CupyGenerator(RandomGenerator):
             out = self._gen.uniform(low, high, size=tuple(shape), dtype=self._dtype(dtype))
         return _below(self._backend, out, low, high)
 
-    def normal(self, shape, mean=0.0, std=1.0, dtype=None):
+    def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0,
+               dtype: Any = None) -> Array:
         with self._backend.device:
             return self._gen.normal(mean, std, size=tuple(shape), dtype=self._dtype(dtype))
 
-    def bernoulli(self, shape, p, dtype=None):
+    def bernoulli(self, shape: Sequence[int], p: float, dtype: Any = None) -> Array:
         with self._backend.device:
             out = self._gen.random_sample(size=tuple(shape), dtype=self._dtype(dtype)) < p
             return out.astype(self._dtype(dtype))
 
-    def integers(self, low, high, shape):
+    def integers(self, low: int, high: int, shape: Sequence[int]) -> Array:
         with self._backend.device:
             return self._gen.randint(low, high, size=tuple(shape), dtype=self._backend.module.int64)
 
-    def permutation(self, n):
+    def permutation(self, n: int) -> Array:
         with self._backend.device:
             return self._gen.permutation(n).astype(self._backend.module.int64, copy=False)

@@ -30,16 +30,6 @@ _CLASSES: dict[str, type[Backend]] = {
     "gpulike": EmulatedCudaBackend,  # for tests: not listed in BACKEND_NAMES
 }
 
-#: The top-level module of each library's array class, for arrays made before any backend.
-_MODULES = {"numpy": NumpyBackend, "cupy": CupyBackend, "torch": TorchBackend,
-            "array_api_strict": ArrayApiStrictBackend}
-
-
-def backend_class_for_module(module: str) -> type[Backend] | None:
-    """The Backend class of the library whose top-level module is ``module``, if any."""
-    return _MODULES.get(module)
-
-
 def _canonical(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)

@@ -13,7 +13,11 @@ would make expensive:
   ``get``, ``tolist``, boolean-mask indexing, functions whose result size depends on the data such as
   ``nonzero``), with the line of anyml that asked, in :attr:`Counters.sync_sites`;
 - **memory**: bytes allocated, bytes live and the peak, from when each buffer is made until it is
-  freed; and uploads from the host.
+  freed; and uploads from the host (those from pinned host memory, ``cupyx.empty_pinned``, counted
+  apart too);
+- **streams and events**: ``cupy.cuda.Stream``, ``Event`` and ``get_current_stream``, in order (the
+  emulated device runs everything at once); waiting on the host for one (``synchronize``) is a sync,
+  asking whether it is done (``Event.done``) is not.
 
 Host NumPy arrays are refused where CuPy refuses them (``TypeError``), and implicit conversion to
 NumPy (``np.asarray(x)``) raises as on CuPy: ``x.get()`` is the way to the host.
@@ -39,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Counters", "Device", "compat_namespace", "counters", "ndarray", "standin"]
+__all__ = ["Counters", "Device", "Event", "Stream", "compat_namespace", "counters", "ndarray",
+           "standin"]
 
 #: Emulated CUDA devices on the machine.
 DEVICE_COUNT = 2
@@ -68,6 +73,7 @@ class Counters:
     launches: int = 0
     syncs: int = 0
     uploads: int = 0
+    pinned_uploads: int = 0
     upload_bytes: int = 0
     allocated_bytes: int = 0
     live_bytes: int = 0
@@ -77,6 +83,7 @@ class Counters:
     def reset(self) -> None:
         """Zero the counts; the peak restarts from the bytes live now."""
         self.launches = self.syncs = self.uploads = self.upload_bytes = self.allocated_bytes = 0
+        self.pinned_uploads = 0
         self.peak_bytes = self.live_bytes
         self.sync_sites = []
 
@@ -278,6 +285,18 @@ class ndarray:  # noqa: N801 - the name CuPy gives its array class
         _sync("get")
         return self._a.copy(order=order)
 
+    def set(self, arr: np.ndarray, stream: Any = None) -> None:
+        """Copy host data into this array (asynchronously on ``stream`` when ``arr`` is pinned)."""
+        if not isinstance(arr, np.ndarray):
+            msg = f"Only numpy.ndarray can be set to cupy.ndarray, got {type(arr)}"
+            raise TypeError(msg)
+        if arr.shape != self.shape or arr.dtype != self.dtype:
+            msg = f"Shape or dtype mismatch: {arr.shape} {arr.dtype} into {self.shape} {self.dtype}"
+            raise ValueError(msg)
+        _check_devices([self])
+        _upload(arr)
+        self._a[...] = arr
+
     def item(self, *args: Any) -> Any:
         _sync("item")
         return self._a.item(*args)
@@ -419,6 +438,80 @@ def _launch(arrays: list[ndarray], what: str) -> None:
 def _upload(a: np.ndarray) -> None:
     counters.uploads += 1
     counters.upload_bytes += int(a.nbytes)
+    root = a
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if id(root) in _pinned:
+        counters.pinned_uploads += 1
+
+
+#: Pinned host buffers (``cupyx.empty_pinned``) by the id of their memory, while they live.
+_pinned: dict[int, Any] = {}
+
+
+def _empty_pinned(shape: Any, dtype: Any = float, order: Any = "C") -> np.ndarray:
+    """``cupyx.empty_pinned``: host memory marked as page-locked."""
+    a: np.ndarray = np.empty(shape, dtype=dtype, order=order)
+    key = id(a)
+    _pinned[key] = weakref.finalize(a, _pinned.pop, key, None)
+    return a
+
+
+class Event:
+    """``cupy.cuda.Event``: the emulated device has done everything queued, so it is always done."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.device = _current_id()
+
+    @property
+    def done(self) -> bool:
+        return True
+
+    def record(self, stream: Any = None) -> None:
+        """Mark the point ``stream`` (default: the current one) has reached."""
+
+    def synchronize(self) -> None:
+        """Wait for the event on the host (counted as a sync)."""
+        _sync("Event.synchronize")
+
+
+class Stream:
+    """``cupy.cuda.Stream`` on the current device (a queue of work; the emulation runs it at once)."""
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False) -> None:
+        self.device_id = _current_id()
+        self.waits = 0
+
+    def record(self, event: Event | None = None) -> Event:
+        """An event at the end of the work queued so far."""
+        event = Event() if event is None else event
+        event.record(self)
+        return event
+
+    def wait_event(self, event: Event) -> None:
+        """Make later work on this stream wait for ``event`` (on the device: no host wait)."""
+        self.waits += 1
+
+    def synchronize(self) -> None:
+        """Wait for the stream on the host (counted as a sync)."""
+        _sync("Stream.synchronize")
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_null_streams: dict[int, Stream] = {}
+
+
+def _get_current_stream(device_id: int | None = None) -> Stream:
+    """``cupy.cuda.get_current_stream``: the null stream of the current device."""
+    key = _current_id() if device_id is None else int(device_id)
+    if key not in _null_streams:
+        _null_streams[key] = Stream(null=True)
+    return _null_streams[key]
 
 
 def _new(a: np.ndarray) -> ndarray:
@@ -588,10 +681,14 @@ def _build() -> dict[str, types.ModuleType]:
     device.Device = Device  # type: ignore[attr-defined]
     runtime.getDeviceCount = lambda: DEVICE_COUNT  # type: ignore[attr-defined]
     cuda.Device = Device  # type: ignore[attr-defined]
+    cuda.Stream = Stream  # type: ignore[attr-defined]
+    cuda.Event = Event  # type: ignore[attr-defined]
+    cuda.get_current_stream = _get_current_stream  # type: ignore[attr-defined]
     cuda.device = device  # type: ignore[attr-defined]
     cuda.runtime = runtime  # type: ignore[attr-defined]
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = _scatter_add  # type: ignore[attr-defined]
+    cupyx.empty_pinned = _empty_pinned  # type: ignore[attr-defined]
     cp.linalg, cp.fft, cp.random, cp.cuda = linalg, fft, random, cuda  # type: ignore[attr-defined]
     return {"cupy": cp, "cupy.linalg": linalg, "cupy.fft": fft, "cupy.random": random,
             "cupy.cuda": cuda, "cupy.cuda.device": device, "cupy.cuda.runtime": runtime,
@@ -612,7 +709,7 @@ def standin() -> types.ModuleType:
 
 
 def cupyx() -> types.ModuleType:
-    """The stand-in ``cupyx`` (only ``scatter_add``)."""
+    """The stand-in ``cupyx`` (only ``scatter_add`` and ``empty_pinned``)."""
     standin()
     return _MODULES["cupyx"]
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from anyml.backend._base import Backend, BackendUnavailableError
+from anyml.backend._random import RandomGenerator
 
 __all__ = ["ArrayApiStrictBackend"]
 
@@ -15,7 +16,9 @@ class ArrayApiStrictBackend(Backend):
     """array-api-strict: proves that code uses only the standard; its extra devices simulate a GPU."""
 
     name = "array-api-strict"
+    array_module = "array_api_strict"
     _install_hint = "pip install array-api-strict"
+    _generator_class = RandomGenerator
 
     def _load(self) -> tuple[Any, Any, type]:
         try:

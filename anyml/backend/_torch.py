@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 
 from anyml._dist import install_hint
-from anyml.backend._base import GPU_CHUNK_BYTES, Backend, BackendUnavailableError
+from anyml.backend._base import (
+    CPU_RESIDENT_BYTES,
+    GPU_CHUNK_BYTES,
+    GPU_RESIDENT_BYTES,
+    RESIDENT_SHARE,
+    Backend,
+    BackendUnavailableError,
+)
 from anyml.backend._random import TorchGenerator
+from anyml.backend._transfer import TorchCudaUploader, Uploader
 
 __all__ = ["TorchBackend"]
 
@@ -18,6 +26,7 @@ class TorchBackend(Backend):
     """PyTorch through array-api-compat, on the CPU or a CUDA device."""
 
     name = "torch"
+    array_module = "torch"
     _install_hint = install_hint("torch")
     _generator_class = TorchGenerator
 
@@ -57,10 +66,41 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def from_host(self, a: Any, dtype: Any = None) -> Any:
-        a = np.asarray(a)  # not ascontiguousarray, which turns a 0-d array into shape (1,)
-        host = self.module.from_numpy(np.array(a, dtype=self._host_dtype(a, dtype), copy=True,
-                                                order="C"))
-        return host.to(self.device)
+        a = np.asarray(a)
+        # one copy: the conversion (when the dtype or the layout changes), else a copy on the CPU
+        # (the tensor must not share the caller's memory) or the upload to a GPU
+        host = np.asarray(a, dtype=self._host_dtype(a, dtype), order="C")
+        if not host.flags.writeable or (self.device.type == "cpu" and np.may_share_memory(host, a)):
+            host = host.copy()
+        return self.stage(host)
+
+    def stage(self, host: np.ndarray) -> Any:
+        tensor = self.module.from_numpy(host)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
+    def resident_bytes(self) -> int:
+        if self.device.type == "cpu":
+            return CPU_RESIDENT_BYTES
+        try:
+            free, _ = self.module.cuda.mem_get_info(self.device)
+        except (AttributeError, RuntimeError):
+            return GPU_RESIDENT_BYTES
+        return int(free * RESIDENT_SHARE)
+
+    def uploader(self) -> Uploader:
+        if self.device.type == "cuda":
+                return TorchCudaUploader(self)
+        return super().uploader()
+
+    def _dlpack_device(self) -> tuple[int, int] | None:
+        if self.device.type == "cpu":
+            return (1, 0)
+        if self.device.type == "cuda":
+            return (2, int(self.device.index))
+        return None
+
+    def _from_dlpack(self, x: Any) -> Any:
+        return self.module.from_dlpack(x)
 
     @staticmethod
     def array_to_numpy(x: Any) -> np.ndarray:
@@ -73,6 +113,3 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             self.module.cuda.synchronize(self.device)
 
-
-# PyTorch's own kernels behind the pure functions (registered on TorchBackend when imported)
-from anyml.backend import _torch_fast  # noqa: E402, F401

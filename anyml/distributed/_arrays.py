@@ -8,15 +8,11 @@ back with :func:`assign`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from anyml.backend import to_numpy
+from anyml.backend import Array, to_numpy
 
 __all__ = ["assign", "host_view", "library_of", "staged"]
-
-Array = Any
 
 
 def library_of(x: Array) -> str:
@@ -25,17 +21,18 @@ def library_of(x: Array) -> str:
 
 
 def host_view(x: Array) -> np.ndarray | None:
-    """A writable, C-contiguous NumPy array sharing ``x``'s memory, or ``None`` when there is none."""
-    lib = library_of(x)
-    view: np.ndarray | None = None
+    """A writable, C-contiguous NumPy array sharing ``x``'s memory, or ``None`` when there is none.
+
+    Arrays of other libraries in host memory are viewed through DLPack (PyTorch CPU tensors,
+    array-api-strict's CPU device); arrays on a GPU or an emulated device have no such view.
+    """
+    view: np.ndarray | None
     if isinstance(x, np.ndarray):
         view = x
-    elif lib == "torch" and x.device.type == "cpu" and not x.requires_grad:
-        view = x.numpy()
-    elif lib == "array_api_strict":
+    else:
         try:
             view = np.from_dlpack(x)
-        except (BufferError, TypeError, ValueError, RuntimeError):
+        except (AttributeError, BufferError, TypeError, ValueError, RuntimeError):
             return None
     if view is None or not view.flags.c_contiguous or not view.flags.writeable:
         return None

@@ -18,11 +18,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from anyml.backend import device_of
+from anyml.backend import Array, device_of
 
 __all__ = ["AbortedError", "Communicator", "DistributedError", "Handle", "LauncherMismatchError"]
-
-Array = Any
 
 
 class DistributedError(RuntimeError):

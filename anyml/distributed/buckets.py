@@ -17,13 +17,13 @@ import contextlib
 import math
 from typing import Any
 
+from anyml.backend import Array
 from anyml.distributed.base import Communicator, Handle
 from anyml.layers.base import LayerBase
 from anyml.wrappers import WrapperBase
 
 __all__ = ["DEFAULT_BUCKET_BYTES", "GradientReducer", "param_layers"]
 
-Array = Any
 
 #: Bucket size cap (PyTorch DDP uses 25 MiB).
 DEFAULT_BUCKET_BYTES = 25 * 2**20

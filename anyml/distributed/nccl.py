@@ -23,12 +23,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from anyml.backend import Array
 from anyml.distributed._arrays import assign, library_of, staged
 from anyml.distributed.base import Communicator, Handle
 
 __all__ = ["NCCLCommunicator", "nccl_dtype"]
 
-Array = Any
 
 _DTYPES = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64",
            "int32": "NCCL_INT32", "int64": "NCCL_INT64", "uint8": "NCCL_UINT8", "int8": "NCCL_INT8"}

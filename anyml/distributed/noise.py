@@ -21,12 +21,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from anyml.backend import Array
+
 if TYPE_CHECKING:
     from anyml.backend import Backend, RandomGenerator
 
 __all__ = ["ExampleSplit", "draw", "example_split"]
-
-Array = Any
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from anyml.backend import namespace_of
+from anyml.backend import Array, namespace_of
 from anyml.distributed._arrays import assign, library_of
 from anyml.distributed.base import AbortedError, Communicator, DistributedError, Handle
 
 __all__ = ["ThreadCommunicator", "ThreadGroup"]
-
-Array = Any
 
 
 class _Shared:

@@ -20,12 +20,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from anyml.backend import Array
 from anyml.distributed._arrays import assign, host_view, library_of, staged
 from anyml.distributed.base import Communicator, Handle
 
 __all__ = ["TorchCommunicator"]
-
-Array = Any
 
 
 class TorchCommunicator(Communicator):

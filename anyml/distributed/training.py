@@ -30,13 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from anyml.backend import Array, dtype_name
 from anyml.distributed.base import Communicator
 from anyml.distributed.buckets import DEFAULT_BUCKET_BYTES, GradientReducer, param_layers
 from anyml.distributed.noise import ExampleSplit, example_split
 
 __all__ = ["DataParallel", "shard"]
-
-Array = Any
 
 
 def shard(n: int, rank: int, size: int, offset: int = 0) -> tuple[int, int]:
@@ -94,7 +93,7 @@ class DataParallel:
         moved) and copy rank 0's parameters to every rank."""
         layers = [p for layer in self.model.layers for p in param_layers(layer)]
         if not all(p.is_initialized for p in layers):
-            X1, _ = data.batch(None, first, 1)
+            X1, _ = data.one(first, 1)
             with self.model._inference():
                 self.model.forward(X1, retain_derived=False)
         arrays = [p.parameters[k] for p in layers for k in sorted(p.parameters)]
@@ -142,8 +141,8 @@ class DataParallel:
         xp = model.backend.xp
         if n_local > 0:
             data.check_labels(out, "fit")
-            value = loss.loss(yb, out, **model._checked)  # labels checked where they entered
-            grad = loss.grad(yb, out, **model._checked)
+            # labels checked where they entered; the loss shares its work between value and gradient
+            value, grad = loss.loss_and_grad(yb, out, **model._checked)
             if loss.reduction == "mean" and n_local != window:
                 grad = grad * (n_local / window)
             loss_sum = model._per_example_sum(value, out)
@@ -227,7 +226,7 @@ def gather_rows(backend: Any, comm: Communicator, outs: list[Array], n: int, lo:
     xp = backend.xp
     mine = None if not outs else (outs[0] if len(outs) == 1 else xp.concat(outs, axis=0))
     meta = comm.allgather_object(None if mine is None else
-                                 [list(mine.shape[1:]), str(mine.dtype).rsplit(".", 1)[-1]])
+                                 [list(mine.shape[1:]), dtype_name(mine.dtype)])
     known = next(m for m in meta if m is not None)
     full = xp.zeros((n, *known[0]), dtype=getattr(xp, known[1]), device=backend.device)
     if mine is not None and int(mine.shape[0]):

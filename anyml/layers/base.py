@@ -13,12 +13,11 @@ from typing import Any
 from anyml._finite import FiniteWatch
 from anyml._validate import host_floats, is_integer
 from anyml.activations import get_activation
-from anyml.backend import Backend, activated, resolve_backend, to_numpy
+from anyml.backend import Array, Backend, activated, resolve_backend, to_numpy
 from anyml.optimizers import Optimizer, get_optimizer
 
-__all__ = ["LayerBase", "accepts_gradient_list"]
+__all__ = ["LayerBase", "accepts_gradient_list", "all_true"]
 
-Array = Any
 
 #: Keys of a summary or hyperparameter dict that describe the layer but are not settable.
 _DESCRIPTIVE_KEYS = frozenset({"layer", "id", "wrappers"})
@@ -176,7 +175,7 @@ class LayerBase:
     @property
     def is_initialized(self) -> bool:
         """Whether every parameter exists (layers with lazy shapes create them at the first forward)."""
-        return all(name in self.parameters for name in self._param_shapes())
+        return self.parameters.keys() >= self._param_shapes().keys()  # a set test: every forward asks
 
     def freeze(self) -> None:
         """Stop updating the parameters; the layer still passes gradients back to its input."""
@@ -242,14 +241,16 @@ class LayerBase:
     def _finite_flag(self) -> Array | None:
         """A 0-d boolean array on the device: are all trainable parameters finite? ``None`` when the
         layer has none to check (no gradients, or frozen)."""
+        return all_true(self.xp, self._finite_parts())
+
+    def _finite_parts(self) -> list[Array]:
+        """One 0-d boolean array per trainable parameter, on the device: is it all finite? Empty
+        when the layer has none to check (no gradients, or frozen). A model folds the parts of all
+        its layers into one flag (:func:`all_true`)."""
         if not (self.trainable and self.gradients):
-            return None
-        xp = self.xp
-        flag = None
-        for name in self.gradients:
-            finite = xp.all(xp.isfinite(self.parameters[name]))
-            flag = finite if flag is None else flag & finite
-        return flag
+            return []
+        xp, params = self.xp, self.parameters
+        return [xp.all(xp.isfinite(params[name])) for name in self.gradients]
 
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         flag = self._finite_flag()
@@ -527,9 +528,13 @@ class LayerBase:
         Retained forward passes are dropped (call :meth:`forward` again on the new backend).
         """
         new = resolve_backend(backend)
-        self.parameters = {k: new.asarray(v) for k, v in self.parameters.items()}
-        self.gradients = {k: new.asarray(v) for k, v in self.gradients.items()}
-        self.optimizer.map_cache(new.asarray)
+
+        def move(x: Array) -> Array:  # a move: memory on the same device is shared (DLPack)
+            return new.asarray(x, copy=False)
+
+        self.parameters = {k: move(v) for k, v in self.parameters.items()}
+        self.gradients = {k: move(v) for k, v in self.gradients.items()}
+        self.optimizer.map_cache(move)
         self._caches.clear()
         self.backend, self.xp = new, new.xp
         return self
@@ -574,21 +579,27 @@ class LayerBase:
 
     def _check_input(self, X: Any, ndim: int | None = None, shape: str = "", name: str = "X",
                      floating: bool = True) -> None:
-        """Raise a clear error unless ``X`` is a float array of this backend with ``ndim`` axes."""
-        owner = type(self).__name__
-        self.backend.check_array(X, owner, name)
+        """Raise a clear error unless ``X`` is a float array of this backend with ``ndim`` axes.
+
+        Runs at every forward and backward, so the passing case is a handful of attribute reads; the
+        messages are built only on failure.
+        """
+        backend = self.backend
+        if not backend.owns(X):
+            backend.check_array(X, type(self).__name__, name)
         if ndim is not None and X.ndim != ndim:
-            msg = f"{owner}: expected {name} of shape {shape or f'with {ndim} axes'}, got {tuple(X.shape)}"
+            msg = (f"{type(self).__name__}: expected {name} of shape {shape or f'with {ndim} axes'}, "
+                   f"got {tuple(X.shape)}")
             raise ValueError(msg)
-        if self._trainable_names and any(int(d) == 0 for d in X.shape[1:]):
-            msg = (f"{owner}: {name} of shape {tuple(X.shape)} has an empty axis; only the batch "
-                   f"axis (the first) may be empty: the parameters need at least one value along "
-                   f"the others")
+        if self._trainable_names and 0 in X.shape[1:]:
+            msg = (f"{type(self).__name__}: {name} of shape {tuple(X.shape)} has an empty axis; only "
+                   f"the batch axis (the first) may be empty: the parameters need at least one value "
+                   f"along the others")
             raise ValueError(msg)
-        if floating and X.dtype != self.backend.dtype:
-            want = self.backend.dtype_name
-            msg = (f"{owner}: expected {name} of dtype {want} (the backend's), got {X.dtype}; "
-                   f"convert it with backend.asarray({name}, dtype={want!r})")
+        if floating and X.dtype != backend.dtype:
+            want = backend.dtype_name
+            msg = (f"{type(self).__name__}: expected {name} of dtype {want} (the backend's), got "
+                   f"{X.dtype}; convert it with backend.asarray({name}, dtype={want!r})")
             if not self.xp.isdtype(X.dtype, "real floating"):
                 msg += (" (Sequential.fit, evaluate and predict convert integer and boolean data "
                         "themselves)")
@@ -608,6 +619,18 @@ class LayerBase:
             config["optimizer"] = str(self.optimizer)
         args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
+
+
+def all_true(xp: Any, flags: list[Array]) -> Array | None:
+    """The 0-d boolean AND of 0-d boolean arrays (``None`` for none): two kernels however many there
+    are (stack, then all), instead of one ``&`` per flag."""
+    if not flags:
+        return None
+    if len(flags) == 1:
+        return flags[0]
+    if len(flags) == 2:
+        return flags[0] & flags[1]
+    return xp.all(xp.stack(flags))
 
 
 def _naming_errors(init: Any) -> Any:

@@ -6,14 +6,12 @@ from typing import Any
 
 from anyml._validate import positive_int
 from anyml.activations import get_activation
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.linear import linear_backward, linear_forward
 from anyml.initializers import get_initializer
 from anyml.layers.base import LayerBase
 
 __all__ = ["FullyConnected"]
-
-Array = Any
 
 
 class FullyConnected(LayerBase):

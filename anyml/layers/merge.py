@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from anyml.activations import get_activation
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.layers.base import LayerBase
 
 __all__ = ["Add", "Multiply"]
 
-Array = Any
+
+#: ``"X[0]"``, ``"X[1]"``, ...: the names of the inputs in messages, made once rather than per call
+_INPUT_NAMES = tuple(f"X[{i}]" for i in range(16))
+
+
+def _input_name(i: int) -> str:
+    return _INPUT_NAMES[i] if i < len(_INPUT_NAMES) else f"X[{i}]"
 
 
 class _Merge(LayerBase):
@@ -27,15 +33,18 @@ class _Merge(LayerBase):
 
     def _check_inputs(self, X: Sequence[Array]) -> list[Array]:
         name = type(self).__name__
-        if isinstance(X, str) or not isinstance(X, Sequence) or len(X) < 1:
+        if isinstance(X, str) or not isinstance(X, list | tuple | Sequence) or len(X) < 1:
             msg = (f"{name}: expected X as a list of one or more arrays of the same shape, "
                    f"got {type(X).__name__}")
             raise TypeError(msg)
         arrays = list(X)
+        shape = None
         for i, x in enumerate(arrays):
-            self._check_input(x, name=f"X[{i}]")
-            if tuple(x.shape) != tuple(arrays[0].shape):
-                msg = (f"{name}: expected all inputs of shape {tuple(arrays[0].shape)} (that of X[0]), "
+            self._check_input(x, name=_input_name(i))
+            if shape is None:
+                shape = tuple(x.shape)
+            elif tuple(x.shape) != shape:
+                msg = (f"{name}: expected all inputs of shape {shape} (that of X[0]), "
                        f"got X[{i}] of shape {tuple(x.shape)}")
                 raise ValueError(msg)
         return arrays

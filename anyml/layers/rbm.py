@@ -6,14 +6,12 @@ import math
 from typing import Any
 
 from anyml._validate import positive_int
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.distributed import noise
 from anyml.initializers import get_initializer
 from anyml.layers.base import LayerBase
 
 __all__ = ["RBM"]
-
-Array = Any
 
 
 def _exp_cap(xp: Any, dtype: Any) -> float:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.layers.base import LayerBase
 
 __all__ = ["Flatten", "Identity", "Permute", "Reshape"]
-
-Array = Any
 
 
 class Flatten(LayerBase):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,54 @@ def test_uniform_never_returns_high(backend, low, high):
     x = anyml.to_numpy(backend.rng.uniform((20000,), low, high))
     assert x.dtype == np.dtype(backend.dtype_name)
     assert (x < np.asarray(high, dtype=x.dtype)).all() and (x >= np.asarray(low, dtype=x.dtype)).all()
+
+
+def test_only_libraries_without_a_device_context_skip_it(backend):
+    """NumPy and array-api-strict keep Backend's no-op context (entering it is skipped); CuPy, the
+    emulated device and torch override it and are always entered."""
+    from anyml.backend._fastpath import device_context_free
+
+    free = device_context_free(type(backend))
+    assert free == (backend.name in ("numpy", "array-api-strict"))
+    if free:
+        assert isinstance(backend.activate(), type(contextlib.nullcontext()))
+
+
+def test_a_context_skipped_is_still_entered_where_it_does_something(backend, monkeypatch):
+    """The fast-path wrapper enters the device context of a library that has one, at every call."""
+    cls = type(backend)
+    x = backend.asarray(np.ones(3))
+    entered = []
+    real = cls.device_context.__func__
+
+    def counting(klass, device):
+        entered.append(device)
+        return real(klass, device)
+
+    monkeypatch.setattr(cls, "device_context", classmethod(counting))
+    from anyml.backend import _fastpath
+
+    _fastpath._CONTEXT_FREE.clear()
+    _fastpath._DISPATCH.clear()
+    try:
+        _double(x)
+        assert len(entered) == 1  # overriding device_context makes even NumPy's context entered
+    finally:
+        monkeypatch.undo()
+        _fastpath._CONTEXT_FREE.clear()
+        _fastpath._DISPATCH.clear()
+
+
+def test_registering_an_array_type_resets_the_dispatch_cache():
+    from anyml.backend import _fastpath
+
+    class Fake:
+        pass
+
+    _double(np.ones(2))
+    assert np.ndarray in _fastpath._DISPATCH
+    _fastpath.register_array_type(Fake, NumpyBackend)
+    try:
+        assert not _fastpath._DISPATCH
+    finally:
+        del _fastpath._ARRAY_TYPES[Fake]

@@ -247,3 +247,18 @@ def test_list_form_through_a_stack_as_numpy_ml_wgan_gp_calls_it(backend64):
     for ours, ref in zip(layers, reference, strict=True):
         for name, value in ref.gradients.items():
             assert_close(ours.gradients[name], value, backend=backend64, err_msg=name)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7])
+def test_all_true_folds_flags(backend, n):
+    from anyml.layers.base import all_true
+
+    xp = backend.xp
+    with backend.activate():
+        flags = [xp.asarray(True, device=backend.device) for _ in range(n)]
+        if n == 0:
+            assert all_true(xp, flags) is None
+            return
+        assert bool(all_true(xp, flags))
+        flags[n // 2] = xp.asarray(False, device=backend.device)
+        assert not bool(all_true(xp, flags))
