@@ -115,7 +115,7 @@ class Embedding(LayerBase):
         self.init = init
         get_initializer(init)  # fail early on an unknown name
         # whether the ids looked up on a device were in range: 0-d flags on the device (see
-        # _device_ids), and the calls of _finite_flag so far
+        # _device_ids), and the calls of _finite_parts so far
         self._ids_pending: list[Array] = []
         self._flag_calls = 0
         if not parameters_deferred():  # a checkpoint or set_params supplies W
@@ -225,18 +225,18 @@ class Embedding(LayerBase):
                f"vocab_size. Check the ids (layer.check_ids() reads this flag at once)")
         raise ValueError(msg)
 
-    def _finite_flag(self) -> Array | None:
-        """The parameters' finiteness flag; at the updates where the host reads it (the first and
-        every :data:`~anyml._finite.CHECK_EVERY`), and-ed with the range flags of the ids looked
-        up on a device (which stay kept, folded into one, for the error report)."""
-        flag = super()._finite_flag()
+    def _finite_parts(self) -> list[Array]:
+        """The parameters' finiteness flags; at the updates where the host reads them (the first
+        and every :data:`~anyml._finite.CHECK_EVERY`), with the range flag of the ids looked up on
+        a device (kept, folded into one, for the error report)."""
+        parts = super()._finite_parts()
         self._flag_calls += 1
         due = self._flag_calls == 1 or self._flag_calls % CHECK_EVERY == 0
-        if not (due and self._ids_pending):
-            return flag
-        ok = self._all(self._ids_pending)
-        self._ids_pending = [ok]
-        return ok if flag is None else flag & ok
+        if due and self._ids_pending:
+            ok = self._all(self._ids_pending)
+            self._ids_pending = [ok]
+            parts.append(ok)
+        return parts
 
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         self._raise_if_ids_bad(step)  # a bad id explains a failed flag first
