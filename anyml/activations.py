@@ -13,11 +13,12 @@ built from strings: ``get_activation("relu")``, ``get_activation("LeakyReLU(alph
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Real
 from typing import Any
 
 from anyml._spec import Registry, Spec
-from anyml.backend import namespace_of, on_device_of
+from anyml.backend import Array, namespace_of, on_device_of
 from anyml.functional.special import erfc
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "get_activation",
 ]
 
-Array = Any
 
 
 def _real(owner: str, name: str, value: Any) -> float:
@@ -101,7 +101,7 @@ _on_z_device(Activation)
 ACTIVATIONS: Registry[Activation] = Registry("activation", Activation)
 
 
-def _register(*aliases: str):
+def _register(*aliases: str) -> Callable[[type[Activation]], type[Activation]]:
     def decorate(cls: type[Activation]) -> type[Activation]:
         return ACTIVATIONS.register(cls, *aliases)
 
@@ -130,6 +130,9 @@ class Sigmoid(Activation):
     It is evaluated as :math:`1/(1+e^{-|z|})` for :math:`z \ge 0` and
     :math:`e^{-|z|}/(1+e^{-|z|})` otherwise, so no exponential overflows.
     """
+
+    #: Differentiated from its output by the recurrent kernels (:mod:`anyml.functional.activations`).
+    output_derivative = "sigmoid"
 
     def fn(self, z: Array) -> Array:
         return _stable_sigmoid(z, namespace_of(z))
@@ -306,6 +309,9 @@ class Tanh(Activation):
         f''(z) = -2 \tanh z \,(1 - \tanh^2 z).
     """
 
+    #: Differentiated from its output by the recurrent kernels (:mod:`anyml.functional.activations`).
+    output_derivative = "tanh"
+
     def fn(self, z: Array) -> Array:
         return namespace_of(z).tanh(z)
 
@@ -370,6 +376,8 @@ class Identity(Affine):
     """
 
     _spec_fields = ()
+    #: Differentiated from its output by the recurrent kernels (:mod:`anyml.functional.activations`).
+    output_derivative = "identity"
 
     def __init__(self) -> None:
         super().__init__(1.0, 0.0)

@@ -17,6 +17,7 @@ arrays of the backend only, like the layers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from typing import Any
@@ -45,7 +46,7 @@ from anyml.layers.base import LayerBase, all_true
 from anyml.layers.softmax import Softmax
 from anyml.losses import CrossEntropy, Loss, SquaredError, get_loss
 from anyml.metrics import Metric, get_metric
-from anyml.optimizers import Optimizer, get_optimizer
+from anyml.optimizers import GroupedStep, Optimizer, get_optimizer
 from anyml.wrappers import WrapperBase
 
 __all__ = ["Sequential"]
@@ -304,8 +305,10 @@ class Sequential:
         """
         if self.clip_norm is not None:
             self._clip_global_norm(self.clip_norm)
-        parts: list[Array] = []
+        grouped, parts = self._grouped_update(cur_loss)
         for layer in self.layers:
+            if id(layer) in grouped:
+                continue
             layer.update(cur_loss, check_finite=False)
             parts += layer._finite_parts()
         ok = all_true(self.backend.xp, parts)  # one flag for all parameters: stack, then all
@@ -315,6 +318,46 @@ class Sequential:
         watch.record(ok, self.backend.xp)
         if check_finite or (check_finite is None and watch.due()):
             self.check_finite()
+
+    def _grouped_update(self, cur_loss: float | None) -> tuple[set[int], list[Array]]:
+        """Update the layers that use the plain :meth:`LayerBase.update` with one
+        :class:`~anyml.optimizers.GroupedStep` (the parameters of all optimizers sharing one
+        configuration updated by one set of kernels; same result as layer by layer). Returns the
+        ids of the layers done (parameters updated, optimizer stepped, gradients flushed) and
+        their finiteness parts (0-d boolean arrays, as ``_finite_parts`` of each: one per flat
+        group rather than one per parameter)."""
+        layers: list[LayerBase] = []
+        seen: dict[int, int] = {}  # an optimizer shared by several layers keeps their order
+        for layer in self.layers:
+            opt = getattr(layer, "optimizer", None)
+            seen[id(opt)] = seen.get(id(opt), 0) + 1
+            if (isinstance(layer, LayerBase) and type(layer).update is LayerBase.update
+                    and layer.trainable and layer.gradients
+                    and layer.optimizer._group_config() is not None):
+                layers.append(layer)
+        layers = [layer for layer in layers if seen[id(layer.optimizer)] == 1]
+        if len(layers) < 2:
+            return set(), []
+        step = self.__dict__.setdefault("_grouped_step", GroupedStep())
+        updated = step.apply([(layer.optimizer, layer.parameters, layer.gradients)
+                              for layer in layers], cur_loss)
+        xp = self.backend.xp
+        grads = [(layer, name, grad) for layer in layers for name, grad in layer.gradients.items()]
+        if len({str(grad.dtype) for _, _, grad in grads}) == 1:
+            # flush_gradients with one zero buffer for all: each gradient a view of its own part
+            zeros = xp.zeros((sum(math.prod(grad.shape) for _, _, grad in grads),),
+                             dtype=grads[0][2].dtype, device=grads[0][2].device)
+            start = 0
+            for layer, name, grad in grads:
+                stop = start + math.prod(grad.shape)
+                layer.gradients[name] = xp.reshape(zeros[start:stop], grad.shape)
+                start = stop
+            for layer in layers:
+                layer._caches.clear()
+        else:
+            for layer in layers:
+                layer.flush_gradients()
+        return {id(layer) for layer in layers}, [xp.all(xp.isfinite(values)) for values in updated]
 
     def _clip_global_norm(self, max_norm: float) -> Array:
         r"""Scale every trainable gradient by :math:`\min(1, c / \lVert g \rVert_2)` with the norm of

@@ -14,12 +14,13 @@ gradient clipping is computed on the device without copying the norm to the host
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from anyml._spec import Registry, Spec
 from anyml._validate import non_negative_int, real
-from anyml.backend import namespace_of, on_device_of
+from anyml.backend import Array, device_of, namespace_of, on_device_of, replaceable
 from anyml.schedulers import Scheduler, get_scheduler
 
 __all__ = [
@@ -28,12 +29,15 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "AdamW",
+    "GroupedStep",
     "Optimizer",
     "RMSProp",
+    "adagrad_step",
+    "adam_step",
     "get_optimizer",
+    "rmsprop_step",
+    "sgd_step",
 ]
-
-Array = Any
 
 
 class Optimizer(Spec):
@@ -101,10 +105,7 @@ class Optimizer(Spec):
         array
             The new value, with the dtype and device of ``param``.
         """
-        if tuple(param.shape) != tuple(param_grad.shape):
-            msg = (f"{type(self).__name__}: the gradient of {param_name!r} has shape "
-                   f"{tuple(param_grad.shape)}, but the parameter has shape {tuple(param.shape)}")
-            raise ValueError(msg)
+        self._check_shapes(param, param_grad, param_name)
         xp = namespace_of(param)
         lr = self.learning_rate(cur_loss)
         grad = self._clip(param_grad, xp)
@@ -114,6 +115,12 @@ class Optimizer(Spec):
             if state:  # stateless updates (plain SGD) leave the cache empty
                 self.cache[param_name] = state
         return self._update(param, grad, state, lr, xp)
+
+    def _check_shapes(self, param: Array, param_grad: Array, param_name: str) -> None:
+        if tuple(param.shape) != tuple(param_grad.shape):
+            msg = (f"{type(self).__name__}: the gradient of {param_name!r} has shape "
+                   f"{tuple(param_grad.shape)}, but the parameter has shape {tuple(param.shape)}")
+            raise ValueError(msg)
 
     def step(self) -> None:
         """Advance to the next optimization step (call once after updating every parameter)."""
@@ -207,7 +214,33 @@ class Optimizer(Spec):
 
     def _update(self, param: Array, grad: Array, state: dict[str, Any], lr: float,
                 xp: Any) -> Array:
+        """One parameter's update: advance its own step count, run :meth:`_apply`, keep the state."""
+        t = self._advance(state)
+        new, arrays = self._apply(param, grad, tuple(state[k] for k in self._state_names), lr, t)
+        for key, value in zip(self._state_names, arrays, strict=True):
+            state[key] = value
+        return new
+
+    def _advance(self, state: dict[str, Any]) -> int:
+        """Advance a parameter's own step count where the update needs one (Adam); else 0."""
+        return 0
+
+    def _apply(self, param: Array, grad: Array, states: tuple[Array, ...], lr: float,
+               t: int) -> tuple[Array, tuple[Array, ...]]:
+        """The elementwise update: ``(new param, new state arrays in _state_names order)``.
+
+        It works on arrays of any shape, so the same code updates one parameter or the flat
+        concatenation of many (:class:`GroupedStep`), with the same result element by element.
+        """
         raise NotImplementedError
+
+    def _group_config(self) -> tuple[Any, ...] | None:
+        """What must be equal for two optimizers to update their parameters together (besides the
+        class, the current rate and Adam's step count); ``None``: never grouped (a subclass)."""
+        if type(self) not in _GROUPABLE:
+            return None
+        return tuple((k, v) for k, v in self.spec_params().items()
+                     if k not in ("lr", "lr_scheduler"))
 
     def _clip(self, grad: Array, xp: Any) -> Array:
         r"""Scale ``grad`` by :math:`\min(1, c / \lVert g \rVert_2)`, staying on the device."""
@@ -221,7 +254,7 @@ class Optimizer(Spec):
 OPTIMIZERS: Registry[Optimizer] = Registry("optimizer", Optimizer)
 
 
-def _register(*aliases: str):
+def _register(*aliases: str) -> Callable[[type[Optimizer]], type[Optimizer]]:
     def decorate(cls: type[Optimizer]) -> type[Optimizer]:
         return OPTIMIZERS.register(cls, *aliases)
 
@@ -267,12 +300,10 @@ class SGD(Optimizer):
         self.momentum = real("SGD", "momentum", momentum, low=0.0, high=1.0, high_open=True)
         self._state_names = ("update",) if self.momentum else ()
 
-    def _update(self, param, grad, state, lr, xp):
-        if not self.momentum:
-            return param - lr * grad
-        update = self.momentum * state["update"] + lr * grad
-        state["update"] = update
-        return param - update
+    def _apply(self, param: Array, grad: Array, states: tuple[Array, ...], lr: float,
+               t: int) -> tuple[Array, tuple[Array, ...]]:
+        new, update = sgd_step(param, grad, states[0] if states else None, lr, self.momentum)
+        return new, (() if update is None else (update,))
 
 
 @_register("adagrad")
@@ -311,10 +342,10 @@ class AdaGrad(Optimizer):
         super().__init__(lr, clip_norm, lr_scheduler)
         self.eps = real("AdaGrad", "eps", eps, low=0.0, low_open=True)
 
-    def _update(self, param, grad, state, lr, xp):
-        sum_sq = state["sum_sq"] + grad * grad
-        state["sum_sq"] = sum_sq
-        return param - lr * grad / (xp.sqrt(sum_sq) + self.eps)
+    def _apply(self, param: Array, grad: Array, states: tuple[Array, ...], lr: float,
+               t: int) -> tuple[Array, tuple[Array, ...]]:
+        new, sum_sq = adagrad_step(param, grad, states[0], lr, self.eps)
+        return new, (sum_sq,)
 
 
 @_register("rmsprop")
@@ -356,10 +387,10 @@ class RMSProp(Optimizer):
         self.decay = real("RMSProp", "decay", decay, low=0.0, high=1.0, high_open=True)
         self.eps = real("RMSProp", "eps", eps, low=0.0, low_open=True)
 
-    def _update(self, param, grad, state, lr, xp):
-        mean_sq = self.decay * state["mean_sq"] + (1.0 - self.decay) * (grad * grad)
-        state["mean_sq"] = mean_sq
-        return param - lr * grad / (xp.sqrt(mean_sq) + self.eps)
+    def _apply(self, param: Array, grad: Array, states: tuple[Array, ...], lr: float,
+               t: int) -> tuple[Array, tuple[Array, ...]]:
+        new, mean_sq = rmsprop_step(param, grad, states[0], lr, self.decay, self.eps)
+        return new, (mean_sq,)
 
 
 @_register()
@@ -412,18 +443,22 @@ class Adam(Optimizer):
         self.decay2 = real("Adam", "decay2", decay2, low=0.0, high=1.0, high_open=True)
         self.eps = real("Adam", "eps", eps, low=0.0, low_open=True)
 
-    def _new_state(self, param, xp):
+    def _new_state(self, param: Array, xp: Any) -> dict[str, Any]:
         return {"t": 0, **super()._new_state(param, xp)}
 
-    def _update(self, param, grad, state, lr, xp):
-        t = state["t"] = state["t"] + 1
-        b1, b2 = self.decay1, self.decay2
-        mean = b1 * state["mean"] + (1.0 - b1) * grad
-        var = b2 * state["var"] + (1.0 - b2) * (grad * grad)
-        state["mean"], state["var"] = mean, var
-        m_hat = mean * (1.0 / (1.0 - b1**t))
-        v_hat = var * (1.0 / (1.0 - b2**t))
-        return param - lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+    def _advance(self, state: dict[str, Any]) -> int:
+        t: int = state["t"] + 1
+        state["t"] = t
+        return t
+
+    def _apply(self, param: Array, grad: Array, states: tuple[Array, ...], lr: float,
+               t: int) -> tuple[Array, tuple[Array, ...]]:
+        new, mean, var = adam_step(param, grad, states[0], states[1], lr, self.decay1,
+                                   self.decay2, self.eps, t, self._weight_decay())
+        return new, (mean, var)
+
+    def _weight_decay(self) -> float:
+        return 0.0
 
 
 @_register("adam_w")
@@ -461,9 +496,249 @@ class AdamW(Adam):
         super().__init__(lr, decay1, decay2, eps, clip_norm, lr_scheduler)
         self.weight_decay = real("AdamW", "weight_decay", weight_decay, low=0.0)
 
-    def _update(self, param, grad, state, lr, xp):
-        decayed = param * (1.0 - lr * self.weight_decay) if self.weight_decay else param
-        return super()._update(decayed, grad, state, lr, xp)
+    def _weight_decay(self) -> float:
+        return self.weight_decay
+
+
+_GROUPABLE = (SGD, AdaGrad, RMSProp, Adam, AdamW)
+
+
+# --------------------------------------------------------------------------- the update kernels
+# Pure Array API, elementwise, on arrays of any shape; each returns fresh arrays and changes none of
+# its arguments (in-place operators only touch temporaries it made). A backend may replace them by
+# native fused kernels (see ``register_fast_path``), which must give the same values.
+@replaceable
+def sgd_step(param: Array, grad: Array, update: Array | None, lr: float,
+             momentum: float) -> tuple[Array, Array | None]:
+    r"""One SGD step: :math:`u' = \mu u + \eta g`, :math:`\theta' = \theta - u'`.
+
+    Without state (``update`` is ``None``) it is :math:`\theta' = \theta - \eta g` and the new
+    state is ``None``. Two elementwise kernels without momentum, four with.
+
+    Returns
+    -------
+    new_param, new_update
+    """
+    step = grad * lr
+    if update is None:
+        return param - step, None
+    new_update = update * momentum
+    new_update += step
+    return param - new_update, new_update
+
+
+@replaceable
+def adagrad_step(param: Array, grad: Array, sum_sq: Array, lr: float,
+                 eps: float) -> tuple[Array, Array]:
+    r"""One AdaGrad step: :math:`G' = G + g^2`, :math:`\theta' = \theta - \eta g / (\sqrt{G'} + \epsilon)`.
+
+    Returns
+    -------
+    new_param, new_sum_sq
+    """
+    new_sum_sq = grad * grad
+    new_sum_sq += sum_sq
+    step = _sqrt(new_sum_sq)
+    step += eps
+    step = _divide_into(grad * lr, step)
+    return param - step, new_sum_sq
+
+
+@replaceable
+def rmsprop_step(param: Array, grad: Array, mean_sq: Array, lr: float, decay: float,
+                 eps: float) -> tuple[Array, Array]:
+    r"""One RMSProp step: :math:`S' = \rho S + (1 - \rho) g^2`,
+    :math:`\theta' = \theta - \eta g / (\sqrt{S'} + \epsilon)`.
+
+    Returns
+    -------
+    new_param, new_mean_sq
+    """
+    new_mean_sq = mean_sq * decay
+    sq = grad * grad
+    sq *= 1.0 - decay
+    new_mean_sq += sq
+    del sq
+    step = _sqrt(new_mean_sq)
+    step += eps
+    step = _divide_into(grad * lr, step)
+    return param - step, new_mean_sq
+
+
+@replaceable
+def adam_step(param: Array, grad: Array, mean: Array, var: Array, lr: float, decay1: float,
+              decay2: float, eps: float, t: int,
+              weight_decay: float = 0.0) -> tuple[Array, Array, Array]:
+    r"""One Adam (AdamW with ``weight_decay``) step at step count ``t`` (from 1).
+
+    .. math::
+
+        m' = \beta_1 m + (1 - \beta_1) g, \qquad v' = \beta_2 v + (1 - \beta_2) g^2, \qquad
+        \theta' = (1 - \eta\lambda)\,\theta
+            - \frac{\eta \sqrt{b_2}}{b_1} \frac{m'}{\sqrt{v'} + \epsilon \sqrt{b_2}}
+
+    with the bias corrections :math:`b_i = 1 - \beta_i^t` folded into two host scalars: this is
+    :math:`\eta\, \hat m / (\sqrt{\hat v} + \epsilon)` with :math:`\hat m = m' / b_1`,
+    :math:`\hat v = v' / b_2`, in twelve elementwise kernels (thirteen with weight decay).
+
+    Returns
+    -------
+    new_param, new_mean, new_var
+    """
+    new_mean = mean * decay1
+    scaled = grad * (1.0 - decay1)
+    new_mean += scaled
+    del scaled
+    new_var = var * decay2
+    sq = grad * grad
+    sq *= 1.0 - decay2
+    new_var += sq
+    del sq
+    root_bc2 = math.sqrt(1.0 - decay2**t)
+    denom = _sqrt(new_var)
+    denom += eps * root_bc2
+    step = _divide_into(new_mean * (lr * root_bc2 / (1.0 - decay1**t)), denom)
+    if weight_decay:
+        new_param = param * (1.0 - lr * weight_decay)
+        new_param -= step
+    else:
+        new_param = param - step
+    return new_param, new_mean, new_var
+
+
+def _sqrt(x: Array) -> Array:
+    return namespace_of(x).sqrt(x)
+
+
+def _divide_into(numerator: Array, denominator: Array) -> Array:
+    """``numerator / denominator`` computed in place into ``numerator`` (a temporary of the caller),
+    dropping the caller's last reference to ``denominator`` before returning."""
+    numerator /= denominator
+    return numerator
+
+
+# --------------------------------------------------------------------------- grouped step
+class _Kept:
+    """The flat state of one group after a step, and the views of it its optimizers hold."""
+
+    __slots__ = ("flats", "views")
+
+    def __init__(self, flats: tuple[Array, ...], views: list[tuple[Array, ...]]) -> None:
+        self.flats, self.views = flats, views
+
+
+class GroupedStep:
+    r"""A multi-tensor optimizer step: the parameters of many optimizers updated in one set of
+    elementwise kernels.
+
+    Every layer owns its optimizer (numpy-ml style), so a model of ``k`` parameters would launch
+    about ``12 k`` kernels per Adam step. :meth:`apply` instead sorts the parameters of all the
+    optimizers it is given into groups that share one update: the same optimizer class and
+    hyperparameters (the schedule excepted), the same learning rate at this step, the same per-
+    parameter step count (Adam), dtype and device. For each group it concatenates the (clipped)
+    gradients and the parameters into flat arrays, runs the optimizer's elementwise update
+    (:func:`adam_step`, ...) once on them, and hands every parameter back as a view of the flat
+    result. The state arrays in each optimizer's :attr:`~Optimizer.cache` become views of the
+    group's flat state, which the next step reuses while the caches still hold exactly those views
+    (a per-layer update, ``load_cache``, ``map_cache`` or ``reset`` in between makes it concatenate
+    them afresh).
+
+    The result is the same, element by element, as calling each optimizer on each parameter and
+    then :meth:`Optimizer.step` (each learning rate is still asked of each optimizer's own
+    scheduler, once per step). Nothing given is modified in place: parameters and state are
+    replaced by new arrays, as the per-parameter path does.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[Any, ...], _Kept] = {}
+
+    def apply(self, items: Sequence[tuple[Optimizer, MutableMapping[str, Array], Mapping[str, Array]]],
+              cur_loss: float | None = None) -> list[Array]:
+        """Update ``parameters[name]`` for every ``name`` in ``gradients``, for every
+        ``(optimizer, parameters, gradients)``, then advance each optimizer one step.
+
+        Each optimizer must appear once; its parameters are keyed by name as in the per-layer
+        path (``optimizer(parameters[name], gradients[name], name, cur_loss)``).
+
+        Returns
+        -------
+        list of arrays
+            Arrays that hold every updated parameter between them (the flat result of each group,
+            the new value of each parameter updated alone), e.g. for one finiteness check.
+        """
+        groups: dict[tuple[Any, ...], list[tuple[Optimizer, MutableMapping[str, Array], str, Array]]] = {}
+        for opt, params, grads in items:
+            config = opt._group_config()
+            lr = opt.learning_rate(cur_loss)
+            for name, grad in grads.items():
+                param = params[name]
+                opt._check_shapes(param, grad, name)
+                state = opt.cache.get(name)
+                t = 0 if state is None else int(state.get("t", 0))
+                key = (type(opt), config, lr, t, str(param.dtype), str(param.device),
+                       type(param)) if config is not None else (id(opt), name)
+                groups.setdefault(key, []).append((opt, params, name, grad))
+        kept: dict[tuple[Any, ...], _Kept] = {}
+        updated = []
+        for key, members in groups.items():
+            if len(members) == 1 or len(key) == 2:
+                for opt, params, name, grad in members:
+                    params[name] = opt(params[name], grad, name, cur_loss)
+                    updated.append(params[name])
+            else:
+                with device_of(members[0][1][members[0][2]]):
+                    updated.append(self._run(members, key[2], kept))
+        self._kept = kept
+        for opt, _, _ in items:
+            opt.step()
+        return updated
+
+    def _run(self, members: list[tuple[Optimizer, MutableMapping[str, Array], str, Array]],
+             lr: float, kept: dict[tuple[Any, ...], _Kept]) -> Array:
+        first = members[0][0]
+        names = first._state_names
+        xp = namespace_of(members[0][1][members[0][2]])
+        params = [p[name] for _, p, name, _ in members]
+        shapes = [tuple(p.shape) for p in params]
+        sizes = [math.prod(s) for s in shapes]
+        flat_grad = xp.concat([xp.reshape(opt._clip(g, xp), (-1,)) for opt, _, _, g in members])
+        flat_param = xp.concat([xp.reshape(p, (-1,)) for p in params])
+        signature = tuple((id(opt), name, shape)
+                          for (opt, _, name, _), shape in zip(members, shapes, strict=True))
+        flats: tuple[Array, ...] = ()
+        t = 0
+        if names:
+            states = []
+            for (opt, _, name, _), param in zip(members, params, strict=True):
+                state = opt.cache.get(name)
+                if state is None:
+                    state = opt.cache[name] = opt._new_state(param, xp)
+                t = opt._advance(state)
+                states.append(state)
+            old = self._kept.get(signature)
+            if old is not None and all(
+                    state[k] is view for state, views in zip(states, old.views, strict=True)
+                    for k, view in zip(names, views, strict=True)):
+                flats = old.flats
+            else:
+                flats = tuple(xp.concat([xp.reshape(state[k], (-1,)) for state in states])
+                              for k in names)
+        new_param, new_flats = first._apply(flat_param, flat_grad, flats, lr, t)
+        views: list[tuple[Array, ...]] = []
+        start = 0
+        for (opt, p, name, _), shape, size in zip(members, shapes, sizes, strict=True):
+            stop = start + size
+            p[name] = xp.reshape(new_param[start:stop], shape)
+            if names:
+                member_views = tuple(xp.reshape(flat[start:stop], shape) for flat in new_flats)
+                state = opt.cache[name]
+                for k, view in zip(names, member_views, strict=True):
+                    state[k] = view
+                views.append(member_views)
+            start = stop
+        if names:
+            kept[signature] = _Kept(tuple(new_flats), views)
+        return new_param
 
 
 def get_optimizer(spec: Any = None) -> Optimizer:

@@ -72,12 +72,21 @@ def device_context_free(cls: type[Backend]) -> bool:
         return _CONTEXT_FREE[cls]
     except KeyError:
         pass
-    from anyml.backend._base import Backend
-
-    free = (getattr(cls.device_context, "__func__", None) is Backend.device_context.__func__  # type: ignore[attr-defined]
-            and cls.activate is Backend.activate)
+    free = all(_first_definer(cls, name) is _root_definer(cls, name)
+               for name in ("device_context", "activate"))
     _CONTEXT_FREE[cls] = free
     return free
+
+
+def _first_definer(cls: type, name: str) -> type | None:
+    """The class in ``cls``'s method resolution order whose body defines ``name``."""
+    return next((k for k in cls.__mro__ if name in vars(k)), None)
+
+
+def _root_definer(cls: type, name: str) -> type | None:
+    """The last class in ``cls``'s method resolution order that defines ``name`` (the Backend base),
+    found without importing it, so that this module stays below ``_base`` in the import order."""
+    return next((k for k in reversed(cls.__mro__) if name in vars(k)), None)
 
 
 def _dispatch(kind: type) -> tuple[type[Backend] | None, bool]:

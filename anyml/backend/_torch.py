@@ -112,4 +112,3 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             self.module.cuda.synchronize(self.device)
-

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.activations import Identity, Sigmoid, Tanh
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, chunk_bytes, namespace_of, replaceable
 from anyml.functional._workspace import buffer
+from anyml.functional.activations import activation_backward, activation_forward, output_derivative
 
 __all__ = [
     "LSTM_GATES",
     "lstm_backward",
+    "lstm_cell_update",
     "lstm_forward",
     "lstm_pack",
     "lstm_step_backward",
@@ -47,40 +48,24 @@ __all__ = [
     "rnn_unpack",
 ]
 
-Array = Any
-
 #: The order of the gate blocks in the columns of a packed LSTM weight: forget, update (input),
 #: output, candidate. The three sigmoid gates come first so one call activates all of them.
 LSTM_GATES = ("f", "u", "o", "c")
 
 
 # --------------------------------------------------------------------------- activations
-def _act_forward(act: Any, xp: Any) -> Any:
-    """A function ``z -> f(z)``; the sigmoid is taken as ``(1 + tanh(z / 2)) / 2`` (no overflow)."""
-    if type(act) is Sigmoid:
-        def sigmoid(z: Array) -> Array:
-            s = xp.tanh(z * 0.5)
-            s *= 0.5
-            s += 0.5
-            return s
-
-        return sigmoid
-    return act.fn
+_act_forward = activation_forward
+_act_backward = activation_backward
 
 
-def _act_backward(act: Any) -> Any:
-    """A function ``(z, y, dy) -> dy * f'(z)`` that uses the output ``y = f(z)`` where it can."""
-    kind = type(act)
-    if kind is Tanh:
-        return lambda z, y, dy: dy * (1.0 - y * y)
-    if kind is Sigmoid:
-        return lambda z, y, dy: dy * (y - y * y)
-    if kind is Identity:
-        return lambda z, y, dy: dy
-    return lambda z, y, dy: act.backward(z, dy)
+def _is_fast(act: Any) -> bool:
+    """Whether ``act`` is differentiated from its output (Tanh, Sigmoid, Identity)."""
+    return output_derivative(act) is not None
 
 
-_FAST = (Tanh, Sigmoid, Identity)
+def _standard_lstm(act_fn: Any, gate_fn: Any) -> bool:
+    """Tanh activation and sigmoid gates: the case with fused kernels (see :func:`lstm_forward`)."""
+    return output_derivative(act_fn) == "tanh" and output_derivative(gate_fn) == "sigmoid"
 
 
 def _transposed(W: Array, xp: Any) -> Array:
@@ -209,9 +194,8 @@ def rnn_forward(X: Array, W: Array, b: Array, act_fn: Any, A0: Array | None = No
     Z = buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
     Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
     Z[0, :, :n] = 0.0 if A0 is None else A0
-    generic = type(act_fn) not in _FAST
+    generic = not _is_fast(act_fn)
     pres = buffer(ws, "P", (n_t, n_ex, n), X, xp) if generic else None
-    Y = xp.empty((n_ex, n, n_t), dtype=X.dtype, device=X.device)
     f = _act_forward(act_fn, xp)
     matmul = xp.matmul
     for t in range(n_t):
@@ -221,8 +205,16 @@ def rnn_forward(X: Array, W: Array, b: Array, act_fn: Any, A0: Array | None = No
         if pres is not None:
             pres[t, ...] = pre
         Z[t + 1, :, :n] = A
-        Y[:, :, t] = A
-    return Y, (W, act_fn, ws)
+    return _hidden_states(Z, n, xp), (W, act_fn, ws)
+
+
+def _hidden_states(Z: Array, n: int, xp: Any) -> Array:
+    """``Y`` of shape ``(n_ex, n_out, n_t)``, a fresh array, from the hidden states that the step
+    inputs ``Z`` hold in their first ``n_out`` columns (one copy for the whole sequence)."""
+    n_t1, n_ex, _ = Z.shape
+    Y = xp.empty((n_ex, n, n_t1 - 1), dtype=Z.dtype, device=Z.device)
+    Y[...] = xp.permute_dims(Z[1:, :, :n], (1, 2, 0))
+    return Y
 
 
 @replaceable
@@ -260,14 +252,26 @@ def rnn_backward(dY: Array, cache: tuple, dA_last: Array | None = None,
     dP = buffer(ws, "dP", (n_t, n_ex, n), dY, xp)
     dYt = xp.permute_dims(dY, (2, 0, 1))
     WaT = _transposed(W[:n, :], xp)
+    kind = output_derivative(act_fn)
+    slopes = None  # f'(P_t) of every step from the outputs, computed once for the sequence
+    if kind in ("tanh", "sigmoid"):
+        A = Z[1:, :, :n]
+        sq = A * A
+        slopes = 1.0 - sq if kind == "tanh" else A - sq
+        del sq
     grad = _act_backward(act_fn)
     matmul = xp.matmul
     carry = dA_last
     for t in range(n_t - 1, -1, -1):
         dA = dYt[t, ...] if carry is None else dYt[t, ...] + carry
-        dp = grad(None if pres is None else pres[t, ...], Z[t + 1, :, :n], dA)
+        if slopes is not None:
+            dp = dA * slopes[t, ...]
+        elif kind == "identity":
+            dp = dA
+        else:
+            dp = grad(None if pres is None else pres[t, ...], Z[t + 1, :, :n], dA)
         dP[t, ...] = dp
-        carry = matmul(dp, WaT)
+        carry = matmul(dP[t, ...], WaT)
     return (*_sequence_weight_grads(Z, dP, W, n, xp), carry)
 
 
@@ -404,11 +408,13 @@ def lstm_forward(X: Array, W: Array, b: Array, act_fn: Any, gate_fn: Any, A0: Ar
     n = W.shape[1] // 4
     ws = {} if workspace is None else workspace
     Z = buffer(ws, "Z", (n_t + 1, n_ex, n + n_in), X, xp)
+    if _standard_lstm(act_fn, gate_fn):
+        return _lstm_forward_standard(X, W, b, A0, C0, Z, n, ws, xp), (W, act_fn, gate_fn, ws)
     gates = buffer(ws, "S", (n_t, n_ex, 3 * n), X, xp)
     cands = buffer(ws, "Cc", (n_t, n_ex, n), X, xp)
     tanh_cells = buffer(ws, "TC", (n_t, n_ex, n), X, xp)
     cells = buffer(ws, "C", (n_t + 1, n_ex, n), X, xp)
-    generic = type(act_fn) not in _FAST or type(gate_fn) not in _FAST
+    generic = not (_is_fast(act_fn) and _is_fast(gate_fn))
     pres = buffer(ws, "P", (n_t, n_ex, 4 * n), X, xp) if generic else None
     Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
     Z[0, :, :n] = 0.0 if A0 is None else A0
@@ -469,9 +475,11 @@ def lstm_backward(dY: Array, cache: tuple, dA_last: Array | None = None, dC_last
     """
     xp = namespace_of(dY) if xp is None else xp
     W, act_fn, gate_fn, ws = cache
+    if _standard_lstm(act_fn, gate_fn):
+        return _lstm_backward_standard(dY, W, ws, dA_last, dC_last, xp)
     n_ex, n, n_t = dY.shape
     Z, gates, cands, tanh_cells, cells = ws["Z"], ws["S"], ws["Cc"], ws["TC"], ws["C"]
-    pres = ws.get("P") if (type(act_fn) not in _FAST or type(gate_fn) not in _FAST) else None
+    pres = ws.get("P") if (not (_is_fast(act_fn) and _is_fast(gate_fn))) else None
     dP = buffer(ws, "dP", (n_t, n_ex, 4 * n), dY, xp)
     dYt = xp.permute_dims(dY, (2, 0, 1))
     WaT = _transposed(W[:n, :], xp)
@@ -487,3 +495,155 @@ def lstm_backward(dY: Array, cache: tuple, dA_last: Array | None = None, dC_last
         dP[t, :, 3 * n:] = dP_cand
         dA_carry = matmul(dP[t, ...], WaT)
     return (*_sequence_weight_grads(Z, dP, W, n, xp), dA_carry, dC)
+
+
+# --------------------------------------------------------------------------- LSTM, tanh and sigmoid
+def _lstm_forward_standard(X: Array, W: Array, b: Array, A0: Array | None, C0: Array | None,
+                           Z: Array, n: int, ws: dict, xp: Any) -> Array:
+    r""":func:`lstm_forward` for a tanh activation and sigmoid gates, in thirteen kernels a step.
+
+    The sigmoid gates are :math:`\sigma(p) = (1 + \tanh(p / 2)) / 2`; the halving is folded into a
+    copy of the weight and bias made once per sequence (exact: a power of two), so that one ``tanh``
+    activates all four gate blocks of a step. Each step keeps that ``tanh`` (``ws["T"]``) and the
+    cell state (``ws["C"]``); :func:`_lstm_backward_standard` derives everything else from them.
+    """
+    n_ex, _, n_t = X.shape
+    T = buffer(ws, "T", (n_t, n_ex, 4 * n), X, xp)
+    cells = buffer(ws, "C", (n_t + 1, n_ex, n), X, xp)
+    Z[:n_t, :, n:] = xp.permute_dims(X, (2, 0, 1))
+    Z[0, :, :n] = 0.0 if A0 is None else A0
+    cells[0, ...] = 0.0 if C0 is None else C0
+    W_half = xp.concat([W[:, :3 * n] * 0.5, W[:, 3 * n:]], axis=1)
+    b_half = xp.concat([b[:3 * n] * 0.5, b[3 * n:]], axis=0)
+    matmul, tanh = xp.matmul, xp.tanh
+    C = cells[0, ...]
+    for t in range(n_t):
+        P = matmul(Z[t, ...], W_half)
+        P += b_half
+        Tt = tanh(P)
+        T[t, ...] = Tt
+        C, A = lstm_cell_update(Tt, C, xp=xp)
+        cells[t + 1, ...] = C
+        Z[t + 1, :, :n] = A
+    return _hidden_states(Z, n, xp)
+
+
+@replaceable
+def lstm_cell_update(T: Array, C_prev: Array, xp: Any = None) -> tuple[Array, Array]:
+    r"""The new cell and hidden states of an LSTM step from its activated gate blocks.
+
+    .. math::
+
+        G^k = \tfrac12 (1 + T^k) \ (k = f, u, o), \qquad C = G^f \odot C_{t-1} + G^u \odot T^c,
+        \qquad A = G^o \odot \tanh C
+
+    Parameters
+    ----------
+    T : array of shape (n_ex, 4 n_out)
+        :math:`[\tanh(P^f / 2), \tanh(P^u / 2), \tanh(P^o / 2), \tanh P^c]`: the sigmoid gates
+        as :math:`\sigma(p) = (1 + \tanh(p / 2)) / 2` and the candidate, in :data:`LSTM_GATES`
+        order.
+    C_prev : array of shape (n_ex, n_out)
+
+    Returns
+    -------
+    C, A : arrays of shape (n_ex, n_out)
+        Fresh arrays. Seven elementwise kernels here; one on CuPy (a fused kernel).
+    """
+    xp = namespace_of(T) if xp is None else xp
+    n = T.shape[1] // 4
+    S = T[:, :3 * n] * 0.5
+    S += 0.5
+    C = S[:, :n] * C_prev
+    C_new = S[:, n:2 * n] * T[:, 3 * n:]
+    C += C_new
+    return C, S[:, 2 * n:] * xp.tanh(C)
+
+
+def _lstm_backward_standard(dY: Array, W: Array, ws: dict, dA_last: Array | None,
+                            dC_last: Array | None, xp: Any) -> tuple[Array, ...]:
+    r""":func:`lstm_backward` after :func:`_lstm_forward_standard`, in eight kernels a step.
+
+    Every factor that does not depend on the incoming gradients is computed for a chunk of
+    timesteps at once (the whole sequence within the backend's chunk budget on a GPU; a few steps
+    that stay in cache on a CPU), a gate block at a time: with :math:`s' = s(1 - s)` for each gate,
+
+    .. math::
+
+        K^f_t = C_{t-1} G^{f\prime}_t, \quad K^u_t = \tilde C_t G^{u\prime}_t, \quad
+        K^o_t = \tanh(C_t) G^{o\prime}_t, \quad K^c_t = G^u_t (1 - \tilde C_t^2), \quad
+        K^C_t = G^o_t (1 - \tanh^2 C_t),
+
+    (written over the kept ``tanh`` values, block by block), so that a step is
+    :math:`dC_t = dC_{t+1}' + dA_t K^C_t`, :math:`dP_t = [dC_t, dC_t, dA_t, dC_t] \odot
+    [K^f_t, K^u_t, K^o_t, K^c_t]`, :math:`dA_{t-1} = dP_t W_a^\top` and
+    :math:`dC_{t-1}' = dC_t \odot G^f_t`.
+    """
+    n_ex, n, n_t = dY.shape
+    K, cells = ws["T"], ws["C"]  # K: the kept tanh, overwritten block by block
+    K_C = buffer(ws, "KC", (n_t, n_ex, n), dY, xp)
+    forget = buffer(ws, "F", (n_t, n_ex, n), dY, xp)
+    dP = buffer(ws, "dP", (n_t, n_ex, 4 * n), dY, xp)
+    dYt = xp.permute_dims(dY, (2, 0, 1))
+    WaT = _transposed(W[:n, :], xp)
+    matmul, stack, reshape = xp.matmul, xp.stack, xp.reshape
+    # The factors of a chunk of timesteps are made just before the steps use them, while they
+    # are still in cache on a CPU; a GPU's budget takes the whole sequence in one chunk.
+    budget = chunk_bytes(dY)
+    step_bytes = max(1, 4 * n_ex * n * xp.finfo(dY.dtype).bits)
+    chunk = n_t if budget is None else max(1, min(n_t, budget // step_bytes))
+    dA_carry, dC = dA_last, dC_last
+    hi = n_t
+    while hi > 0:
+        lo = max(0, hi - chunk)
+        _lstm_factors(K, cells, K_C, forget, lo, hi, n, xp)
+        for t in range(hi - 1, lo - 1, -1):
+            dA = dYt[t, ...] if dA_carry is None else dYt[t, ...] + dA_carry
+            dCt = dA * K_C[t, ...]
+            if dC is not None:
+                dCt += dC
+            dP[t, ...] = reshape(stack([dCt, dCt, dA, dCt], axis=1), (n_ex, 4 * n)) * K[t, ...]
+            dA_carry = matmul(dP[t, ...], WaT)
+            dC = dCt * forget[t, ...]
+        hi = lo
+    return (*_sequence_weight_grads(ws["Z"], dP, W, n, xp), dA_carry, dC)
+
+
+def _lstm_factors(K: Array, cells: Array, K_C: Array, forget: Array, lo: int, hi: int, n: int,
+                  xp: Any) -> None:
+    """Timesteps ``lo:hi`` of the factors of :func:`_lstm_backward_standard`: ``K`` (holding the
+    kept tanh of the gates) becomes :math:`[K^f, K^u, K^o, K^c]`, ``K_C`` gets :math:`K^C` and
+    ``forget`` the forget gate."""
+    f, u, o, c = (slice(k * n, (k + 1) * n) for k in range(4))
+    steps = slice(lo, hi)
+
+    gate = K[steps, :, f] * 0.5
+    gate += 0.5
+    forget[steps, ...] = gate
+    slope = 1.0 - gate
+    slope *= gate
+    slope *= cells[lo:hi, ...]
+    K[steps, :, f] = slope
+
+    gate = K[steps, :, u] * 0.5
+    gate += 0.5
+    slope = 1.0 - gate
+    slope *= gate
+    slope *= K[steps, :, c]
+    K[steps, :, u] = slope
+    slope = K[steps, :, c] * K[steps, :, c]
+    slope = 1.0 - slope
+    slope *= gate
+    K[steps, :, c] = slope
+
+    gate = K[steps, :, o] * 0.5
+    gate += 0.5
+    tanh_cells = xp.tanh(cells[lo + 1:hi + 1, ...])
+    slope = 1.0 - gate
+    slope *= gate
+    slope *= tanh_cells
+    K[steps, :, o] = slope
+    slope = tanh_cells * tanh_cells
+    slope = 1.0 - slope
+    slope *= gate
+    K_C[steps, ...] = slope

@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 
 __all__ = ["erf", "erfc"]
 
-Array = Any
 
 # |x| below _SPLIT uses the power series of erf, at or above it the continued fraction of erfc.
 _SPLIT = 2.5

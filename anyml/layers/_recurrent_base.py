@@ -6,16 +6,14 @@ The sequence layers live in :mod:`anyml.layers.recurrent`, the single-step cells
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
+from anyml._validate import positive_int
 from anyml.activations import Activation, get_activation
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.recurrent import lstm_pack, lstm_unpack, rnn_pack, rnn_unpack
 from anyml.initializers import get_initializer
 from anyml.layers.base import LayerBase
-
-Array = Any
 
 
 class _Recurrent(LayerBase):
@@ -27,9 +25,7 @@ class _Recurrent(LayerBase):
     def __init__(self, n_out: int, act_fn: Any, init: Any, optimizer: Any,
                  backend: str | Backend | None, gate_fn: Any = None) -> None:
         name = type(self).__name__
-        if isinstance(n_out, bool) or not isinstance(n_out, Integral) or n_out < 1:
-            msg = f"{name}: n_out must be a positive integer, got {n_out!r}"
-            raise ValueError(msg)
+        n_out = positive_int(name, "n_out", n_out)
         act = _activation(name, "act_fn", act_fn)
         gate = _activation(name, "gate_fn", gate_fn) if self._lstm else None
         try:

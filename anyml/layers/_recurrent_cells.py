@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.recurrent import (
     lstm_step_backward,
     lstm_step_forward,
@@ -22,7 +22,6 @@ from anyml.layers._recurrent_base import _Recurrent
 
 __all__ = ["LSTMCell", "RNNCell"]
 
-Array = Any
 
 
 class _Cell(_Recurrent):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.recurrent import lstm_backward, lstm_forward, rnn_backward, rnn_forward
 from anyml.layers._recurrent_base import _Recurrent
 from anyml.layers._recurrent_cells import LSTMCell, RNNCell
@@ -29,7 +29,6 @@ from anyml.layers._workspace import PooledWorkspaces
 
 __all__ = ["LSTM", "RNN", "LSTMCell", "RNNCell"]
 
-Array = Any
 
 
 class _Sequence(_Recurrent, PooledWorkspaces):

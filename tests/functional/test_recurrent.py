@@ -302,3 +302,56 @@ def test_workspace_reuse_gives_the_same_results(backend, kind):
     for Y, Y_host, dX, dX_host in kept:
         assert_close(Y, Y_host, backend=backend, rtol=0, atol=0)
         assert_close(dX, dX_host, backend=backend, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("steps_per_chunk", [1, 2, 3])
+def test_lstm_backward_in_chunks_of_timesteps(backend, monkeypatch, steps_per_chunk):
+    """The backward factors made a few timesteps at a time (a small chunk budget) give the same
+    gradients as made for the whole sequence at once."""
+    rng = np.random.default_rng(10)
+    n_t = 5
+    P = {k: backend.asarray(v) for k, v in _lstm_params(rng).items()}
+    W, b = rf.lstm_pack(*(P[f"W{g}"] for g in "fuco"), *(P[f"b{g}"] for g in "fuco"))
+    X = backend.asarray(rng.standard_normal((N_EX, N_IN, n_t)))
+    dY = backend.asarray(rng.standard_normal((N_EX, N_OUT, n_t)))
+    dA, dC = (backend.asarray(rng.standard_normal((N_EX, N_OUT))) for _ in range(2))
+    tanh, sig = get_activation("Tanh"), get_activation("Sigmoid")
+
+    def run():
+        _, cache = rf.lstm_forward(X, W, b, tanh, sig)
+        return rf.lstm_backward(dY, cache, dA_last=dA, dC_last=dC)
+
+    with anyml.backend.use_fast_paths(False):
+        whole = run()
+        bits = backend.xp.finfo(X.dtype).bits
+        monkeypatch.setattr(rf, "chunk_bytes", lambda like: steps_per_chunk * 4 * N_EX * N_OUT * bits)
+        chunked = run()
+    for got, want in zip(chunked, whole, strict=True):
+        assert_close(got, want, backend=backend, rtol=0, atol=0)
+
+
+def test_only_the_classes_themselves_are_differentiated_from_their_output():
+    from anyml.activations import Identity, ReLU
+    from anyml.functional.activations import output_derivative
+
+    assert output_derivative(Tanh()) == "tanh"
+    assert output_derivative(Sigmoid()) == "sigmoid"
+    assert output_derivative(Identity()) == "identity"
+    assert output_derivative(ReLU()) is None
+
+    class MyTanh(Tanh):
+        pass
+
+    assert output_derivative(MyTanh()) is None
+
+
+def test_the_kernels_do_not_import_the_activation_classes():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(rf))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert not any(name == "anyml.activations" or name.startswith("anyml.layers")
+                   for name in imported if name)
