@@ -238,6 +238,12 @@ class Embedding(LayerBase):
             parts.append(ok)
         return parts
 
+    def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
+        """:meth:`LayerBase.update <anyml.layers.base.LayerBase.update>`, as a method of its own: a
+        model then updates this layer by itself rather than in its grouped optimizer step, and asks
+        it for its finiteness parts, which carry the range flag of the ids looked up on a device."""
+        super().update(cur_loss, check_finite=check_finite)
+
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         self._raise_if_ids_bad(step)  # a bad id explains a failed flag first
         super()._raise_if_not_finite(step)
