@@ -14,6 +14,8 @@ __all__ = ["Array", "namespace_of", "numpy_index_add", "to_numpy"]
 Array: TypeAlias = Any
 
 _NAMESPACES: dict[type, Any] = {np.ndarray: np}
+#: Rounds of unique-row updates :func:`numpy_index_add` makes before it sums the rest per index.
+_INDEX_ADD_ROUNDS = 4
 
 
 def namespace_of(x: Array) -> Any:
@@ -50,31 +52,37 @@ def to_numpy(x: Any) -> np.ndarray:
 def numpy_index_add(target: np.ndarray, index: np.ndarray, source: np.ndarray) -> np.ndarray:
     """``np.add.at(target, index, source)`` along axis 0, several times faster for row updates.
 
-    The indices are sorted once; repeats of an index are ranked, and each rank is added with one
-    gather, add and scatter of whole rows (unique indices within a rank, so nothing is lost).
-    Heavily repeated indices (many ranks) are summed per index with ``np.add.reduceat`` instead.
+    Each round adds one occurrence of every index still to do with one gather, add and scatter of
+    whole rows: an index written with the positions of its occurrences keeps one of them (the last
+    written), so the rows of a round are unique and nothing is lost; the other occurrences wait for
+    the next round. No sort is needed, and one round does all when the indices are unique. After a
+    few rounds, the rest (heavily repeated indices) is summed per index with ``np.add.reduceat``.
     """
     index = np.asarray(index).reshape(-1)
     n = index.shape[0]
     if n == 0:
         return target
     source = np.broadcast_to(source, (n, *target.shape[1:]))
+    position = np.arange(n)
+    owner = np.empty(target.shape[0], dtype=np.intp)  # only the entries written are read
+    for _ in range(_INDEX_ADD_ROUNDS):
+        owner[index] = position
+        won = owner[index] == position
+        done = bool(won.all())
+        rows, chosen = (index, position) if done else (index[won], position[won])
+        updated = target.take(rows, axis=0)  # ``take`` gathers rows faster than fancy indexing
+        updated += source.take(chosen, axis=0)
+        target[rows] = updated
+        if done:
+            return target
+        rest = ~won
+        index, position = index[rest], position[rest]
     order = np.argsort(index, kind="stable")
     ordered = index.take(order)
-    first = np.empty(n, dtype=bool)
+    first = np.empty(ordered.shape[0], dtype=bool)
     first[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    position = np.arange(n)
-    rank = position - np.maximum.accumulate(np.where(first, position, 0))
-    n_ranks = int(rank.max()) + 1
-    if n_ranks > 8:
-        starts = np.flatnonzero(first)
-        target[ordered[starts]] += np.add.reduceat(source[order], starts, axis=0)
-        return target
-    for r in range(n_ranks):  # ``take`` gathers rows faster than fancy indexing does
-        chosen = rank == r
-        rows = ordered[chosen]
-        updated = target.take(rows, axis=0)
-        updated += source.take(order[chosen], axis=0)
-        target[rows] = updated
+    starts = np.flatnonzero(first)
+    target[ordered[starts]] += np.add.reduceat(source.take(position.take(order), axis=0), starts,
+                                               axis=0)
     return target

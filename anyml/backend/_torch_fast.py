@@ -6,16 +6,18 @@ pure function of :mod:`anyml.functional` it replaces (see "Native fast paths" in
 that bad input raises the same error, and then runs the operation in PyTorch: convolutions,
 transposed convolutions and pooling on channels-last tensors (anyml's ``(n, rows, cols, ch)`` arrays
 are exactly PyTorch's channels-last memory format once their axes are permuted, so no copy is made),
-batch and layer normalization through ``F.batch_norm`` / ``F.layer_norm``, and the softmax's
+batch and layer normalization through PyTorch's ``native_batch_norm`` / ``native_layer_norm``
+kernels and their backward kernels (called directly: no autograd graph), and the softmax's
 vector-Jacobian product through PyTorch's softmax backward kernel.
 
-A forward pass records its PyTorch autograd graph in a :class:`TorchGraph` cache, and the matching
-backward pass asks autograd for the gradients (one ``torch.autograd.grad`` call, which runs PyTorch's
-fused backward kernels). A backward given a cache that is not a :class:`TorchGraph` (a forward that
-took the pure path) hands the call back with ``NotImplemented``, and so does a forward whose
-arguments PyTorch does not cover the way anyml defines them (for example synchronized batch
-normalization). The results equal the pure path's up to rounding; ``tests/backend`` checks each one
-against the pure function on the torch backend, values and gradients.
+A convolution or pooling forward pass records its PyTorch autograd graph in a :class:`TorchGraph`
+cache, and the matching backward pass asks autograd for the gradients (one ``torch.autograd.grad``
+call, which runs PyTorch's fused backward kernels); a normalization keeps what its backward kernel
+takes in its own cache. A backward given a cache of another kind (a forward that took the pure
+path) hands the call back with ``NotImplemented``, and so does a forward whose arguments PyTorch
+does not cover the way anyml defines them (for example synchronized batch normalization). The
+results equal the pure path's up to rounding; ``tests/backend`` checks each one against the pure
+function on the torch backend, values and gradients.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, NamedTuple
 from anyml.backend._base import Array
 from anyml.backend._torch import TorchBackend
 
-__all__ = ["TorchGraph", "TorchNormCache", "TorchPoolCache"]
+__all__ = ["TorchBatchNormCache", "TorchGraph", "TorchLayerNormCache", "TorchPoolCache"]
 
 register = TorchBackend.register_fast_path
 
@@ -37,16 +39,6 @@ class TorchGraph(NamedTuple):
 
     out: Any
     leaves: tuple[Any, ...]
-
-
-class TorchNormCache(NamedTuple):
-    """The cache of a native batch normalization: the statistics used (as the pure ``NormCache``
-    has them, for the running averages) and the autograd graph."""
-
-    mean: Any
-    var: Any
-    graph: TorchGraph
-    batch_stats: bool
 
 
 def _torch() -> Any:
@@ -244,17 +236,52 @@ def pool2d_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
 
 
 # ----------------------------------------------------------------------------- normalization
+# Batch and layer normalization call PyTorch's kernels directly (``native_batch_norm``,
+# ``native_layer_norm`` and their backward kernels), without recording an autograd graph: the
+# statistics the forward kernel saves are all its backward needs, and skipping autograd's bookkeeping
+# saves about as much as the kernels cost at moderate sizes.
+class TorchBatchNormCache(NamedTuple):
+    """The cache of a native batch normalization: the statistics used (as the pure ``NormCache``
+    has them, for the running averages) and what PyTorch's backward kernel takes."""
+
+    mean: Any
+    var: Any
+    X: Any
+    scaler: Any
+    saved: tuple[Any, Any, Any, Any]  # running mean and var (inference) or saved mean and inv std
+    epsilon: float
+    batch_stats: bool
+
+
+class TorchLayerNormCache(NamedTuple):
+    """The cache of a native layer normalization: the input, the parameters and the per-example
+    mean and reciprocal standard deviation PyTorch's forward kernel saved."""
+
+    X: Any
+    scaler: Any
+    intercept: Any
+    mean: Any
+    rstd: Any
+
+
+def _takes(*arrays: Any) -> bool:
+    """Whether PyTorch's kernels take these tensors as the pure path defines them: floating point,
+    non-empty (zero-size arrays go to the pure path, which defines or refuses the empty cases the
+    same way on every backend)."""
+    return all(a.is_floating_point() and a.numel() > 0 for a in arrays)
+
+
 @register("batchnorm_forward")
 def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
                       running_mean: Array | None = None, running_var: Array | None = None,
                       xp: Any = None, reduce: Any = None) -> Any:
-    """``F.batch_norm`` over every axis but the last (see
+    """``native_batch_norm`` over every axis but the last (see
     :func:`anyml.functional.norm.batchnorm_forward`); the batch statistics come back through
     running buffers updated with momentum 1 (PyTorch keeps the unbiased variance there, which is
     rescaled to the biased one the pure path reports)."""
     torch = _torch()
     inference = running_mean is not None and running_var is not None
-    if reduce is not None or X.ndim not in (2, 4) or not _usable(X, scaler, intercept):
+    if reduce is not None or X.ndim not in (2, 4) or not _takes(X, scaler, intercept):
         return NotImplemented
     n_ch = int(X.shape[-1])
     count = math.prod(X.shape) // max(n_ch, 1)
@@ -265,51 +292,54 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
     if inference:
         mean, var = running_mean, running_var
     else:
-        mean = torch.zeros(n_ch, dtype=X.dtype, device=X.device)
-        var = torch.zeros(n_ch, dtype=X.dtype, device=X.device)
-    F = torch.nn.functional
-
-    def fn(x: Any, g: Any, b: Any) -> Any:
-        x4 = _nchw(x) if x.ndim == 4 else x
-        y = F.batch_norm(x4, mean, var, g.reshape(-1), b.reshape(-1), training=not inference,
-                         momentum=1.0, eps=float(epsilon))
-        return _nhwc(y) if x.ndim == 4 else y
-
-    Y, graph = _record(fn, X, scaler, intercept)
+        stats = torch.zeros((2, n_ch), dtype=X.dtype, device=X.device)
+        mean, var = stats[0], stats[1]
+    x = _nchw(X) if X.ndim == 4 else X
+    g, b = scaler.reshape(-1), intercept.reshape(-1)
+    y, save_mean, save_invstd = torch.native_batch_norm(x, g, b, mean, var, not inference, 1.0,
+                                                        float(epsilon))
+    Y = _nhwc(y) if X.ndim == 4 else y
+    saved = (mean, var, None, None) if inference else (None, None, save_mean, save_invstd)
     if not inference:
-        var = var * ((count - 1) / count)
+        var.mul_((count - 1) / count)
     stat_shape = (1,) * (X.ndim - 1) + (n_ch,)
-    return Y, TorchNormCache(mean.reshape(stat_shape), var.reshape(stat_shape), graph, not inference)
+    return Y, TorchBatchNormCache(mean.reshape(stat_shape), var.reshape(stat_shape), X, scaler,
+                                  saved, float(epsilon), not inference)
 
 
 @register("batchnorm_backward")
-def batchnorm_backward(dY: Array, cache: Any, xp: Any = None) -> Any:
-    """The gradients of :func:`batchnorm_forward` by PyTorch's batch-norm backward."""
-    if not isinstance(cache, TorchNormCache):
+def batchnorm_backward(dY: Array, cache: Any, xp: Any = None, *, consume_cache: bool = False) -> Any:
+    """The gradients of :func:`batchnorm_forward` by PyTorch's batch-norm backward kernel."""
+    if not isinstance(cache, TorchBatchNormCache):
         return NotImplemented
-    dX, d_scaler, d_intercept = _gradients(cache.graph, dY)
-    return dX, d_scaler, d_intercept
+    X = cache.X
+    four = X.ndim == 4
+    x, dy = (_nchw(X), _nchw(dY)) if four else (X, dY)
+    dx, d_scaler, d_intercept = _torch().ops.aten.native_batch_norm_backward(
+        dy, x, cache.scaler.reshape(-1), *cache.saved, cache.batch_stats, cache.epsilon,
+        [True, True, True])
+    return (_nhwc(dx) if four else dx), d_scaler, d_intercept
 
 
 @register("layernorm_forward")
 def layernorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float = 1e-5,
                       xp: Any = None) -> Any:
-    """``F.layer_norm`` over all the values of each example (see
+    """``native_layer_norm`` over all the values of each example (see
     :func:`anyml.functional.norm.layernorm_forward`)."""
-    if X.ndim < 2 or not _usable(X, scaler, intercept):
+    if X.ndim < 2 or not _takes(X, scaler, intercept):
         return NotImplemented
-    F = _torch().nn.functional
-    shape = tuple(int(d) for d in X.shape[1:])
-    return _record(lambda x, g, b: F.layer_norm(x, shape, g, b, eps=float(epsilon)), X, scaler,
-                   intercept)
+    Y, mean, rstd = _torch().native_layer_norm(X, scaler.shape, scaler, intercept, float(epsilon))
+    return Y, TorchLayerNormCache(X, scaler, intercept, mean, rstd)
 
 
 @register("layernorm_backward")
 def layernorm_backward(dY: Array, cache: Any, xp: Any = None, *, consume_cache: bool = False) -> Any:
-    """The gradients of :func:`layernorm_forward` by PyTorch's layer-norm backward."""
-    if not isinstance(cache, TorchGraph):
+    """The gradients of :func:`layernorm_forward` by PyTorch's layer-norm backward kernel."""
+    if not isinstance(cache, TorchLayerNormCache):
         return NotImplemented
-    return _gradients(cache, dY)
+    return tuple(_torch().ops.aten.native_layer_norm_backward(
+        dY, cache.X, cache.scaler.shape, cache.mean, cache.rstd, cache.scaler, cache.intercept,
+        [True, True, True]))
 
 
 # ---------------------------------------------------------------------------------- softmax
@@ -337,3 +367,23 @@ def log_softmax(X: Array, axis: int = -1, xp: Any = None) -> Any:
     if not X.is_floating_point():
         return NotImplemented
     return _torch().log_softmax(X, dim=axis)
+
+
+# -------------------------------------------------------------------------------- embedding
+@register("embedding_forward")
+def embedding_forward(ids: Array, W: Array, pool: str | None = None, xp: Any = None) -> Any:
+    """``F.embedding`` (one vector per id) or ``F.embedding_bag`` (sum or mean over each example's
+    ids, one kernel without the ``(n_ex, n_in, n_out)`` intermediate) on a rectangular batch (see
+    :func:`anyml.functional.embedding.embedding_forward`). The cache is the pure one: the backward
+    is the pure scatter-add, which is PyTorch's ``index_add_`` on this backend."""
+    from anyml.functional import embedding
+
+    if (pool not in embedding.POOLS or ids.ndim != 2 or ids.is_floating_point()
+            or not _takes(W) or W.ndim != 2 or ids.numel() == 0):
+        return NotImplemented  # the pure path decides (and raises)
+    F = _torch().nn.functional
+    n_ex, n_in = (int(d) for d in ids.shape)
+    Y = F.embedding(ids, W) if pool is None else F.embedding_bag(ids, W, mode=pool)
+    cache = embedding.EmbeddingCache(ids.reshape(-1), None, None, (n_ex, n_in), pool,
+                                     (int(W.shape[0]), int(W.shape[1])))
+    return Y, cache

@@ -15,12 +15,11 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 from anyml.functional.softmax import _softmax, _softmax_grad_inplace
 
 __all__ = ["AttentionCache", "attention_backward", "attention_forward"]
 
-Array = Any
 
 
 class AttentionCache(NamedTuple):

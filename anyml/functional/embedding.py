@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 
 __all__ = [
     "POOLS",
@@ -24,7 +24,6 @@ __all__ = [
     "embedding_forward",
 ]
 
-Array = Any
 IndexAdd = Callable[[Array, Array, Array], Array]
 
 #: The pooling modes: ``None`` keeps one vector per id.

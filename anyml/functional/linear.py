@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 
 __all__ = ["linear_backward", "linear_forward"]
 
-Array = Any
 
 
 @replaceable

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
 
 __all__ = [
     "NormCache",
@@ -35,7 +35,6 @@ __all__ = [
     "layernorm_forward",
 ]
 
-Array = Any
 #: Sums arrays over the parts of a batch split across workers, in place, and returns them.
 Reduce = Callable[[list[Array]], list[Array]]
 
@@ -92,7 +91,23 @@ def _fold(n_rows: int, n_ch: int) -> int:
 
 
 def _ones(shape: tuple[int, ...], like: Array, xp: Any) -> Array:
-    return xp.ones(shape, dtype=like.dtype, device=like.device)
+    """A read-only array of ones shaped ``shape`` like ``like`` (dtype, device), made once per
+    namespace, dtype, device and shape and then reused (no allocation, no kernel)."""
+    try:
+        return _cached_ones(shape, like.dtype, like.device, xp)
+    except TypeError:  # an unhashable dtype or device: no cache
+        return xp.ones(shape, dtype=like.dtype, device=like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_ones(shape: tuple[int, ...], dtype: Any, device: Any, xp: Any) -> Array:
+    return xp.ones(shape, dtype=dtype, device=device)
+
+
+def _reshape(x: Array, shape: tuple[int, ...], xp: Any) -> Array:
+    """``xp.reshape(x, shape)``, skipped when ``x`` has that shape already (a namespace call costs
+    more than the comparison at small sizes)."""
+    return x if tuple(x.shape) == shape else xp.reshape(x, shape)
 
 
 def _tile(v: Array, k: int, xp: Any) -> Array:
@@ -106,12 +121,23 @@ def _reciprocal(n: int) -> float:
 
 
 # --------------------------------------------------------------------------- batch normalization
-def _feature_sums(A: Array, k: int, n_ch: int, xp: Any) -> Array:
-    """Per-feature sums of the folded ``(rows, k * n_ch)`` matrix ``A``, shape ``(n_ch,)``."""
-    s = xp.matmul(_ones((1, int(A.shape[0])), A, xp), A)
+def _feature_sums(A: Array, k: int, n_ch: int, xp: Any,
+                  ones: tuple[Array, Array] | None = None) -> Array:
+    """Per-feature sums of the folded ``(rows, k * n_ch)`` matrix ``A``, shape ``(n_ch,)``; ``ones``
+    are the vectors of ones of the two products, when the caller made them already (see
+    :func:`_sum_vectors`)."""
+    first, second = _sum_vectors(A, k, xp) if ones is None else ones
+    s = xp.matmul(first, A)
     if k > 1:
-        s = xp.matmul(_ones((1, k), A, xp), xp.reshape(s, (k, n_ch)))
-    return xp.reshape(s, (n_ch,))
+        s = xp.matmul(second, _reshape(s, (k, n_ch), xp))
+    return _reshape(s, (n_ch,), xp)
+
+
+def _sum_vectors(A: Array, k: int, xp: Any) -> tuple[Array, Array]:
+    """The vectors of ones :func:`_feature_sums` multiplies the folded matrix ``A`` with (made once
+    for the several sums of one call)."""
+    first = _ones((1, int(A.shape[0])), A, xp)
+    return first, (_ones((1, k), A, xp) if k > 1 else first)
 
 
 def _batch_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -121,11 +147,16 @@ def _batch_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return n, _fold(n, n_ch), n_ch
 
 
+def _inv_sqrt(v: Array, epsilon: float) -> Array:
+    """:math:`1 / \\sqrt{v + \\epsilon}` (two kernels)."""
+    return (v + epsilon) ** -0.5
+
+
 def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: Array | None,
                var: Array | None, xp: Any, reduce: Reduce | None = None) -> tuple[Array, NormCache]:
     n, k, n_ch = _batch_layout(tuple(X.shape))
     stat_shape = (1,) * (X.ndim - 1) + (n_ch,)
-    X2 = xp.reshape(X, (n // k, k * n_ch))
+    X2 = _reshape(X, (n // k, k * n_ch), xp)
     batch_stats = mean is None or var is None
     inv_count = None
     if batch_stats and reduce is not None:
@@ -137,48 +168,60 @@ def _batchnorm(X: Array, scaler: Array, intercept: Array, epsilon: float, mean: 
         mu = part[:n_ch] * inv_count
         centred = X2 - _tile(mu, k, xp)
         sigma2 = reduce([_feature_sums(centred * centred, k, n_ch, xp)])[0] * inv_count
-        mean, var = xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape)
+        mean, var = _reshape(mu, stat_shape, xp), _reshape(sigma2, stat_shape, xp)
     elif mean is None or var is None:
-        mu = _feature_sums(X2, k, n_ch, xp) * _reciprocal(n)
+        # two passes (the mean, then the mean of the centred squares), never E[x^2] - E[x]^2
+        ones = _sum_vectors(X2, k, xp)
+        mu = _feature_sums(X2, k, n_ch, xp, ones) * _reciprocal(n)
         centred = X2 - _tile(mu, k, xp)
         sq = centred * centred
-        sigma2 = _feature_sums(sq, k, n_ch, xp) * _reciprocal(n)
+        sigma2 = _feature_sums(sq, k, n_ch, xp, ones) * _reciprocal(n)
         del sq
-        mean, var = xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape)
+        mean, var = _reshape(mu, stat_shape, xp), _reshape(sigma2, stat_shape, xp)
     else:
-        centred = X2 - _tile(xp.reshape(mean, (n_ch,)), k, xp)
-        sigma2 = xp.reshape(var, (n_ch,))
-    inv_std = 1.0 / xp.sqrt(sigma2 + epsilon)
+        centred = X2 - _tile(_reshape(mean, (n_ch,), xp), k, xp)
+        sigma2 = _reshape(var, (n_ch,), xp)
+    inv_std = _inv_sqrt(sigma2, epsilon)
     Y = centred * _tile(scaler * inv_std, k, xp)
     Y += _tile(intercept, k, xp)
-    cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape), mean,
-                      var, batch_stats, inv_count, reduce if inv_count is not None else None)
-    return xp.reshape(Y, X.shape), cache
+    cache = NormCache(_reshape(centred, X.shape, xp), scaler, _reshape(inv_std, stat_shape, xp),
+                      mean, var, batch_stats, inv_count, reduce if inv_count is not None else None)
+    return _reshape(Y, X.shape, xp), cache
 
 
-def _batchnorm_backward(dY: Array, cache: NormCache, xp: Any) -> tuple[Array, Array, Array]:
+def _batchnorm_backward(dY: Array, cache: NormCache, xp: Any,
+                        consume_cache: bool) -> tuple[Array, Array, Array]:
     n, k, n_ch = _batch_layout(tuple(dY.shape))
     shape = (n // k, k * n_ch)
-    dY2, centred = xp.reshape(dY, shape), xp.reshape(cache.centred, shape)
-    inv_std = xp.reshape(cache.inv_std, (n_ch,))
+    dY2, centred = _reshape(dY, shape, xp), _reshape(cache.centred, shape, xp)
+    inv_std = _reshape(cache.inv_std, (n_ch,), xp)
     gain = cache.scaler * inv_std  # gamma / sqrt(var + eps)
-    d_scaler = _feature_sums(dY2 * centred, k, n_ch, xp) * inv_std
-    d_intercept = _feature_sums(dY2, k, n_ch, xp)
+    ones = _sum_vectors(dY2, k, xp)
+    t = dY2 * centred
+    d_scaler = _feature_sums(t, k, n_ch, xp, ones) * inv_std  # sum(dY * X_hat)
+    del t
+    d_intercept = _feature_sums(dY2, k, n_ch, xp, ones)
     if not cache.batch_stats:
-        return xp.reshape(dY2 * _tile(gain, k, xp), dY.shape), d_scaler, d_intercept
+        return _reshape(dY2 * _tile(gain, k, xp), dY.shape, xp), d_scaler, d_intercept
     # dX = gain * (dY - mean(dY) - X_hat * mean(dY * X_hat)), the means per feature and
-    # X_hat = centred * inv_std; built as -gain * (centred * b + a - dY)
+    # X_hat = centred * inv_std: dY * gain - centred * b - c with per-feature b and c
     if cache.reduce is not None and cache.inv_count is not None:
         # the means over every part; the parameter gradients stay this part's own sums
         sums = cache.reduce([xp.concat([d_scaler, d_intercept])])[0] * cache.inv_count
-        g_scaler, g_intercept = sums[:n_ch], sums[n_ch:]
+        b, c = sums[:n_ch] * (gain * inv_std), sums[n_ch:] * gain
     else:
-        g_scaler, g_intercept = d_scaler * _reciprocal(n), d_intercept * _reciprocal(n)
-    dX = centred * _tile(g_scaler * inv_std, k, xp)
-    dX += _tile(g_intercept, k, xp)
-    dX -= dY2
-    dX *= _tile(-gain, k, xp)
-    return xp.reshape(dX, dY.shape), d_scaler, d_intercept
+        b = (d_scaler * (gain * inv_std)) * _reciprocal(n)
+        c = (d_intercept * gain) * _reciprocal(n)
+    dX = dY2 * _tile(gain, k, xp)
+    b = _tile(b, k, xp)
+    if consume_cache:  # the cache is spent: scale its centred input in place
+        centred *= b
+        dX -= centred
+    else:
+        dX -= centred * b
+    del b
+    dX -= _tile(c, k, xp)
+    return _reshape(dX, dY.shape, xp), d_scaler, d_intercept
 
 
 # --------------------------------------------------------------------------- layer normalization
@@ -188,7 +231,7 @@ def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
                xp: Any) -> tuple[Array, NormCache]:
     n_ex, size = int(X.shape[0]), math.prod(X.shape[1:])
     stat_shape = (n_ex,) + (1,) * (X.ndim - 1)
-    X2 = xp.reshape(X, (n_ex, size))
+    X2 = _reshape(X, (n_ex, size), xp)
     ones = _ones((size, 1), X, xp)
     mu = xp.matmul(X2, ones) * _reciprocal(size)
     centred = X2 - mu
@@ -196,42 +239,43 @@ def _layernorm(X: Array, scaler: Array, intercept: Array, epsilon: float,
         sigma2 = xp.reshape(xp.vecdot(centred, centred, axis=-1), (n_ex, 1)) * _reciprocal(size)
     else:
         sigma2 = xp.matmul(centred * centred, ones) * _reciprocal(size)
-    inv_std = 1.0 / xp.sqrt(sigma2 + epsilon)
-    Y = inv_std * xp.reshape(scaler, (1, size))  # gamma / sigma, then in place (one array less)
+    inv_std = _inv_sqrt(sigma2, epsilon)
+    Y = inv_std * _reshape(scaler, (size,), xp)  # gamma / sigma, then in place (one array less)
     Y *= centred
-    Y += xp.reshape(intercept, (1, size))
-    cache = NormCache(xp.reshape(centred, X.shape), scaler, xp.reshape(inv_std, stat_shape),
-                      xp.reshape(mu, stat_shape), xp.reshape(sigma2, stat_shape), True)
-    return xp.reshape(Y, X.shape), cache
+    Y += _reshape(intercept, (size,), xp)
+    cache = NormCache(_reshape(centred, X.shape, xp), scaler, _reshape(inv_std, stat_shape, xp),
+                      _reshape(mu, stat_shape, xp), _reshape(sigma2, stat_shape, xp), True)
+    return _reshape(Y, X.shape, xp), cache
 
 
 def _layernorm_backward(dY: Array, cache: NormCache, xp: Any,
                         consume_cache: bool) -> tuple[Array, Array, Array]:
     n_ex, size = int(dY.shape[0]), math.prod(dY.shape[1:])
-    dY2 = xp.reshape(dY, (n_ex, size))
-    centred = xp.reshape(cache.centred, (n_ex, size))
-    inv_std = xp.reshape(cache.inv_std, (n_ex, 1))
+    dY2 = _reshape(dY, (n_ex, size), xp)
+    centred = _reshape(cache.centred, (n_ex, size), xp)
+    inv_std = _reshape(cache.inv_std, (n_ex, 1), xp)
     t = dY2 * centred
     # parameter gradients: sums over the examples, X_hat = centred * inv_std
-    d_scaler = xp.reshape(xp.matmul(xp.reshape(inv_std, (1, n_ex)), t), cache.scaler.shape)
-    d_intercept = xp.reshape(xp.matmul(_ones((1, n_ex), dY, xp), dY2), cache.scaler.shape)
-    # per example, with g = gamma * dY: mean(g) and mean(g * centred), as products with gamma
-    gamma = xp.reshape(cache.scaler, (size, 1))
-    g_mean = xp.matmul(dY2, gamma) * _reciprocal(size)
-    gc_mean = xp.matmul(t, gamma) * _reciprocal(size)
+    scaler_shape = tuple(cache.scaler.shape)
+    d_scaler = _reshape(xp.matmul(xp.reshape(inv_std, (n_ex,)), t), scaler_shape, xp)
+    d_intercept = _reshape(xp.matmul(_ones((n_ex,), dY, xp), dY2), scaler_shape, xp)
+    # per example, with g = gamma * dY: mean(g) and mean(g * centred), as products with gamma / N
+    gamma_n = _reshape(cache.scaler, (size, 1), xp) * _reciprocal(size)
+    g_mean = xp.matmul(dY2, gamma_n)
+    gc_mean = xp.matmul(t, gamma_n)
     del t
     # dX = inv_std * (g - mean(g) - X_hat * mean(g * X_hat))
-    #    = (gamma * inv_std) * dY - centred * inv_std^3 * mean(g * centred) - inv_std * mean(g)
-    dX = inv_std * xp.reshape(cache.scaler, (1, size))
-    dX *= dY2
-    a = gc_mean * (inv_std * inv_std * inv_std)
+    #    = (g - centred * inv_std^2 * mean(g * centred) - mean(g)) * inv_std
+    dX = dY2 * _reshape(cache.scaler, (size,), xp)
+    a = (inv_std * inv_std) * gc_mean
     if consume_cache:  # the cache is spent: scale its centred input in place
         centred *= a
         dX -= centred
     else:
         dX -= centred * a
-    dX -= g_mean * inv_std
-    return xp.reshape(dX, dY.shape), d_scaler, d_intercept
+    dX -= g_mean
+    dX *= inv_std
+    return _reshape(dX, dY.shape, xp), d_scaler, d_intercept
 
 
 @replaceable
@@ -283,7 +327,8 @@ def batchnorm_forward(X: Array, scaler: Array, intercept: Array, epsilon: float 
 
 
 @replaceable
-def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Array, Array, Array]:
+def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None, *,
+                       consume_cache: bool = False) -> tuple[Array, Array, Array]:
     r"""Gradients of :func:`batchnorm_forward`.
 
     .. math::
@@ -293,12 +338,21 @@ def batchnorm_backward(dY: Array, cache: NormCache, xp: Any = None) -> tuple[Arr
 
     summed over every axis but the last; :math:`\partial L / \partial X` as in the forward's Notes.
 
+    Parameters
+    ----------
+    dY : array shaped like the forward's ``Y``
+    cache : NormCache
+        From :func:`batchnorm_forward`.
+    consume_cache : bool
+        Let the backward overwrite ``cache.centred`` as scratch, which saves a temporary the size of
+        ``X``; the cache must not be used again. Default ``False``.
+
     Returns
     -------
     dX, d_scaler, d_intercept : arrays shaped like X, scaler and intercept
     """
     xp = namespace_of(dY) if xp is None else xp
-    return _batchnorm_backward(dY, cache, xp)
+    return _batchnorm_backward(dY, cache, xp, consume_cache)
 
 
 @replaceable

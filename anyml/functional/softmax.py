@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyml.backend import namespace_of, replaceable
+from anyml.backend import Array, namespace_of, replaceable
+from anyml.functional.norm import _ones
 
 __all__ = ["log_softmax", "softmax_backward", "softmax_forward"]
 
-Array = Any
 
 
 @replaceable
@@ -48,11 +48,11 @@ def _softmax(Z: Array, axis: int, xp: Any) -> Array:
     """The softmax of ``Z`` whose maximum along ``axis`` has already been subtracted."""
     E = xp.exp(Z)
     if _is_last(axis, E.ndim):
-        # a matrix-vector product sums the rows faster than a reduction
-        n = int(E.shape[-1])
-        E /= xp.matmul(E, xp.ones((n, 1), dtype=E.dtype, device=E.device))
+        # a matrix-vector product sums the rows faster than a reduction (with a cached vector)
+        sums = xp.matmul(E, _ones((int(E.shape[-1]), 1), E, xp))
     else:
-        E /= xp.sum(E, axis=axis, keepdims=True)
+        sums = xp.sum(E, axis=axis, keepdims=True)
+    E /= sums
     return E
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from anyml._validate import real
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.distributed import noise
 from anyml.functional.attention import attention_backward, attention_forward
 from anyml.initializers import get_initializer
@@ -13,7 +13,6 @@ from anyml.layers.base import LayerBase
 
 __all__ = ["DotProductAttention"]
 
-Array = Any
 
 
 class DotProductAttention(LayerBase):

@@ -7,8 +7,9 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+from anyml._finite import CHECK_EVERY
 from anyml._validate import positive_int
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.embedding import (
     POOLS,
     embedding_backward,
@@ -20,7 +21,26 @@ from anyml.layers.base import LayerBase, parameters_deferred
 
 __all__ = ["Embedding"]
 
-Array = Any
+
+def _flatten(ids: Any) -> list[int]:
+    """The values of nested lists of ids, flattened (Python ints)."""
+    out: list[int] = []
+    for v in ids:
+        if isinstance(v, list | tuple):
+            out.extend(_flatten(v))
+        else:
+            out.append(int(v))
+    return out
+
+
+def _in_host_memory(x: Any) -> bool:
+    """Whether ``x`` lives in host memory (DLPack device type CPU or CUDA-pinned host), where
+    reading its values costs no device synchronization."""
+    try:
+        kind = int(x.__dlpack_device__()[0])
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return False
+    return kind in (1, 3)  # kDLCPU, kDLCUDAHost
 
 
 class Embedding(LayerBase):
@@ -60,7 +80,13 @@ class Embedding(LayerBase):
 
     ``W`` (``(vocab_size, n_out)``) is created when the layer is built, since its shape is known then.
     Ids are validated (integer dtype, within ``[0, vocab_size)``) at every call; an example of a ragged
-    batch with no ids pools to a zero vector.
+    batch with no ids pools to a zero vector. Ids given as Python lists, or as arrays in host memory
+    (NumPy, array-api-strict, torch on the CPU), are range-checked at once and raise ``ValueError``.
+    Ids already on a device (CuPy, torch on CUDA) are checked without a host synchronization: an id
+    out of range is looked up modulo ``vocab_size`` (never outside ``W``) and reported by a
+    ``ValueError`` at the next finiteness check of :meth:`update` (the first update and every
+    :data:`anyml._finite.CHECK_EVERY` updates, where the host reads a device flag anyway), or at
+    once by :meth:`check_ids`.
 
     Examples
     --------
@@ -88,6 +114,10 @@ class Embedding(LayerBase):
         self.pool = pool
         self.init = init
         get_initializer(init)  # fail early on an unknown name
+        # whether the ids looked up on a device were in range: 0-d flags on the device (see
+        # _device_ids), and the calls of _finite_parts so far
+        self._ids_pending: list[Array] = []
+        self._flag_calls = 0
         if not parameters_deferred():  # a checkpoint or set_params supplies W
             self._init_params()
 
@@ -113,15 +143,21 @@ class Embedding(LayerBase):
         self._new_param("W", weights((self.vocab_size, self.n_out), self.backend.host_rng))
 
     # ------------------------------------------------------------------ ids
-    def _check_ids(self, ids: Any, name: str = "X") -> Array:
+    def _check_ids(self, ids: Any, name: str = "X", *, in_range: bool = False) -> Array:
         """Return ``ids`` as an int64 array of this backend after checking dtype and range.
 
-        Nested Python lists of ints are host data and are converted; arrays must already be on this
-        backend (as for every layer input).
+        Nested Python lists of ints are host data: their range is checked on the host before the
+        upload. Arrays must already be on this backend (as for every layer input); those in host
+        memory (NumPy, array-api-strict, torch on the CPU: DLPack device type CPU) are checked at
+        once, and those on a device without a host read (see :meth:`_device_ids`). ``in_range``:
+        the caller has already checked the values on the host.
         """
         xp = self.xp
         if isinstance(ids, list | tuple):
+            if not in_range:
+                self._check_host_ids(_flatten(ids), name)
             ids = self.backend.asarray(ids)
+            in_range = True
         else:
             self.backend.check_array(ids, "Embedding", name)
         if not xp.isdtype(ids.dtype, "integral"):
@@ -129,14 +165,88 @@ class Embedding(LayerBase):
                    f"convert it with backend.asarray({name}, dtype='int64') if it holds whole "
                    f"numbers")
             raise TypeError(msg)
-        if math.prod(ids.shape) > 0 and bool(xp.any((ids < 0) | (ids >= self.vocab_size))):  # one host sync
+        ids = ids if ids.dtype == xp.int64 else xp.astype(ids, xp.int64)
+        if in_range or math.prod(ids.shape) == 0:
+            return ids
+        if _in_host_memory(ids):  # two reductions read on the host, not a device sync
             low, high = int(xp.min(ids)), int(xp.max(ids))
             if low < 0 or high >= self.vocab_size:
-                bad = low if low < 0 else high
-                msg = (f"Embedding: ids must lie in [0, {self.vocab_size}) (vocab_size="
-                       f"{self.vocab_size}), got {bad} in {name}")
-                raise ValueError(msg)
-        return ids if ids.dtype == xp.int64 else xp.astype(ids, xp.int64)
+                self._raise_out_of_range(low if low < 0 else high, name)
+            return ids
+        return self._device_ids(ids)
+
+    def _check_host_ids(self, values: list[int], name: str) -> None:
+        """Range-check ids given as Python ints (host data, before their upload)."""
+        if values:
+            low, high = min(values), max(values)
+            if low < 0 or high >= self.vocab_size:
+                self._raise_out_of_range(low if low < 0 else high, name)
+
+    def _raise_out_of_range(self, bad: int, name: str) -> None:
+        msg = (f"Embedding: ids must lie in [0, {self.vocab_size}) (vocab_size={self.vocab_size}), "
+               f"got {bad} in {name}")
+        raise ValueError(msg)
+
+    def _device_ids(self, ids: Array) -> Array:
+        """Ids on a device, range-checked without a host sync.
+
+        The look-up uses ``ids % vocab_size``, which never reads outside ``W`` (an id in range is
+        unchanged), and whether every id was in range is a 0-d flag kept on the device (two small
+        kernels). The flags join the layer's finiteness flag at the updates where the host reads
+        it anyway (the first and every :data:`anyml._finite.CHECK_EVERY`, see
+        :meth:`~anyml.layers.base.LayerBase.update`): an out-of-range id then raises ``ValueError``
+        naming the update, instead of a NaN report. :meth:`check_ids` reads them at once.
+        """
+        safe = ids % self.vocab_size
+        self._ids_pending.append(self.xp.all(safe == ids))
+        if len(self._ids_pending) > CHECK_EVERY:  # many look-ups between updates: fold them
+            self._ids_pending = [self._all(self._ids_pending)]
+        return safe
+
+    def _all(self, flags: list[Array]) -> Array:
+        return flags[0] if len(flags) == 1 else self.xp.all(self.xp.stack(flags))
+
+    def check_ids(self) -> None:
+        """Raise ``ValueError`` if an id out of ``[0, vocab_size)`` was looked up on a device (one
+        host read of a device flag; ids in host memory are checked at every call instead)."""
+        self._raise_if_ids_bad(None)
+
+    def _raise_if_ids_bad(self, step: int | None) -> None:
+        if not self._ids_pending:
+            return
+        ok = self._all(self._ids_pending)
+        self._ids_pending = [ok]
+        if bool(ok):
+            return
+        self._ids_pending = []  # reported once
+        when = "" if step is None else f" (at or before update {step})"
+        msg = (f"Embedding: ids must lie in [0, {self.vocab_size}) (vocab_size={self.vocab_size}), "
+               f"but an id out of range was looked up on the device{when}; it was read modulo "
+               f"vocab_size. Check the ids (layer.check_ids() reads this flag at once)")
+        raise ValueError(msg)
+
+    def _finite_parts(self) -> list[Array]:
+        """The parameters' finiteness flags; at the updates where the host reads them (the first
+        and every :data:`~anyml._finite.CHECK_EVERY`), with the range flag of the ids looked up on
+        a device (kept, folded into one, for the error report)."""
+        parts = super()._finite_parts()
+        self._flag_calls += 1
+        due = self._flag_calls == 1 or self._flag_calls % CHECK_EVERY == 0
+        if due and self._ids_pending:
+            ok = self._all(self._ids_pending)
+            self._ids_pending = [ok]
+            parts.append(ok)
+        return parts
+
+    def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
+        """:meth:`LayerBase.update <anyml.layers.base.LayerBase.update>`, as a method of its own: a
+        model then updates this layer by itself rather than in its grouped optimizer step, and asks
+        it for its finiteness parts, which carry the range flag of the ids looked up on a device."""
+        super().update(cur_loss, check_finite=check_finite)
+
+    def _raise_if_not_finite(self, step: int | None = None) -> None:
+        self._raise_if_ids_bad(step)  # a bad id explains a failed flag first
+        super()._raise_if_not_finite(step)
 
     def _rows(self, X: Sequence[Any]) -> list[Any]:
         """Check each example of a list ``X``: a list of Python ints (host data, kept as a list) or a
@@ -152,6 +262,7 @@ class Embedding(LayerBase):
                         msg = (f"Embedding: expected X to hold integer ids, X[{i}] holds "
                                f"{value!r}")
                         raise TypeError(msg) from None
+                self._check_host_ids([operator.index(v) for v in seq], "X")
                 rows.append(list(seq))
                 continue
             if not (hasattr(seq, "shape") and hasattr(seq, "dtype")):
@@ -199,7 +310,9 @@ class Embedding(LayerBase):
         else:
             flat = self.xp.concat([self._row_array(row) for row, n in zip(rows, lengths, strict=True)
                                    if n > 0], axis=0)
-        return self._check_ids(flat), self.backend.asarray(segments, dtype="int64"), len(rows)
+        host = all(isinstance(row, list) for row in rows)  # range-checked by _rows
+        return (self._check_ids(flat, in_range=host), self.backend.asarray(segments, dtype="int64"),
+                len(rows))
 
     # ------------------------------------------------------------------ the seed API
     def lookup(self, ids: Any) -> Array:
@@ -245,7 +358,8 @@ class Embedding(LayerBase):
                 X_ids = self._stack_rows(rows)
             else:
                 X_ids = X
-            ids = self._check_ids(X_ids)
+            host = rows is not None and all(isinstance(row, list) for row in rows)
+            ids = self._check_ids(X_ids, in_range=host)  # lists: range-checked by _rows
             if ids.ndim != 2 or (self.pool == "mean" and int(ids.shape[1]) == 0):
                 msg = f"Embedding: expected X of shape (n_ex, n_in) with n_in >= 1, got {tuple(ids.shape)}"
                 raise ValueError(msg)

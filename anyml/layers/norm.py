@@ -7,7 +7,7 @@ from typing import Any
 
 from anyml._validate import real
 from anyml.activations import get_activation
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.norm import (
     batchnorm_backward,
     batchnorm_forward,
@@ -18,7 +18,6 @@ from anyml.layers.base import LayerBase
 
 __all__ = ["BatchNorm1D", "BatchNorm2D", "LayerNorm1D", "LayerNorm2D"]
 
-Array = Any
 
 
 class _NormBase(LayerBase):
@@ -178,7 +177,8 @@ class _BatchNormBase(_NormBase):
     def backward(self, dLdy: Array, retain_grads: bool = True) -> Array:
         """Return :math:`\\partial L / \\partial X` and accumulate the gradients of scaler and intercept."""
         cache = self._pop(dLdy)
-        dX, d_scaler, d_intercept = batchnorm_backward(dLdy, cache["_norm"], xp=self.xp)
+        dX, d_scaler, d_intercept = batchnorm_backward(dLdy, cache["_norm"], xp=self.xp,
+                                                       consume_cache=True)  # popped: spent
         self._accumulate(retain_grads, scaler=d_scaler, intercept=d_intercept)
         return dX
 

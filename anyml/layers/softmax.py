@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from anyml._validate import integer
-from anyml.backend import Backend
+from anyml.backend import Array, Backend
 from anyml.functional.softmax import softmax_backward, softmax_forward
 from anyml.layers.base import LayerBase
 
 __all__ = ["Softmax"]
 
-Array = Any
 
 
 class Softmax(LayerBase):

@@ -13,7 +13,7 @@ import pytest
 import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
 from anyml.backend import fast_path, use_fast_paths
-from anyml.functional import conv, norm, pool, softmax
+from anyml.functional import conv, embedding, norm, pool, softmax
 from anyml.testing import assert_close
 
 
@@ -142,6 +142,24 @@ def test_softmax_matches_the_pure_path(tb, axis):
     _close(tb, native, pure, "log_softmax")
 
 
+@pytest.mark.parametrize("pool_mode", [None, "sum", "mean"])
+def test_embedding_matches_the_pure_path(tb, pool_mode):
+    ids = tb.asarray(np.array([[1, 4, 4, 0], [7, 1, 4, 9], [4, 4, 2, 3]]), dtype="int64")
+    W = tb.rng.normal((10, 3))
+    rng = np.random.default_rng(0)
+    results = []
+    for enabled in (True, False):
+        with use_fast_paths(enabled):
+            Y, cache = embedding.embedding_forward(ids, W, pool_mode)
+            dY = tb.asarray(rng.standard_normal(tuple(Y.shape))) if not results else results[0][2]
+            dW = embedding.embedding_backward(dY, cache, tb.index_add,
+                                              accumulate_into=tb.rng.normal((10, 3)) * 0.0)
+        results.append((Y, dW, dY))
+    (Y, dW, _), (Y0, dW0, _) = results
+    _close(tb, Y, Y0, "Y")
+    _close(tb, dW, dW0, "dW")
+
+
 def test_a_cache_serves_a_second_backward(tb):
     X, W = tb.rng.normal((2, 5, 5, 3)), tb.rng.normal((3, 3, 3, 4))
     Z, cache = conv.conv2d_forward(X, W, None, 1)
@@ -179,6 +197,8 @@ LAYERS = {
     "BatchNorm2D": lambda be: (L.BatchNorm2D(backend=be), (4, 3, 3, 2)),
     "LayerNorm1D": lambda be: (L.LayerNorm1D(backend=be), (4, 7)),
     "Softmax": lambda be: (L.Softmax(backend=be), (4, 7)),
+    "BatchNorm1D": lambda be: (L.BatchNorm1D(backend=be), (5, 3)),
+    "LayerNorm2D": lambda be: (L.LayerNorm2D(backend=be), (3, 2, 3, 2)),
 }
 
 

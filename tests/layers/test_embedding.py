@@ -139,8 +139,12 @@ def test_update_changes_only_the_rows_used(backend64):
 
 def test_bad_input_errors(backend):
     layer = Embedding(3, vocab_size=5, backend=backend)
-    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\).*got 5"):
+    on_device = backend.name in ("gpulike", "cupy", "torch-cuda") or "cuda" in str(backend.device)
+    # ids on a device are reported by the device flag (without the value), not at the look-up
+    got = "an id out of range was looked up on the device" if on_device else "got 5"
+    with pytest.raises(ValueError, match=rf"Embedding: ids must lie in \[0, 5\).*{got}"):
         layer.forward(backend.asarray([[0, 5]]))
+        layer.check_ids()
     with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\).*got -1"):
         layer.forward([[0, -1]])
     with pytest.raises(TypeError, match="Embedding: expected X to hold integer ids"):
@@ -158,6 +162,7 @@ def test_bad_input_errors(backend):
         pooled.forward([[0, 1], [7]])
     with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\)"):
         pooled.forward([backend.asarray([0, 1], dtype="int64"), backend.asarray([9], dtype="int64")])
+        pooled.check_ids()
     with pytest.raises(ValueError, match=r"Embedding: each example of a list X must be a 1-D "
                                          r"sequence of ids, X\[1\] has shape \(1, 1\)"):
         pooled.forward([backend.asarray([0, 1], dtype="int64"), backend.asarray([[2]], dtype="int64")])
@@ -191,3 +196,40 @@ def test_bad_input_errors(backend):
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Embedding(**kwargs)
+
+
+def test_ids_on_a_device_are_checked_without_a_host_sync():
+    """On a device the range check is a flag kept there: no sync at the look-up, an id out of range
+    reads row ``id % vocab_size``, and the flag raises at the next finiteness check of update()."""
+    be = anyml.make_backend("gpulike", seed=0)
+    layer = Embedding(3, vocab_size=5, backend=be)
+    W = be.peek(layer.parameters["W"])
+    good = be.asarray([[0, 4], [2, 2]])
+    bad = be.asarray([[0, 5], [-1, 2]])
+    counters = be.counters
+    counters.reset()
+    Y = layer.forward(good)
+    layer.check_ids()  # one read, nothing to report
+    assert counters.syncs == 1
+    counters.reset()
+    Y = layer.forward(bad)
+    layer.backward(be.asarray(np.ones((2, 2, 3), dtype=np.float32)))
+    assert counters.syncs == 0
+    np.testing.assert_array_equal(be.peek(Y), W[[[0, 0], [4, 2]]])
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\).*update 1"):
+        layer.update()
+    layer.forward(good)
+    layer.update()  # reported once; later good ids start afresh
+    layer.check_ids()
+
+
+def test_a_model_reports_an_id_out_of_range_on_a_device_at_its_first_update():
+    from anyml.layers import Flatten, FullyConnected
+    from anyml.model import Sequential
+
+    be = anyml.make_backend("gpulike", seed=0)
+    model = Sequential([Embedding(3, vocab_size=5, backend=be), Flatten(backend=be),
+                        FullyConnected(2, backend=be)], loss="SquaredError", backend=be)
+    X, y = be.asarray([[0, 7], [1, 2]]), be.asarray(np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 5\).*update 1"):
+        model.train_on_batch(X, y)
