@@ -17,7 +17,6 @@ arrays of the backend only, like the layers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from typing import Any
@@ -339,24 +338,13 @@ class Sequential:
         if len(layers) < 2:
             return set(), []
         step = self.__dict__.setdefault("_grouped_step", GroupedStep())
+        # flush=True: each group's gradients become views of one flat zero array, which the next
+        # step takes as its flat gradient (no concatenation), as flush_gradients would otherwise
         updated = step.apply([(layer.optimizer, layer.parameters, layer.gradients)
-                              for layer in layers], cur_loss)
+                              for layer in layers], cur_loss, flush=True)
+        for layer in layers:
+            layer._caches.clear()
         xp = self.backend.xp
-        grads = [(layer, name, grad) for layer in layers for name, grad in layer.gradients.items()]
-        if len({str(grad.dtype) for _, _, grad in grads}) == 1:
-            # flush_gradients with one zero buffer for all: each gradient a view of its own part
-            zeros = xp.zeros((sum(math.prod(grad.shape) for _, _, grad in grads),),
-                             dtype=grads[0][2].dtype, device=grads[0][2].device)
-            start = 0
-            for layer, name, grad in grads:
-                stop = start + math.prod(grad.shape)
-                layer.gradients[name] = xp.reshape(zeros[start:stop], grad.shape)
-                start = stop
-            for layer in layers:
-                layer._caches.clear()
-        else:
-            for layer in layers:
-                layer.flush_gradients()
         return {id(layer) for layer in layers}, [xp.all(xp.isfinite(values)) for values in updated]
 
     def _clip_global_norm(self, max_norm: float) -> Array:

@@ -239,8 +239,8 @@ class Optimizer(Spec):
         class, the current rate and Adam's step count); ``None``: never grouped (a subclass)."""
         if type(self) not in _GROUPABLE:
             return None
-        return tuple((k, v) for k, v in self.spec_params().items()
-                     if k not in ("lr", "lr_scheduler"))
+        return tuple((k, getattr(self, k)) for k in self._spec_fields
+                     if k != "lr" and k != "lr_scheduler")
 
     def _clip(self, grad: Array, xp: Any) -> Array:
         r"""Scale ``grad`` by :math:`\min(1, c / \lVert g \rVert_2)`, staying on the device."""
@@ -619,12 +619,21 @@ def _divide_into(numerator: Array, denominator: Array) -> Array:
 
 # --------------------------------------------------------------------------- grouped step
 class _Kept:
-    """The flat state of one group after a step, and the views of it its optimizers hold."""
+    """A group after a step: its flat state, parameters and (flushed) gradients, and the views of
+    them its optimizers, parameter and gradient mappings hold (the next step reuses a flat array
+    while every holder still holds exactly its view)."""
 
-    __slots__ = ("flats", "views")
+    __slots__ = ("flats", "grad", "grad_views", "param", "param_views", "views")
 
-    def __init__(self, flats: tuple[Array, ...], views: list[tuple[Array, ...]]) -> None:
+    def __init__(self, flats: tuple[Array, ...], views: list[tuple[Array, ...]], param: Array,
+                 param_views: list[Array], grad: Array | None, grad_views: list[Array]) -> None:
         self.flats, self.views = flats, views
+        self.param, self.param_views = param, param_views
+        self.grad, self.grad_views = grad, grad_views
+
+
+# one parameter in a group: (optimizer, parameters, name, gradient, gradients)
+_Member = tuple[Optimizer, MutableMapping[str, Array], str, Array, MutableMapping[str, Array]]
 
 
 class GroupedStep:
@@ -652,13 +661,18 @@ class GroupedStep:
     def __init__(self) -> None:
         self._kept: dict[tuple[Any, ...], _Kept] = {}
 
-    def apply(self, items: Sequence[tuple[Optimizer, MutableMapping[str, Array], Mapping[str, Array]]],
-              cur_loss: float | None = None) -> list[Array]:
+    def apply(self, items: Sequence[tuple[Optimizer, MutableMapping[str, Array], MutableMapping[str, Array]]],
+              cur_loss: float | None = None, *, flush: bool = False) -> list[Array]:
         """Update ``parameters[name]`` for every ``name`` in ``gradients``, for every
         ``(optimizer, parameters, gradients)``, then advance each optimizer one step.
 
         Each optimizer must appear once; its parameters are keyed by name as in the per-layer
         path (``optimizer(parameters[name], gradients[name], name, cur_loss)``).
+
+        With ``flush=True`` every gradient is then replaced by zeros (as
+        :meth:`~anyml.layers.LayerBase.flush_gradients` does): the gradients of a group become
+        views of one flat zero array, which the next step takes as the group's flat gradient
+        without a concatenation while every gradient is still that view (accumulated in place).
 
         Returns
         -------
@@ -666,56 +680,70 @@ class GroupedStep:
             Arrays that hold every updated parameter between them (the flat result of each group,
             the new value of each parameter updated alone), e.g. for one finiteness check.
         """
-        groups: dict[tuple[Any, ...], list[tuple[Optimizer, MutableMapping[str, Array], str, Array]]] = {}
+        groups: dict[tuple[Any, ...], list[_Member]] = {}
         for opt, params, grads in items:
             config = opt._group_config()
             lr = opt.learning_rate(cur_loss)
+            cache = opt.cache
             for name, grad in grads.items():
                 param = params[name]
-                opt._check_shapes(param, grad, name)
-                state = opt.cache.get(name)
+                if param.shape != grad.shape:
+                    opt._check_shapes(param, grad, name)
+                state = cache.get(name)
                 t = 0 if state is None else int(state.get("t", 0))
-                key = (type(opt), config, lr, t, str(param.dtype), str(param.device),
+                # dtype objects as they are (hashable everywhere; NumPy's str of one is slow)
+                key = (type(opt), config, lr, t, param.dtype, str(param.device),
                        type(param)) if config is not None else (id(opt), name)
-                groups.setdefault(key, []).append((opt, params, name, grad))
+                groups.setdefault(key, []).append((opt, params, name, grad, grads))
         kept: dict[tuple[Any, ...], _Kept] = {}
         updated = []
         for key, members in groups.items():
             if len(members) == 1 or len(key) == 2:
-                for opt, params, name, grad in members:
+                for opt, params, name, grad, grads in members:
                     params[name] = opt(params[name], grad, name, cur_loss)
                     updated.append(params[name])
+                    if flush:
+                        grads[name] = namespace_of(grad).zeros(grad.shape, dtype=grad.dtype,
+                                                               device=grad.device)
             else:
                 with device_of(members[0][1][members[0][2]]):
-                    updated.append(self._run(members, key[2], kept))
+                    updated.append(self._run(members, key[2], kept, flush))
         self._kept = kept
         for opt, _, _ in items:
             opt.step()
         return updated
 
-    def _run(self, members: list[tuple[Optimizer, MutableMapping[str, Array], str, Array]],
-             lr: float, kept: dict[tuple[Any, ...], _Kept]) -> Array:
+    def _run(self, members: list[_Member], lr: float, kept: dict[tuple[Any, ...], _Kept],
+             flush: bool) -> Array:
         first = members[0][0]
         names = first._state_names
         xp = namespace_of(members[0][1][members[0][2]])
-        params = [p[name] for _, p, name, _ in members]
+        params = [p[name] for _, p, name, _, _ in members]
         shapes = [tuple(p.shape) for p in params]
         sizes = [math.prod(s) for s in shapes]
-        flat_grad = xp.concat([xp.reshape(opt._clip(g, xp), (-1,)) for opt, _, _, g in members])
-        flat_param = xp.concat([xp.reshape(p, (-1,)) for p in params])
         signature = tuple((id(opt), name, shape)
-                          for (opt, _, name, _), shape in zip(members, shapes, strict=True))
+                          for (opt, _, name, _, _), shape in zip(members, shapes, strict=True))
+        old = self._kept.get(signature)
+        if old is not None and all(p is v for p, v in zip(params, old.param_views, strict=True)):
+            flat_param = old.param  # every parameter is still its view of the last flat result
+        else:
+            flat_param = xp.concat([xp.reshape(p, (-1,)) for p in params])
+        if (old is not None and old.grad is not None and first.clip_norm is None
+                and all(m[3] is v for m, v in zip(members, old.grad_views, strict=True))):
+            flat_grad = old.grad  # the flushed zeros, accumulated in place through the views
+        else:
+            flat_grad = xp.concat([xp.reshape(opt._clip(g, xp), (-1,))
+                                   for opt, _, _, g, _ in members])
         flats: tuple[Array, ...] = ()
         t = 0
         if names:
             states = []
-            for (opt, _, name, _), param in zip(members, params, strict=True):
+            for (opt, _, name, _, _), param in zip(members, params, strict=True):
                 state = opt.cache.get(name)
                 if state is None:
                     state = opt.cache[name] = opt._new_state(param, xp)
                 t = opt._advance(state)
                 states.append(state)
-            old = self._kept.get(signature)
             if old is not None and all(
                     state[k] is view for state, views in zip(states, old.views, strict=True)
                     for k, view in zip(names, views, strict=True)):
@@ -724,20 +752,31 @@ class GroupedStep:
                 flats = tuple(xp.concat([xp.reshape(state[k], (-1,)) for state in states])
                               for k in names)
         new_param, new_flats = first._apply(flat_param, flat_grad, flats, lr, t)
+        zeros = (xp.zeros(flat_grad.shape, dtype=flat_grad.dtype, device=flat_grad.device)
+                 if flush else None)
         views: list[tuple[Array, ...]] = []
+        param_views: list[Array] = []
+        grad_views: list[Array] = []
         start = 0
-        for (opt, p, name, _), shape, size in zip(members, shapes, sizes, strict=True):
+        for (opt, p, name, _, _), shape, size in zip(members, shapes, sizes, strict=True):
             stop = start + size
-            p[name] = xp.reshape(new_param[start:stop], shape)
+            p[name] = view = xp.reshape(new_param[start:stop], shape)
+            param_views.append(view)
             if names:
                 member_views = tuple(xp.reshape(flat[start:stop], shape) for flat in new_flats)
                 state = opt.cache[name]
-                for k, view in zip(names, member_views, strict=True):
-                    state[k] = view
+                for k, state_view in zip(names, member_views, strict=True):
+                    state[k] = state_view
                 views.append(member_views)
             start = stop
-        if names:
-            kept[signature] = _Kept(tuple(new_flats), views)
+        if zeros is not None:
+            start = 0
+            for (_, _, name, _, grads), shape, size in zip(members, shapes, sizes, strict=True):
+                stop = start + size
+                grads[name] = view = xp.reshape(zeros[start:stop], shape)
+                grad_views.append(view)
+                start = stop
+        kept[signature] = _Kept(tuple(new_flats), views, new_param, param_views, zeros, grad_views)
         return new_param
 
 
