@@ -6,15 +6,22 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
-from typing import Any
+from typing import Any, TypeVar
 
 from anyml._finite import FiniteWatch
 from anyml._validate import host_floats, is_integer
 from anyml.activations import get_activation
 from anyml.backend import Array, Backend, activated, resolve_backend, to_numpy
+from anyml.functional._memo import memo
 from anyml.optimizers import Optimizer, get_optimizer
+
+T = TypeVar("T")
+
+#: Where :meth:`LayerBase._plan` puts the input shape among the arguments.
+SHAPE = object()
 
 __all__ = ["LayerBase", "accepts_gradient_list", "all_true"]
 
@@ -604,6 +611,24 @@ class LayerBase:
                 msg += (" (Sequential.fit, evaluate and predict convert integer and boolean data "
                         "themselves)")
             raise TypeError(msg)
+
+    def _plan(self, fn: Callable[..., T], shape: Any, *args: Any) -> T:
+        """``fn(*args)`` as :func:`~anyml.functional._memo.memo` gives it, with ``shape`` (an int or a
+        tuple of ints, from an input array) in place of the marker :data:`SHAPE` in ``args``,
+        remembered per layer for the last call.
+
+        The last call's result is reused while the input shape is equal and every other argument is
+        the very same object (the layer's validated hyperparameters): no key to build, no memo to
+        look up. Anything else (a hyperparameter set anew, another shape) goes through ``memo``,
+        which validates and raises as before.
+        """
+        last = self.__dict__.get("_last_plan")
+        if (last is not None and last[0] is fn and last[1] == shape and len(last[2]) == len(args)
+                and all(map(operator.is_, last[2], args))):
+            return last[3]  # type: ignore[no-any-return]
+        result = memo(fn, *(shape if a is SHAPE else a for a in args))
+        self.__dict__["_last_plan"] = (fn, shape, args, result)
+        return result
 
     def _check_grad(self, dLdy: Any, shape: tuple[int, ...], name: str = "dLdy") -> None:
         """Raise a clear error unless the upstream gradient matches the output's shape."""

@@ -7,7 +7,6 @@ from typing import Any
 
 from anyml.activations import ReLU, get_activation
 from anyml.backend import Array, Backend
-from anyml.functional._memo import memo
 from anyml.functional._padding import (
     Pad4,
     as_count,
@@ -28,6 +27,7 @@ from anyml.functional.conv import (
 )
 from anyml.initializers import get_initializer
 from anyml.layers._workspace import PooledWorkspaces
+from anyml.layers.base import SHAPE
 
 __all__ = ["Conv1D", "Conv2D", "Deconv2D"]
 
@@ -280,8 +280,8 @@ class Conv2D(_ConvLayer):
         """Convolve ``X`` of shape ``(n_ex, in_rows, in_cols, in_ch)``; returns
         ``(n_ex, out_rows, out_cols, out_ch)``."""
         self._prepare(X)
-        stride, pads = memo(_conv2d_plan, self.pad, self.stride, (int(X.shape[1]), int(X.shape[2])),
-                            self.kernel_shape, self.dilation, self._name)
+        stride, pads = self._plan(_conv2d_plan, (int(X.shape[1]), int(X.shape[2])), self.pad,
+                                  self.stride, SHAPE, self.kernel_shape, self.dilation, self._name)
         P = self.parameters
         ws = self._workspaces.take()
         act = self._fused_act()
@@ -371,8 +371,8 @@ class Conv1D(_ConvLayer):
     def forward(self, X: Array, retain_derived: bool = True) -> Array:
         """Convolve ``X`` of shape ``(n_ex, l_in, in_ch)``; returns ``(n_ex, l_out, out_ch)``."""
         self._prepare(X)
-        pads = memo(resolve_pad1d, self.pad, int(X.shape[1]), self.kernel_width, self.stride,
-                    self.dilation, self._name)
+        pads = self._plan(resolve_pad1d, int(X.shape[1]), self.pad, SHAPE, self.kernel_width,
+                          self.stride, self.dilation, self._name)
         P = self.parameters
         ws = self._workspaces.take()
         act = self._fused_act()
@@ -477,8 +477,8 @@ class Deconv2D(_ConvLayer):
         """Apply the transposed convolution to ``X`` of shape ``(n_ex, in_rows, in_cols, in_ch)``;
         returns ``(n_ex, out_rows, out_cols, out_ch)``."""
         self._prepare(X)
-        stride, pads = memo(_deconv2d_plan, self.pad, self.stride,
-                            (int(X.shape[1]), int(X.shape[2])), self.kernel_shape, self._name)
+        stride, pads = self._plan(_deconv2d_plan, (int(X.shape[1]), int(X.shape[2])), self.pad,
+                                  self.stride, SHAPE, self.kernel_shape, self._name)
         P = self.parameters
         act = self._fused_act()
         Z, cache = deconv2d_forward(X, P["W"], P["b"], pads, stride, xp=self.xp, act=act)

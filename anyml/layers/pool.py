@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from anyml.backend import Array, Backend
-from anyml.functional._memo import memo
 from anyml.functional._padding import Pad4, as_pair, check_pad_spec, pair_or_int
 from anyml.functional.pool import POOL_MODES, pool2d_backward, pool2d_forward, resolve_pool_pads
-from anyml.layers.base import LayerBase
+from anyml.layers.base import SHAPE, LayerBase
 
 __all__ = ["Pool2D"]
 
@@ -124,8 +123,8 @@ class Pool2D(LayerBase):
             msg = (f"Pool2D: expected X of shape (n_ex, in_rows, in_cols, {self.in_ch}), got "
                    f"{tuple(X.shape)}")
             raise ValueError(msg)
-        stride, pads = memo(_plan, self.pad, self.stride, (int(X.shape[1]), int(X.shape[2])),
-                            self.kernel_shape)
+        stride, pads = self._plan(_plan, (int(X.shape[1]), int(X.shape[2])), self.pad, self.stride,
+                                  SHAPE, self.kernel_shape)
         Y, cache = pool2d_forward(X, self.kernel_shape, stride, pads, self.mode, xp=self.xp)
         self._push(retain_derived, X=X, _op=cache, _shape=tuple(Y.shape))
         return Y
