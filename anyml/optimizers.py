@@ -757,25 +757,27 @@ class GroupedStep:
         views: list[tuple[Array, ...]] = []
         param_views: list[Array] = []
         grad_views: list[Array] = []
+        flat_arrays = (new_param, *new_flats) if zeros is None else (new_param, *new_flats, zeros)
         start = 0
-        for (opt, p, name, _, _), shape, size in zip(members, shapes, sizes, strict=True):
+        for (opt, p, name, _, grads), shape, size in zip(members, shapes, sizes, strict=True):
             stop = start + size
-            p[name] = view = xp.reshape(new_param[start:stop], shape)
-            param_views.append(view)
+            # a slice of a flat array is already the view a 1-d parameter needs
+            if len(shape) == 1:
+                parts = [flat[start:stop] for flat in flat_arrays]
+            else:
+                parts = [xp.reshape(flat[start:stop], shape) for flat in flat_arrays]
+            p[name] = parts[0]
+            param_views.append(parts[0])
             if names:
-                member_views = tuple(xp.reshape(flat[start:stop], shape) for flat in new_flats)
+                member_views = tuple(parts[1:1 + len(names)])
                 state = opt.cache[name]
                 for k, state_view in zip(names, member_views, strict=True):
                     state[k] = state_view
                 views.append(member_views)
+            if zeros is not None:
+                grads[name] = parts[-1]
+                grad_views.append(parts[-1])
             start = stop
-        if zeros is not None:
-            start = 0
-            for (_, _, name, _, grads), shape, size in zip(members, shapes, sizes, strict=True):
-                stop = start + size
-                grads[name] = view = xp.reshape(zeros[start:stop], shape)
-                grad_views.append(view)
-                start = stop
         kept[signature] = _Kept(tuple(new_flats), views, new_param, param_views, zeros, grad_views)
         return new_param
 
