@@ -308,6 +308,9 @@ class Sequential:
         for layer in self.layers:
             if id(layer) in grouped:
                 continue
+            if type(layer).update is LayerBase.update and not layer.gradients:
+                layer._caches.clear()  # nothing to update: what flush_gradients does
+                continue
             layer.update(cur_loss, check_finite=False)
             parts += layer._finite_parts()
         ok = all_true(self.backend.xp, parts)  # one flag for all parameters: stack, then all

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy as _copy
 import math
+import operator
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -237,10 +238,15 @@ class Optimizer(Spec):
     def _group_config(self) -> tuple[Any, ...] | None:
         """What must be equal for two optimizers to update their parameters together (besides the
         class, the current rate and Adam's step count); ``None``: never grouped (a subclass)."""
-        if type(self) not in _GROUPABLE:
+        kind = type(self)
+        if kind not in _GROUPABLE:
             return None
-        return tuple((k, getattr(self, k)) for k in self._spec_fields
-                     if k != "lr" and k != "lr_scheduler")
+        get = _CONFIG_GETTERS.get(kind)
+        if get is None:  # the hyperparameters but the rate, read by one C call per step (one name
+            # twice, so that the getter returns a tuple however few there are)
+            fields = [k for k in self._spec_fields if k != "lr" and k != "lr_scheduler"]
+            get = _CONFIG_GETTERS[kind] = operator.attrgetter(*fields, fields[0])
+        return get(self)  # type: ignore[no-any-return]
 
     def _clip(self, grad: Array, xp: Any) -> Array:
         r"""Scale ``grad`` by :math:`\min(1, c / \lVert g \rVert_2)`, staying on the device."""
@@ -501,6 +507,7 @@ class AdamW(Adam):
 
 
 _GROUPABLE = (SGD, AdaGrad, RMSProp, Adam, AdamW)
+_CONFIG_GETTERS: dict[type[Optimizer], Callable[[Optimizer], tuple[Any, ...]]] = {}
 
 
 # --------------------------------------------------------------------------- the update kernels
@@ -623,11 +630,12 @@ class _Kept:
     them its optimizers, parameter and gradient mappings hold (the next step reuses a flat array
     while every holder still holds exactly its view)."""
 
-    __slots__ = ("flats", "grad", "grad_views", "param", "param_views", "views")
+    __slots__ = ("flats", "grad", "grad_views", "param", "param_views", "state_views", "views")
 
     def __init__(self, flats: tuple[Array, ...], views: list[tuple[Array, ...]], param: Array,
                  param_views: list[Array], grad: Array | None, grad_views: list[Array]) -> None:
         self.flats, self.views = flats, views
+        self.state_views = [view for member in views for view in member]
         self.param, self.param_views = param, param_views
         self.grad, self.grad_views = grad, grad_views
 
@@ -744,9 +752,8 @@ class GroupedStep:
                     state = opt.cache[name] = opt._new_state(param, xp)
                 t = opt._advance(state)
                 states.append(state)
-            if old is not None and all(
-                    state[k] is view for state, views in zip(states, old.views, strict=True)
-                    for k, view in zip(names, views, strict=True)):
+            if old is not None and all(map(operator.is_, [state[k] for state in states for k in names],
+                                           old.state_views)):
                 flats = old.flats
             else:
                 flats = tuple(xp.concat([xp.reshape(state[k], (-1,)) for state in states])
