@@ -164,3 +164,31 @@ def test_grouped_step_names_a_bad_gradient_shape(backend: anyml.Backend) -> None
     params = {"W": backend.from_host(np.ones((2, 3)))}
     with pytest.raises(ValueError, match="Adam: the gradient of 'W'"):
         GroupedStep().apply([(opt, params, {"W": backend.from_host(np.ones((3, 2)))})])
+
+
+@pytest.mark.parametrize("spec", ["Adam(lr=0.01)", "SGD(lr=0.05, momentum=0.9, clip_norm=0.3)"])
+def test_flat_gradients_and_parameters_reused_or_rebuilt(make_backend_for, spec: str) -> None:
+    """The grouped step takes the flushed flat gradient (and the flat parameters) back while every
+    gradient and parameter is still its view; gradients accumulated over two passes, a gradient or
+    parameter replaced, or flushed by the layer between steps all give the per-layer result."""
+    be = make_backend_for("float64")
+    grouped, single = _model(be, spec), _per_layer(_model(make_backend_for("float64"), spec))
+    for step in range(6):
+        X, y = _data(step)
+        for model in (grouped, single):
+            if step == 2:  # two passes accumulated before one update
+                for half in (slice(0, 4), slice(4, 8)):
+                    out = model.forward(be.asarray(X[half]))
+                    model.backward(out - be.asarray(y[half]))
+                model.update()
+                continue
+            if step == 3:  # a gradient replaced (not in place), a parameter too
+                layer = model.layers[1]
+                layer.gradients["W"] = layer.gradients["W"] + 0.0
+                layer.parameters["b"] = layer.parameters["b"] * 1.0
+            if step == 4:  # a layer flushed on its own
+                model.layers[0].flush_gradients()
+            _step(model, X, y, False)
+        _assert_same(be, grouped, single)
+    grads = grouped.layers[0].gradients
+    assert all(not np.any(be.to_host(g)) for g in grads.values())
