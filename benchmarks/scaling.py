@@ -17,6 +17,7 @@ For FullyConnected, Conv2D, LSTM and one training step of the digits CNN (the ca
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -58,13 +59,24 @@ def _status_kb(field: str) -> int:
 
 
 def step_peak_mb(step) -> float:
-    """MB by which the peak resident set grows during one call of ``step`` (after a warm-up call)."""
+    """MB by which the peak resident set grows during one call of ``step`` (after a warm-up call).
+
+    The garbage collector is run first and kept off during the call: a collection inside it would
+    free other objects' memory and hide part of the step's own peak.
+    """
     step()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident set
-    before = _status_kb("VmRSS")
-    step()
-    return max(0, _status_kb("VmHWM") - before) / 1024
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current resident set
+        before = _status_kb("VmRSS")
+        step()
+        return max(0, _status_kb("VmHWM") - before) / 1024
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def memory_row(name: str, batch: int, steps: int | None, variant: str | None) -> dict:

@@ -283,6 +283,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
         shifts = flat_shifts(kernel, dilation, cols)
         Z = xp.empty((n, out_shape[0], out_shape[1], out_ch), dtype=X.dtype, device=X.device)
         taken = _taken(batches, grid, len(shifts), ch)
+        zero = None if act is None else _constant(workspace, (), 0.0, X, xp)
         for start, stop in batches:
             if taken:
                 idx = _take_index(workspace, "cols", kernel, dilation, (rows, cols), ch, n, xp, X)
@@ -294,8 +295,8 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
             if b1 is not None:
                 part += b1
             part = xp.reshape(part, (stop - start, rows, cols, out_ch))
-            Z[start:stop, ...] = _activate(part[:, :out_shape[0], :out_shape[1], :], act, xp,
-                                           workspace)
+            part = part[:, :out_shape[0], :out_shape[1], :]
+            Z[start:stop, ...] = part if zero is None else xp.maximum(part, zero)
             del part  # one chunk's product at a time
         colsT = chunk if len(batches) == 1 else None
         return Z, ConvCache(Pf, colsT, W, batches, pads, kernel, strides, dilation, out_shape,
@@ -378,8 +379,11 @@ def conv2d_backward(dZ: Array, cache: ConvCache, xp: Any = None,
             chunk = colsT if colsT is not None else gather_flat(P, q0, q1, shifts, xp, workspace)
             dW = _accumulate(dW, xp.matmul(chunk, Gc))
             dcolsT = xp.matmul(W2, xp.matrix_transpose(Gc))
+            # a window of an output position lies inside its example's grid, so what a shift
+            # carries past the chunk's last example comes from positions that are no output (zero
+            # gradient, nothing to add): clipped, each chunk adds to its own examples' part only
             for idx, shift in enumerate(shifts):
-                dPf[:, q0 + shift:q1 + shift] += dcolsT[idx * ch:(idx + 1) * ch, :]
+                dPf[:, q0 + shift:q1] += dcolsT[idx * ch:(idx + 1) * ch, :q1 - q0 - shift]
             del dcolsT  # freed before the next chunk's is made: one at a time
         dP = xp.reshape(dPf, (ch, n + 1, rows, cols))[:, :n, ...]
         # one product for the bias gradient (a small product per chunk costs more in threads)

@@ -168,13 +168,19 @@ def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Array:
         left = dY  # the gradient not yet routed to an earlier maximum of its window
         last = len(views) - 1
         for idx, (rs, cs) in enumerate(views):
-            hit = Xp[:, rs, cs, :] == Y
-            # inner offsets take their share as a product with the 0/1 mask, faster on a CPU than
-            # a select on an unpredictable mask; the first and last use the select, one operation
-            # (kernel launch) fewer. The two agree for finite gradients; an infinite or NaN
-            # upstream gradient spreads as NaN over the inner offsets of its window.
-            share = (xp.where(hit, left, 0.0) if idx in (0, last)
-                     else left * xp.astype(hit, dY.dtype))
+            if idx == last and idx > 0:
+                # every window holds its maximum, so what no earlier offset took belongs to the
+                # last one: no comparison needed (a window whose maximum is NaN, which equals no
+                # value, also gives it to its last offset)
+                share = left
+            else:
+                hit = Xp[:, rs, cs, :] == Y
+                # inner offsets take their share as a product with the 0/1 mask, faster on a CPU
+                # than a select on an unpredictable mask; the first uses the select, one operation
+                # (kernel launch) fewer. The two agree for finite gradients; an infinite or NaN
+                # upstream gradient spreads as NaN over the inner offsets of its window.
+                share = (xp.where(hit, left, 0.0) if idx == 0
+                         else left * xp.astype(hit, dY.dtype))
             if disjoint:
                 dXp[:, rs, cs, :] = share
             else:

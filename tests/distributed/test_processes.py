@@ -24,6 +24,10 @@ WORKER = HERE / "_worker.py"
 ROOT = HERE.parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# The launches run one after another on one test worker (``--dist loadgroup``): two torchrun jobs
+# started at once on a loaded machine can pick the same free port for their rendezvous.
+pytestmark = pytest.mark.xdist_group("process-launches")
+
 
 def _missing(what: str) -> None:
     if IN_CI:
