@@ -116,9 +116,9 @@ class RBM(LayerBase):
         float64), so ``exp`` never overflows; this only lifts probabilities below :math:`e^{-87}
         \approx 1.6 \cdot 10^{-38}` (float32), at the edge of the subnormal range, to that value."""
         # Deliberately not anyml.activations' two-branch sigmoid (abs, exp, divide, multiply, where):
-        # one capped exp and one divide, the bias folded into the negation of the product, is about
-        # 3x faster elementwise in float32 (1.5x in float64) on NumPy, 15-25% of the whole activation
-        # of a (256, 784) x (784, 256) product; both agree to within an ulp or two.
+        # one capped exp and one divide, the bias folded into the negation of the product, is several
+        # times faster elementwise on NumPy (measured in benchmarks/RESULTS.md); both agree to within
+        # an ulp or two.
         xp = self.xp
         neg = -b - xp.matmul(A, M)  # -(AM + b) in one pass
         e = xp.exp(xp.minimum(neg, _exp_cap(xp, neg.dtype)))  # no clip: it syncs on CuPy
