@@ -133,6 +133,17 @@ class Backend:
         ``device``; ``None`` means no limit."""
         return CPU_CHUNK_BYTES
 
+    @property
+    def pools_memory(self) -> bool:
+        """Whether the library keeps freed device memory in a pool of its own and hands it out
+        again without asking the driver (CuPy's memory pool, PyTorch's CUDA caching allocator).
+
+        Layers then keep no idle scratch workspaces between calls: the pool already recycles the
+        memory, and a kept workspace would only be held away from the rest of the program. False on
+        a CPU, where reusing a workspace spares the system's page allocation and zeroing.
+        """
+        return False
+
     # --- per-library hooks -------------------------------------------------------------
     def _load(self) -> tuple[Any, Any, type]:
         raise NotImplementedError

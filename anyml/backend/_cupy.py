@@ -95,6 +95,10 @@ class CupyBackend(Backend):
     def array_to_numpy(x: Any) -> np.ndarray:
         return x.get()
 
+    @property
+    def pools_memory(self) -> bool:
+        return True  # CuPy's memory pool
+
     def resident_bytes(self) -> int:
         try:
             free, _ = self.device.mem_info

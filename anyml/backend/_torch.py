@@ -78,6 +78,10 @@ class TorchBackend(Backend):
         tensor = self.module.from_numpy(host)
         return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
+    @property
+    def pools_memory(self) -> bool:
+        return self.device.type == "cuda"  # PyTorch's caching allocator
+
     def resident_bytes(self) -> int:
         if self.device.type == "cpu":
             return CPU_RESIDENT_BYTES

@@ -5,6 +5,10 @@ it back once that pass's backward has run (or at once, when the pass is not reta
 passes waiting for their backward each hold their own workspace, so the contract of one forward /
 backward pair per workspace holds however forwards and backwards interleave, while a plain training
 loop keeps reusing the same memory.
+
+On a backend whose library pools device memory itself (:attr:`Backend.pools_memory`: CuPy, PyTorch
+on CUDA) the pool keeps no idle workspace: each pass's scratch arrays go back to the library's pool
+once its backward has run, so no memory sits idle in a layer between steps.
 """
 
 from __future__ import annotations
@@ -47,14 +51,20 @@ class WorkspacePool:
 
 
 class PooledWorkspaces(LayerBase):
-    """A layer with a :class:`WorkspacePool` in ``self._workspaces``, emptied by :meth:`to`."""
+    """A layer with a :class:`WorkspacePool` in ``self._workspaces``, made anew by :meth:`to`.
+
+    The pool keeps two idle workspaces, or none where the backend pools memory itself.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._workspaces = WorkspacePool()
+        self._workspaces = self._new_pool()
+
+    def _new_pool(self) -> WorkspacePool:
+        return WorkspacePool(0 if self.backend.pools_memory else 2)
 
     def to(self, backend: str | Backend) -> PooledWorkspaces:
         """Move the layer to another backend (see :meth:`LayerBase.to`); idle workspaces are dropped."""
         super().to(backend)
-        self._workspaces.clear()
+        self._workspaces = self._new_pool()
         return self

@@ -506,3 +506,19 @@ def test_wrong_dtype_and_backward_before_forward(backend):
         layer.forward(X)
     with pytest.raises(RuntimeError, match="Conv1D: backward called with no retained"):
         layer.backward(backend.rng.normal((1, 3, 2)))
+
+
+@pytest.mark.parametrize(("name", "kept"), [("numpy", 1), ("gpulike", 0)])
+def test_idle_workspaces_are_kept_only_where_the_library_does_not_pool_memory(name, kept):
+    """After a forward and its backward, a convolution keeps its scratch workspace for the next call
+    on a CPU library, and none on a backend whose library pools device memory itself (CuPy, torch on
+    CUDA; ``gpulike`` is CuPy's backend on the emulated device)."""
+    be = anyml.make_backend(name, dtype="float32", seed=0)
+    assert be.pools_memory is (kept == 0)
+    layer = Conv2D(4, (3, 3), pad="same", act_fn="ReLU", backend=be)
+    X = be.asarray(np.ones((2, 6, 6, 3)))
+    Y = layer.forward(X)
+    layer.backward(be.asarray(np.ones(tuple(Y.shape))))
+    assert len(layer._workspaces._idle) == kept
+    layer.to("numpy")
+    assert layer._workspaces.size == 2
