@@ -113,9 +113,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
 
     if not _usable(X, W, b):
         return NotImplemented
-    conv._check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
-    conv._check_w(X, W, b, "conv2d")
-    conv._check_act(act, "conv2d")
+    conv._check_conv2d_inputs(X, W, b, act, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     strides, pads, _ = conv.memo(conv._conv2d_geometry, pad, stride, in_shape, kernel, dilation)
@@ -151,9 +149,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
 
     if not _usable(X, W, b):
         return NotImplemented
-    conv._check_x(X, 4, "deconv2d", "(n_ex, in_rows, in_cols, in_ch)")
-    conv._check_w(X, W, b, "deconv2d")
-    conv._check_act(act, "deconv2d")
+    conv._check_conv2d_inputs(X, W, b, act, "deconv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     strides = as_pair(stride, "stride", "deconv2d")
     top, bottom, left, right = conv.resolve_deconv_pads(pad, (int(X.shape[1]), int(X.shape[2])),

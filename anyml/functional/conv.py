@@ -180,6 +180,14 @@ def _check_act(act: Any, owner: str) -> None:
         raise ValueError(msg)
 
 
+def _check_conv2d_inputs(X: Array, W: Array, b: Array | None, act: Any, owner: str) -> None:
+    """The checks of a 2-D convolution's or transposed convolution's inputs, shared by the pure
+    functions here and the native fast paths that replace them."""
+    _check_x(X, 4, owner, "(n_ex, in_rows, in_cols, in_ch)")
+    _check_w(X, W, b, owner)
+    _check_act(act, owner)
+
+
 def _activate(Z: Array, act: str | None, xp: Any, ws: dict | None = None) -> Array:
     """``Z`` through ``act`` (``"relu"``: :math:`\\max(Z, 0)`, NaN kept, as ``ReLU`` does)."""
     if act is None:
@@ -262,9 +270,7 @@ def conv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, str
     contiguous slice, and the outputs at the padding positions are computed and dropped.
     """
     xp = namespace_of(X) if xp is None else xp
-    _check_x(X, 4, "conv2d", "(n_ex, in_rows, in_cols, in_ch)")
-    _check_w(X, W, b, "conv2d")
-    _check_act(act, "conv2d")
+    _check_conv2d_inputs(X, W, b, act, "conv2d")
     kernel = (int(W.shape[0]), int(W.shape[1]))
     in_shape = (int(X.shape[1]), int(X.shape[2]))
     strides, pads, out_shape = memo(_conv2d_geometry, pad, stride, in_shape, kernel, dilation)
@@ -594,9 +600,7 @@ def deconv2d_forward(X: Array, W: Array, b: Array | None = None, pad: Any = 0, s
         For :func:`deconv2d_backward`.
     """
     xp = namespace_of(X) if xp is None else xp
-    _check_x(X, 4, "deconv2d", "(n_ex, in_rows, in_cols, in_ch)")
-    _check_w(X, W, b, "deconv2d")
-    _check_act(act, "deconv2d")
+    _check_conv2d_inputs(X, W, b, act, "deconv2d")
     kr, kc, in_ch, out_ch = (int(v) for v in W.shape)
     strides = as_pair(stride, "stride", "deconv2d")
     n, rows, cols_, _ = (int(v) for v in X.shape)
