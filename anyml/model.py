@@ -369,7 +369,7 @@ class Sequential:
                 sq = xp.sum(value * value)
                 total = sq if total is None else total + sq
         norm = xp.sqrt(total)
-        scale = max_norm / xp.clip(norm, min=max_norm)  # c / max(norm, c), never divides by zero
+        scale = max_norm / xp.maximum(norm, max_norm)  # c / max(norm, c), never divides by zero
         for g in grads:
             for name in g:
                 g[name] = g[name] * scale
