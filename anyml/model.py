@@ -327,7 +327,7 @@ class Sequential:
         configuration updated by one set of kernels; same result as layer by layer). Returns the
         ids of the layers done (parameters updated, optimizer stepped, gradients flushed) and
         their finiteness parts (0-d boolean arrays, as ``_finite_parts`` of each: one per flat
-        group rather than one per parameter)."""
+        group rather than one per parameter, plus each layer's ``_extra_finite_parts``)."""
         layers: list[LayerBase] = []
         seen: dict[int, int] = {}  # an optimizer shared by several layers keeps their order
         for layer in self.layers:
@@ -348,7 +348,10 @@ class Sequential:
         for layer in layers:
             layer._caches.clear()
         xp = self.backend.xp
-        return {id(layer) for layer in layers}, [xp.all(xp.isfinite(values)) for values in updated]
+        parts = [xp.all(xp.isfinite(values)) for values in updated]
+        for layer in layers:
+            parts += layer._extra_finite_parts()
+        return {id(layer) for layer in layers}, parts
 
     def _clip_global_norm(self, max_norm: float) -> Array:
         r"""Scale every trainable gradient by :math:`\min(1, c / \lVert g \rVert_2)` with the norm of

@@ -251,13 +251,21 @@ class LayerBase:
         return all_true(self.xp, self._finite_parts())
 
     def _finite_parts(self) -> list[Array]:
-        """One 0-d boolean array per trainable parameter, on the device: is it all finite? Empty
-        when the layer has none to check (no gradients, or frozen). A model folds the parts of all
-        its layers into one flag (:func:`all_true`)."""
+        """One 0-d boolean array per trainable parameter, on the device: is it all finite? Then the
+        layer's :meth:`_extra_finite_parts`. No parameter flags when the layer has none to check (no
+        gradients, or frozen). A model folds the parts of all its layers into one flag
+        (:func:`all_true`)."""
+        extra = self._extra_finite_parts()
         if not (self.trainable and self.gradients):
-            return []
+            return extra
         xp, params = self.xp, self.parameters
-        return [xp.all(xp.isfinite(params[name])) for name in self.gradients]
+        return [xp.all(xp.isfinite(params[name])) for name in self.gradients] + extra
+
+    def _extra_finite_parts(self) -> list[Array]:
+        """Flags a layer adds to its parameters' finiteness parts (0-d boolean arrays, ``True`` when
+        all is well), asked once per update; a model's grouped optimizer step, which checks the
+        parameters of a whole group at once, still folds these in. None by default."""
+        return []
 
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         flag = self._finite_flag()

@@ -225,24 +225,17 @@ class Embedding(LayerBase):
                f"vocab_size. Check the ids (layer.check_ids() reads this flag at once)")
         raise ValueError(msg)
 
-    def _finite_parts(self) -> list[Array]:
-        """The parameters' finiteness flags; at the updates where the host reads them (the first
-        and every :data:`~anyml._finite.CHECK_EVERY`), with the range flag of the ids looked up on
-        a device (kept, folded into one, for the error report)."""
-        parts = super()._finite_parts()
+    def _extra_finite_parts(self) -> list[Array]:
+        """At the updates where the host reads the finiteness flags (the first and every
+        :data:`~anyml._finite.CHECK_EVERY`), the range flag of the ids looked up on a device (kept,
+        folded into one, for the error report)."""
         self._flag_calls += 1
         due = self._flag_calls == 1 or self._flag_calls % CHECK_EVERY == 0
         if due and self._ids_pending:
             ok = self._all(self._ids_pending)
             self._ids_pending = [ok]
-            parts.append(ok)
-        return parts
-
-    def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
-        """:meth:`LayerBase.update <anyml.layers.base.LayerBase.update>`, as a method of its own: a
-        model then updates this layer by itself rather than in its grouped optimizer step, and asks
-        it for its finiteness parts, which carry the range flag of the ids looked up on a device."""
-        super().update(cur_loss, check_finite=check_finite)
+            return [ok]
+        return []
 
     def _raise_if_not_finite(self, step: int | None = None) -> None:
         self._raise_if_ids_bad(step)  # a bad id explains a failed flag first
