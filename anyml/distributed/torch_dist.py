@@ -11,6 +11,7 @@ and exits the process; ``torchrun`` then stops the other workers.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import traceback
@@ -51,6 +52,9 @@ class TorchCommunicator(Communicator):
         self.torch, self.dist = torch, dist
         if not dist.is_initialized():
             dist.init_process_group(backend=backend or "gloo", timeout=timedelta(seconds=timeout))
+            # a process group left to the interpreter's teardown can abort the process there
+            # (its C++ threads outlive it: "terminate called without an active exception")
+            atexit.register(_destroy_process_group, dist)
         self.backend = str(dist.get_backend())
         self.rank = int(dist.get_rank())
         self.size = int(dist.get_world_size())
@@ -143,3 +147,9 @@ class TorchCommunicator(Communicator):
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(code)
+
+
+def _destroy_process_group(dist: Any) -> None:
+    """Destroy the process group this module made, at exit, if it is still there."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -24,8 +24,8 @@ WORKER = HERE / "_worker.py"
 ROOT = HERE.parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# The launches run one after another on one test worker (``--dist loadgroup``): two torchrun jobs
-# started at once on a loaded machine can pick the same free port for their rendezvous.
+# The launches run one after another on one test worker (``--dist loadgroup``), so that two jobs
+# never compete for the cores, nor two torchrun rendezvous for a free port.
 pytestmark = pytest.mark.xdist_group("process-launches")
 
 
