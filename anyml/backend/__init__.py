@@ -89,7 +89,12 @@ from __future__ import annotations
 import numpy as np
 
 # the libraries' own kernels behind the pure functions (each registers on its Backend class)
-from anyml.backend import _cupy_fast, _torch_fast, _torch_fast_recurrent  # noqa: F401
+from anyml.backend import (  # noqa: F401
+    _cupy_fast,
+    _numpy_fast_embedding,
+    _torch_fast,
+    _torch_fast_recurrent,
+)
 from anyml.backend._arrays import namespace_of, to_numpy
 from anyml.backend._base import Array, Backend, BackendUnavailableError, dtype_name
 from anyml.backend._cupy import CupyBackend

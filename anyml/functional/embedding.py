@@ -132,7 +132,8 @@ def embedding_bag_forward(ids: Array, segments: Array, n_ex: int, W: Array, pool
 
 @replaceable
 def embedding_backward(dY: Array, cache: EmbeddingCache, index_add: IndexAdd,
-                       xp: Any = None, accumulate_into: Array | None = None) -> Array:
+                       xp: Any = None, accumulate_into: Array | None = None, *,
+                       zeros_given: bool = False) -> Array:
     r"""The gradient wrt. ``W`` of :func:`embedding_forward` or :func:`embedding_bag_forward`.
 
     .. math:: \frac{\partial L}{\partial W_v} = \sum_{(i, t):\, x_{i,t} = v} c_i \,
@@ -147,6 +148,9 @@ def embedding_backward(dY: Array, cache: EmbeddingCache, index_add: IndexAdd,
         Add the gradient into this array (in place where the backend can) instead of into zeros: a
         layer that accumulates gradients saves a dense ``(vocab_size, n_out)`` temporary and a pass
         over it.
+    zeros_given : bool
+        ``accumulate_into`` is known to hold zeros (a gradient just flushed): a native fast path
+        may then write the gradient over it rather than add into it (the pure path adds).
 
     Returns
     -------

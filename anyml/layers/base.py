@@ -110,6 +110,11 @@ class LayerBase:
 
     #: Names of the parameters that the optimizer updates; the others in ``parameters`` are state.
     _trainable_names: tuple[str, ...] = ()
+    #: Trainable parameters whose gradients the layer's backward hands :meth:`_accumulate` as new
+    #: arrays that nothing else holds or writes afterwards (no view of an input, a cache or a
+    #: workspace, on every backend and fast path): the first one after a flush becomes the
+    #: accumulated gradient itself, later ones are added into it in place.
+    _fresh_gradients: frozenset[str] = frozenset()
     #: Other names numpy-ml gives this layer in a summary's ``"layer"`` entry (e.g. ``"Sum"``).
     _summary_names: tuple[str, ...] = ()
     #: Keys numpy-ml writes in this layer's summary that mean nothing here; ``set_params`` skips them.
@@ -206,10 +211,17 @@ class LayerBase:
         return self.train(False)
 
     def flush_gradients(self) -> None:
-        """Zero the accumulated gradients and drop every retained forward pass."""
+        """Zero the accumulated gradients and drop every retained forward pass.
+
+        Each gradient becomes a new zero array (an array handed out before is never changed), which
+        the layer remembers as zero until its next backward (see :meth:`_gradient_is_zero`).
+        """
         self._caches.clear()
+        zeros = {}
         for name, grad in self.gradients.items():  # zeros, not zeros_like: NumPy's calloc is cheaper
-            self.gradients[name] = self.xp.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
+            zeros[name] = self.gradients[name] = self.xp.zeros(grad.shape, dtype=grad.dtype,
+                                                               device=grad.device)
+        self.__dict__["_zero_gradients"] = zeros
 
     def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
         """Apply the optimizer to every trainable parameter, then :meth:`flush_gradients`.
@@ -549,6 +561,7 @@ class LayerBase:
 
         self.parameters = {k: move(v) for k, v in self.parameters.items()}
         self.gradients = {k: move(v) for k, v in self.gradients.items()}
+        self.__dict__.pop("_zero_gradients", None)  # arrays of the backend left behind
         self.optimizer.map_cache(move)
         self._caches.clear()
         self.backend, self.xp = new, new.xp
@@ -563,11 +576,38 @@ class LayerBase:
             if name in self._trainable_names:
                 self.gradients[name] = self.xp.zeros_like(self.parameters[name])
 
+    def _gradient_is_zero(self, name: str) -> bool:
+        """Whether ``gradients[name]`` is still the zero array that :meth:`flush_gradients` made.
+
+        Asked by a backward just before it writes the gradient, so the answer is forgotten: the next
+        call answers ``False`` until the next flush. A gradient replaced in between (a model's
+        grouped optimizer step, a reduction across processes, :meth:`to`) is not that array and
+        answers ``False``, as does one changed in place between the flush and the backward (nothing
+        in anyml does so).
+        """
+        zeros = self.__dict__.get("_zero_gradients")
+        if not zeros:
+            return False
+        zero = zeros.pop(name, None)
+        return zero is not None and zero is self.gradients.get(name)
+
     def _accumulate(self, retain_grads: bool, **grads: Array) -> None:
-        """Add parameter gradients into :attr:`gradients` (skipped when frozen or not retained)."""
+        """Add parameter gradients into :attr:`gradients` (skipped when frozen or not retained).
+
+        For the names in :attr:`_fresh_gradients`, the first gradient after a flush is kept as it
+        is (when its shape and dtype are the accumulator's) instead of being added into the zeros:
+        one pass over a large gradient instead of three (write it, read it and the zeros, write
+        the sum).
+        """
         if retain_grads and self.trainable:
+            gradients = self.gradients
             for name, grad in grads.items():
-                self.gradients[name] += grad
+                acc = gradients[name]
+                if (self._gradient_is_zero(name) and name in self._fresh_gradients
+                        and grad.shape == acc.shape and grad.dtype == acc.dtype):
+                    gradients[name] = grad
+                else:
+                    gradients[name] += grad
 
     def _retained_output_shapes(self) -> list[tuple[int, ...]]:
         """The output shape of each retained forward pass, oldest first (for the list form)."""

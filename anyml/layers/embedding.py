@@ -372,6 +372,9 @@ class Embedding(LayerBase):
         if self.pool is not None:
             dLdy = self.xp.reshape(dLdy, (int(dLdy.shape[0]), self.n_out))
         if retain_grads and self.trainable:  # scatter straight into the accumulated gradient
+            # (just after a flush, known to be zeros: a fast path may write over them)
+            zeros_given = self._gradient_is_zero("W")
             self.gradients["W"] = embedding_backward(dLdy, cache["_embedding"], self.backend.index_add,
-                                                     xp=self.xp, accumulate_into=self.gradients["W"])
+                                                     xp=self.xp, accumulate_into=self.gradients["W"],
+                                                     zeros_given=zeros_given)
 
