@@ -59,6 +59,9 @@ class FullyConnected(LayerBase):
     """
 
     _trainable_names = ("W", "b")
+    #: ``linear_backward`` makes both gradients anew (a product and a sum): the first after a flush
+    #: becomes the gradient itself (see :meth:`LayerBase._accumulate`)
+    _fresh_gradients = frozenset(_trainable_names)
 
     def __init__(self, n_out: int | None, act_fn: Any = None, init: Any = "glorot_uniform",
                  optimizer: Any = None, *, backend: str | Backend | None = None) -> None:
