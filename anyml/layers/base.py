@@ -217,6 +217,8 @@ class LayerBase:
         the layer remembers as zero until its next backward (see :meth:`_gradient_is_zero`).
         """
         self._caches.clear()
+        if not self.gradients:
+            return
         zeros = {}
         for name, grad in self.gradients.items():  # zeros, not zeros_like: NumPy's calloc is cheaper
             zeros[name] = self.gradients[name] = self.xp.zeros(grad.shape, dtype=grad.dtype,
