@@ -23,6 +23,7 @@ The results equal the pure path's up to the order in which repeated rows are add
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -60,16 +61,17 @@ def scatter_rows(target: np.ndarray, index: np.ndarray, source: np.ndarray,
         rows, chosen = (index, position) if done else (index[won], position[won])
         if source_row is not None:
             chosen = source_row.take(chosen)
-        if zero:
-            updated = source.take(chosen, axis=0)
+        if zero:  # every id once, unique rows: no copy of the source when it is the whole of it
+            updated = source if done and source_row is None else source.take(chosen, axis=0)
             zero = False
         else:
             updated = target.take(rows, axis=0)  # ``take`` gathers rows faster than fancy indexing
             updated += source.take(chosen, axis=0)
-        if rows_of is None:
+        items = None if rows_of is None else _row_items(updated)
+        if items is None:
             target[rows] = updated
         else:
-            rows_of[rows] = _row_items(updated)
+            rows_of[rows] = items
         if done:
             return target
         rest = ~won
@@ -98,6 +100,15 @@ def _row_items(a: np.ndarray) -> Any:
     return a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(a.shape[0])
 
 
+@functools.cache
+def _cache_type() -> Any:
+    """:class:`~anyml.functional.embedding.EmbeddingCache` (imported at the first call: the
+    functional module imports the backend package, which imports this module)."""
+    from anyml.functional.embedding import EmbeddingCache
+
+    return EmbeddingCache
+
+
 @NumpyBackend.register_fast_path("embedding_backward")
 def embedding_backward(dY: Array, cache: Any, index_add: Any, xp: Any = None,
                        accumulate_into: Array | None = None, *, zeros_given: bool = False) -> Any:
@@ -107,9 +118,7 @@ def embedding_backward(dY: Array, cache: Any, index_add: Any, xp: Any = None,
     Hands the call back (``NotImplemented``) for anything but NumPy arrays of one float dtype and the
     pure forward's cache.
     """
-    from anyml.functional.embedding import EmbeddingCache
-
-    if not isinstance(cache, EmbeddingCache):
+    if not isinstance(cache, _cache_type()):
         return NotImplemented
     ids, segments, counts, in_shape, pool, W_shape = cache
     if (type(dY) is not np.ndarray or type(ids) is not np.ndarray or ids.ndim != 1

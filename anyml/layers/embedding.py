@@ -160,7 +160,7 @@ class Embedding(LayerBase):
             in_range = True
         else:
             self.backend.check_array(ids, "Embedding", name)
-        if not xp.isdtype(ids.dtype, "integral"):
+        if ids.dtype != xp.int64 and not xp.isdtype(ids.dtype, "integral"):
             msg = (f"Embedding: expected {name} to hold integer ids, got dtype {ids.dtype}; "
                    f"convert it with backend.asarray({name}, dtype='int64') if it holds whole "
                    f"numbers")
