@@ -92,6 +92,7 @@ import numpy as np
 from anyml.backend import (  # noqa: F401
     _cupy_fast,
     _numpy_fast_embedding,
+    _numpy_fast_linear,
     _numpy_fast_pool,
     _torch_fast,
     _torch_fast_recurrent,
