@@ -44,7 +44,7 @@ def pool2d_backward(dY: Array, cache: tuple[Any, ...], xp: Any = None) -> Any:
         return NotImplemented
     mode, Xp, Y, _, pads, kernel, strides, out_shape = cache
     if (mode != "max" or kernel != strides or type(Xp) is not np.ndarray or type(Y) is not np.ndarray
-            or Xp.size > MAX_SIZE or dY.shape != Y.shape or dY.dtype != Y.dtype
+            or not 0 < Xp.size <= MAX_SIZE or dY.shape != Y.shape or dY.dtype != Y.dtype
             or Xp.dtype != Y.dtype or any(pads)):
         return NotImplemented
     (kr, kc), (orows, ocols) = kernel, out_shape

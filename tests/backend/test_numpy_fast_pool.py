@@ -64,6 +64,7 @@ def test_ties_and_nan_go_to_the_pure_path(nb):
     (2, 2, 1, "max", (1, 6, 6, 2)),  # padded
     (2, 2, 0, "max", (1, 7, 8, 2)),  # a remainder row
     (2, 2, 0, "max", (2, 32, 32, 16)),  # larger than MAX_SIZE: the pure path is faster there
+    (2, 2, 0, "max", (0, 4, 4, 3)),  # an empty batch (a rank's share in data parallelism)
 ])
 def test_other_poolings_go_to_the_pure_path(nb, kernel, stride, pad, mode, shape):
     native, pure, dispatched = _backward_both(nb, nb.rng.normal(shape), kernel, stride, pad, mode)
