@@ -23,7 +23,6 @@ The results equal the pure path's up to the order in which repeated rows are add
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -100,13 +99,9 @@ def _row_items(a: np.ndarray) -> Any:
     return a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(a.shape[0])
 
 
-@functools.cache
-def _cache_type() -> Any:
-    """:class:`~anyml.functional.embedding.EmbeddingCache` (imported at the first call: the
-    functional module imports the backend package, which imports this module)."""
-    from anyml.functional.embedding import EmbeddingCache
-
-    return EmbeddingCache
+#: The fields of :class:`~anyml.functional.embedding.EmbeddingCache`, the pure forward's cache (known
+#: by its fields: the backend package stays below the functional modules in the import order).
+_CACHE_FIELDS = ("ids", "segments", "counts", "in_shape", "pool", "W_shape")
 
 
 @NumpyBackend.register_fast_path("embedding_backward")
@@ -118,7 +113,7 @@ def embedding_backward(dY: Array, cache: Any, index_add: Any, xp: Any = None,
     Hands the call back (``NotImplemented``) for anything but NumPy arrays of one float dtype and the
     pure forward's cache.
     """
-    if not isinstance(cache, _cache_type()):
+    if getattr(cache, "_fields", None) != _CACHE_FIELDS:
         return NotImplemented
     ids, segments, counts, in_shape, pool, W_shape = cache
     if (type(dY) is not np.ndarray or type(ids) is not np.ndarray or ids.ndim != 1

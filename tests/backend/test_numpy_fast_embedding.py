@@ -151,3 +151,9 @@ def test_layer_gradients_match_the_pure_path(nb, pool):
                 # an array handed out is never changed afterwards
                 np.testing.assert_array_equal(grads[enabled], held)
         assert_close(grads[True], grads[False], backend=nb, err_msg=f"step {step}")
+
+
+def test_the_cache_fields_are_the_pure_ones():
+    from anyml.backend import _numpy_fast_embedding
+
+    assert embedding.EmbeddingCache._fields == _numpy_fast_embedding._CACHE_FIELDS
