@@ -110,10 +110,12 @@ class LayerBase:
 
     #: Names of the parameters that the optimizer updates; the others in ``parameters`` are state.
     _trainable_names: tuple[str, ...] = ()
-    #: Trainable parameters whose gradients the layer's backward hands :meth:`_accumulate` as new
-    #: arrays that nothing else holds or writes afterwards (no view of an input, a cache or a
-    #: workspace, on every backend and fast path): the first one after a flush becomes the
-    #: accumulated gradient itself, later ones are added into it in place.
+    #: Trainable parameters whose zeros :meth:`flush_gradients` remembers, for a backward that makes
+    #: use of a gradient known to be zero (:meth:`_gradient_is_zero`, asked before every write of
+    #: that gradient). :meth:`_accumulate` then keeps the first gradient after a flush as it is,
+    #: instead of adding it into the zeros: the layer's backward must hand it new arrays for these
+    #: names, that nothing else holds or writes afterwards (no view of an input, a cache or a
+    #: workspace, on every backend and fast path); later ones are added into it in place.
     _fresh_gradients: frozenset[str] = frozenset()
     #: Other names numpy-ml gives this layer in a summary's ``"layer"`` entry (e.g. ``"Sum"``).
     _summary_names: tuple[str, ...] = ()
@@ -213,17 +215,17 @@ class LayerBase:
     def flush_gradients(self) -> None:
         """Zero the accumulated gradients and drop every retained forward pass.
 
-        Each gradient becomes a new zero array (an array handed out before is never changed), which
-        the layer remembers as zero until its next backward (see :meth:`_gradient_is_zero`).
+        Each gradient becomes a new zero array (an array handed out before is never changed); those
+        of :attr:`_fresh_gradients` are remembered as zero until the next backward (see
+        :meth:`_gradient_is_zero`).
         """
         self._caches.clear()
-        if not self.gradients:
-            return
-        zeros = {}
         for name, grad in self.gradients.items():  # zeros, not zeros_like: NumPy's calloc is cheaper
-            zeros[name] = self.gradients[name] = self.xp.zeros(grad.shape, dtype=grad.dtype,
-                                                               device=grad.device)
-        self.__dict__["_zero_gradients"] = zeros
+            self.gradients[name] = self.xp.zeros(grad.shape, dtype=grad.dtype, device=grad.device)
+        fresh = self._fresh_gradients
+        if fresh:
+            self.__dict__["_zero_gradients"] = {name: grad for name, grad in self.gradients.items()
+                                                if name in fresh}
 
     def update(self, cur_loss: float | None = None, *, check_finite: bool = True) -> None:
         """Apply the optimizer to every trainable parameter, then :meth:`flush_gradients`.
@@ -579,13 +581,14 @@ class LayerBase:
                 self.gradients[name] = self.xp.zeros_like(self.parameters[name])
 
     def _gradient_is_zero(self, name: str) -> bool:
-        """Whether ``gradients[name]`` is still the zero array that :meth:`flush_gradients` made.
+        """Whether ``gradients[name]`` is still the zero array that :meth:`flush_gradients` made
+        (always ``False`` for a name outside :attr:`_fresh_gradients`).
 
         Asked by a backward just before it writes the gradient, so the answer is forgotten: the next
         call answers ``False`` until the next flush. A gradient replaced in between (a model's
         grouped optimizer step, a reduction across processes, :meth:`to`) is not that array and
-        answers ``False``, as does one changed in place between the flush and the backward (nothing
-        in anyml does so).
+        answers ``False``; one changed in place between the flush and the backward would be taken
+        for zeros (nothing in anyml does so).
         """
         zeros = self.__dict__.get("_zero_gradients")
         if not zeros:
@@ -602,14 +605,14 @@ class LayerBase:
         the sum).
         """
         if retain_grads and self.trainable:
-            gradients = self.gradients
+            gradients, fresh = self.gradients, self._fresh_gradients
             for name, grad in grads.items():
-                acc = gradients[name]
-                if (self._gradient_is_zero(name) and name in self._fresh_gradients
-                        and grad.shape == acc.shape and grad.dtype == acc.dtype):
-                    gradients[name] = grad
-                else:
-                    gradients[name] += grad
+                if name in fresh and self._gradient_is_zero(name):
+                    acc = gradients[name]
+                    if grad.shape == acc.shape and grad.dtype == acc.dtype:
+                        gradients[name] = grad
+                        continue
+                gradients[name] += grad
 
     def _retained_output_shapes(self) -> list[tuple[int, ...]]:
         """The output shape of each retained forward pass, oldest first (for the list form)."""

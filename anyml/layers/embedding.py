@@ -101,6 +101,8 @@ class Embedding(LayerBase):
     """
 
     _trainable_names = ("W",)
+    #: the flushed zeros are remembered: the backward's first scatter may write over them
+    _fresh_gradients = frozenset(_trainable_names)
 
     def __init__(self, n_out: int, vocab_size: int, pool: str | None = None,
                  init: Any = "glorot_uniform", optimizer: Any = None, *,

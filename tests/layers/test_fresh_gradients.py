@@ -30,6 +30,14 @@ def test_flushed_zeros_are_known_once(backend):
     assert not layer._gradient_is_zero("W")
 
 
+def test_only_declared_gradients_are_remembered(backend):
+    layer = L.Conv2D(2, (3, 3), backend=backend)
+    layer.forward(backend.rng.normal((1, 5, 5, 2)))
+    layer.flush_gradients()
+    assert not layer._gradient_is_zero("W")
+    assert "_zero_gradients" not in vars(layer)
+
+
 def test_fully_connected_keeps_its_first_gradient_and_adds_the_next(backend):
     layer, X, dY = _fc(backend)
     xp = backend.xp
