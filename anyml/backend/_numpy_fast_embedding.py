@@ -16,7 +16,9 @@ scatter-adds them into the accumulator (zeros when none is given). Here:
 - when the accumulator is known to hold zeros (``zeros_given``: a gradient just flushed) or there is
   none (fresh zeros), the first round, which holds one occurrence of every id, is *assigned* instead
   of being gathered, added and written back: the rows of the gradient are not read at all, and the
-  later rounds only touch the repeated ids.
+  later rounds only touch the repeated ids;
+- rows are written through a view of the gradient with one opaque item per row, which NumPy copies
+  about 1.5 times faster than it assigns the rows of a 2-D array.
 
 The results equal the pure path's up to the order in which repeated rows are added (rounding).
 """
@@ -108,7 +110,8 @@ _CACHE_FIELDS = ("ids", "segments", "counts", "in_shape", "pool", "W_shape")
 def embedding_backward(dY: Array, cache: Any, index_add: Any, xp: Any = None,
                        accumulate_into: Array | None = None, *, zeros_given: bool = False) -> Any:
     """:func:`anyml.functional.embedding.embedding_backward` without the per-id gradient array, and
-    with the first scatter round assigned when there is no accumulator (see the module docstring).
+    with the first scatter round assigned into zeros (``zeros_given``, or no accumulator); see the
+    module docstring.
 
     Hands the call back (``NotImplemented``) for anything but NumPy arrays of one float dtype and the
     pure forward's cache.
