@@ -91,6 +91,7 @@ import numpy as np
 # the libraries' own kernels behind the pure functions (each registers on its Backend class)
 from anyml.backend import (  # noqa: F401
     _cupy_fast,
+    _numpy_fast_conv,
     _numpy_fast_embedding,
     _numpy_fast_linear,
     _numpy_fast_pool,
