@@ -136,3 +136,37 @@ def test_scaling_table_as_json(scaling, tmp_path):
 def test_blas_peak_and_conv_flops(bench):
     assert bench.blas_peak_gflops(size=64, repeats=1) > 0
     assert bench.conv2d_flops() == 3 * 2 * 32 * 1024 * 144 * 32
+
+
+@pytest.fixture
+def combine(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("combine")
+
+
+def _run(ratios: dict[str, float]) -> dict:
+    return {"backend": "numpy", "rows": [{"layer": k, "anyml_ms": 2 * v, "torch_ms": 2.0, "ratio": v,
+                                          "torch_variant": None} for k, v in ratios.items()]}
+
+
+def test_combined_runs_take_each_cases_median(combine, tmp_path):
+    runs = [_run({"Conv2D": 2.5, "Add": 1.0, "digits CNN training step": 1.4}),
+            _run({"Conv2D": 1.9, "Add": 4.0, "digits CNN training step": 1.2}),
+            _run({"Conv2D": 2.1, "Add": 1.1, "digits CNN training step": 1.3})]
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    out = tmp_path / "combined.json"
+    combined = combine.main([*map(str, paths), "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(combined))
+    rows = {r["layer"]: r for r in combined["rows"]}
+    assert rows["Conv2D"]["ratio"] == 2.1 and rows["Conv2D"]["runs"] == [2.5, 1.9, 2.1]
+    assert rows["Add"]["ratio"] == 1.1 and rows["Add"]["anyml_ms"] == 2.2
+    assert combined["runs"] == 3 and combined["worst"] == "Conv2D"
+    assert math.isclose(combined["geometric_mean_ratio"], math.sqrt(2.1 * 1.1))  # the step is no layer
+
+
+def test_combining_runs_of_other_cases_is_refused(combine):
+    with pytest.raises(ValueError, match=r"cases missing from some runs: \['Add'\]"):
+        combine.combine([_run({"Conv2D": 2.0, "Add": 1.0}), _run({"Conv2D": 2.0})])

@@ -2,7 +2,7 @@ r"""NumPy's own means behind small stride-1 convolutions, for arrays of the nump
 
 :func:`conv2d_forward` and :func:`conv2d_backward` replace the pure functions of
 :mod:`anyml.functional.conv` (see "Native fast paths" in :mod:`anyml.backend`) for convolutions whose
-whole column matrix has at most :data:`MAX_COLUMNS` values: batch 1 and other small inputs, where the
+whole column matrix has at most :data:`MAX_COLUMNS` values (batch 1 and other small inputs), where the
 pure path's cost is the number of NumPy calls (a slice copy per kernel offset to gather the columns,
 a slice addition per offset to scatter the input gradient back, and the transposes into and out of
 its channels-first planes), not the arithmetic. Here each pass is a few whole-array calls:
@@ -42,12 +42,13 @@ from anyml.backend._numpy import NumpyBackend
 
 __all__ = ["MAX_COLUMNS", "NumpyConvCache", "conv2d_backward", "conv2d_forward"]
 
-#: The largest column matrix (values, the whole batch's) this path takes. Measured at one thread,
+#: The largest column matrix (values, the whole batch's) this path takes. Measured with two threads,
 #: forward + backward + flush of a Conv2D layer with ReLU against the pure path: 8 x 8 x 4 -> 8 at
-#: batch 1 (2,304 values) 0.59 of its time, 16 x 16 x 8 -> 16 at batch 2 (36,864) 0.74, a Conv1D of
-#: 64 x 8 -> 8 at batch 1 0.75; at 73,728 values (batch 4 of the former, or 32 x 32 x 8 at batch 1)
-#: both took the same time, and above that the pure path's chunked kernels are faster.
-MAX_COLUMNS = 1 << 16
+#: batch 1 (2,304 values) 0.57 of its time, 8 x 8 x 1 -> 16 at batch 8 (4,608) 0.90, but the same at
+#: batch 32 (18,432) 1.24: with one input channel each window row copied is three values long, and
+#: the input gradient's product has one column. Beyond the batch-1 regime the pure path's chunked
+#: kernels are as fast or faster.
+MAX_COLUMNS = 1 << 13
 
 
 class NumpyConvCache(NamedTuple):
