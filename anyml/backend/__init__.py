@@ -63,6 +63,13 @@ The contract:
 Functional code may also ask :func:`fast_path` directly (``native = fast_path("name", x)``) for a
 helper that is not itself a public pure function.
 
+Registered natives: PyTorch's kernels on the torch backend (``_torch_fast``, ``_torch_fast_recurrent``),
+fused CuPy kernels (``_cupy_fast``), and NumPy's own means on the numpy backend (``_numpy_fast_conv``,
+``_numpy_fast_embedding``, ``_numpy_fast_linear``, ``_numpy_fast_pool``: strided window views,
+``out=`` arguments and in-place updates, for the cases where the pure path's number of calls or its
+temporaries cost more than its arithmetic). The pure path stays, and runs on array-api-strict and
+the emulated GPU device.
+
 Transfers
 ---------
 ``Sequential.fit`` copies host data to the device once when it fits the backend's budget
