@@ -29,77 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from anyml.backend._arrays import Array
+from anyml.backend._arrays import Array, scatter_rows
 from anyml.backend._numpy import NumpyBackend
 
-__all__ = ["embedding_backward", "scatter_rows"]
-
-#: Rounds of unique-row updates :func:`scatter_rows` makes before it sums the rest per index.
-_ROUNDS = 4
-
-
-def scatter_rows(target: np.ndarray, index: np.ndarray, source: np.ndarray,
-                 source_row: np.ndarray | None = None, *, zero: bool = False) -> np.ndarray:
-    """Add row ``source[source_row[t]]`` (``source[t]`` without ``source_row``) into
-    ``target[index[t]]`` for every ``t``, in place, accumulating repeated indices; return ``target``.
-
-    As :func:`anyml.backend._arrays.numpy_index_add`: each round writes one occurrence of every index
-    still to do (an index written with the positions of its occurrences keeps one of them, so the rows
-    of a round are unique), and after a few rounds the rest (heavily repeated indices) is summed per
-    index with ``np.add.reduceat``. ``zero=True`` promises that ``target`` is all zeros: the first
-    round is then assigned rather than added.
-    """
-    n = int(index.shape[0])
-    if n == 0:
-        return target
-    rows_of = _row_items(target)
-    position = np.arange(n)
-    owner = np.empty(target.shape[0], dtype=np.intp)  # only the entries written are read
-    for _ in range(_ROUNDS):
-        owner[index] = position
-        won = owner.take(index) == position
-        done = bool(won.all())
-        rows, chosen = (index, position) if done else (index[won], position[won])
-        if source_row is not None:
-            chosen = source_row.take(chosen)
-        if zero:  # every id once, unique rows: no copy of the source when it is the whole of it
-            updated = source if done and source_row is None else source.take(chosen, axis=0)
-            zero = False
-        else:
-            updated = target.take(rows, axis=0)  # ``take`` gathers rows faster than fancy indexing
-            updated += source.take(chosen, axis=0)
-        items = None if rows_of is None else _row_items(updated)
-        if items is None:
-            target[rows] = updated
-        else:
-            rows_of[rows] = items
-        if done:
-            return target
-        rest = ~won
-        index, position = index[rest], position[rest]
-    order = np.argsort(index, kind="stable")
-    ordered = index.take(order)
-    first = np.empty(ordered.shape[0], dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    picked = position.take(order)
-    if source_row is not None:
-        picked = source_row.take(picked)
-    target[ordered[starts]] += np.add.reduceat(source.take(picked, axis=0), starts, axis=0)
-    return target
-
-
-def _row_items(a: np.ndarray) -> Any:
-    """A C-contiguous 2-D array as a 1-D array of its rows (one opaque item per row), or ``None``.
-
-    Assigning rows through this view (``items[rows] = ...``) copies each row as one item, about
-    1.5 times faster than NumPy's row-wise fancy assignment on a 2-D array.
-    """
-    if a.ndim != 2 or not a.flags.c_contiguous or a.shape[1] == 0:
-        return None
-    return a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(a.shape[0])
-
+__all__ = ["embedding_backward"]
 
 #: The fields of :class:`~anyml.functional.embedding.EmbeddingCache`, the pure forward's cache (known
 #: by its fields: the backend package stays below the functional modules in the import order).

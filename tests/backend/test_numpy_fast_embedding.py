@@ -12,7 +12,7 @@ import pytest
 import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
 from anyml.backend import fast_path, use_fast_paths
-from anyml.backend._numpy_fast_embedding import scatter_rows
+from anyml.backend._arrays import scatter_rows
 from anyml.functional import embedding
 from anyml.testing import assert_close
 
