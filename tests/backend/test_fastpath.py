@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 
 import numpy as np
 import pytest
@@ -193,3 +194,15 @@ def test_registering_an_array_type_resets_the_dispatch_cache():
         assert not _fastpath._DISPATCH
     finally:
         del _fastpath._ARRAY_TYPES[Fake]
+
+
+@pytest.mark.parametrize(("module", "name"), [("_numpy_fast_conv", "conv2d_forward"),
+                                              ("_numpy_fast_conv", "conv2d_backward"),
+                                              ("_numpy_fast_embedding", "embedding_backward"),
+                                              ("_numpy_fast_linear", "linear_backward"),
+                                              ("_numpy_fast_pool", "pool2d_backward")])
+def test_numpy_natives_are_registered_on_numpy_only(nb, module, name):
+    native = getattr(importlib.import_module(f"anyml.backend.{module}"), name)
+    assert fast_path(name, nb.rng.normal((1,))) is native
+    strict = anyml.make_backend("array-api-strict", seed=0)
+    assert fast_path(name, strict.rng.normal((1,))) is None

@@ -9,14 +9,9 @@ import pytest
 
 import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
-from anyml.backend import _numpy_fast_conv, fast_path, use_fast_paths
+from anyml.backend import _numpy_fast_conv, use_fast_paths
 from anyml.functional import conv
 from anyml.testing import assert_close
-
-
-@pytest.fixture(params=["float32", "float64"])
-def nb(request: pytest.FixtureRequest) -> anyml.Backend:
-    return anyml.make_backend("numpy", dtype=request.param, seed=0)
 
 
 def _both(nb, forward, backward, inputs, kwargs, seed=0):
@@ -94,12 +89,6 @@ def test_other_convolutions_go_to_the_pure_path(nb, why):
     assert _numpy_fast_conv.conv2d_forward(X, W, None, **kwargs) is NotImplemented
     _, cache = conv.conv2d_forward(X, W, None, **kwargs)
     assert type(cache).__name__ == "ConvCache"
-
-
-def test_registered_on_numpy_only(nb):
-    assert fast_path("conv2d_forward", nb.rng.normal((1,))) is _numpy_fast_conv.conv2d_forward
-    strict = anyml.make_backend("array-api-strict", seed=0)
-    assert fast_path("conv2d_forward", strict.rng.normal((1,))) is None
 
 
 def test_bad_input_raises_the_pure_paths_errors(nb):
