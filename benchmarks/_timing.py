@@ -58,3 +58,13 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
 def geometric_mean(values: Sequence[float]) -> float:
     """The geometric mean of positive numbers."""
     return statistics.geometric_mean(values)
+
+
+def layer_summary(rows: Sequence[dict]) -> dict:
+    """``geometric_mean_ratio`` and ``worst`` (its name) over the rows of a layer table that are
+    layers, not training steps; both ``None`` without any."""
+    layers = [r for r in rows if "step" not in r["layer"]]
+    if not layers:
+        return {"geometric_mean_ratio": None, "worst": None}
+    return {"geometric_mean_ratio": geometric_mean([r["ratio"] for r in layers]),
+            "worst": max(layers, key=lambda r: r["ratio"])["layer"]}

@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from _timing import geometric_mean  # benchmarks/ is on the path when run as a script
+from _timing import layer_summary  # benchmarks/ is on the path when run as a script
 
 
 def combine(results: list[dict]) -> dict:
@@ -38,11 +38,8 @@ def combine(results: list[dict]) -> dict:
                      "ratio": statistics.median(r["ratio"] for r in runs),
                      "runs": [r["ratio"] for r in runs],
                      "torch_variant": runs[0].get("torch_variant")})
-    layers = [r for r in rows if "step" not in r["layer"]]
     out = {key: value for key, value in results[0].items() if key != "rows"}
-    out.update(rows=rows, runs=len(results),
-               geometric_mean_ratio=geometric_mean([r["ratio"] for r in layers]) if layers else None,
-               worst=max(layers, key=lambda r: r["ratio"])["layer"] if layers else None)
+    out.update(rows=rows, runs=len(results), **layer_summary(rows))
     for key in ("blas_peak_gflops", "conv2d_gflops"):
         if all(key in r for r in results):
             out[key] = statistics.median(r[key] for r in results)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _timing import compare, geometric_mean, paired_ratio  # benchmarks/ is on the path when run as a script
+from _timing import compare, layer_summary, paired_ratio  # benchmarks/ is on the path when run as a script
 
 import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
@@ -526,14 +526,12 @@ def main(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"{parser.prog}: {exc}\n")
     print(f"{'layer':>26}  {'anyml ms':>9}  {'torch ms':>9}  {'ratio':>6}  torch's fastest way")
     rows = run(be, 16 if args.gpu_sizes else 1, names, args.warmup, args.repeats, args.rounds)
-    layer_rows = [r for r in rows if r["layer"] in CASES and "step" not in r["layer"]]
     summary = {
         "backend": args.backend,
         "gpu_sizes": args.gpu_sizes,
         "machine": platform.platform(),
         "rows": rows,
-        "geometric_mean_ratio": geometric_mean([r["ratio"] for r in layer_rows]) if layer_rows else None,
-        "worst": max(layer_rows, key=lambda r: r["ratio"])["layer"] if layer_rows else None,
+        **layer_summary(rows),
     }
     if be.name == "numpy" and any(r["layer"] == "Conv2D" for r in rows):
         conv_ms = next(r["anyml_ms"] for r in rows if r["layer"] == "Conv2D")
@@ -543,7 +541,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"float32 matrix products: {summary['blas_peak_gflops']:.0f} GFLOP/s at best (2048 x 2048); "
               f"Conv2D's three products over its whole step: {summary['conv2d_gflops']:.0f} GFLOP/s "
               f"(batch {32 * summary_scale})")
-    if layer_rows:
+    if summary["geometric_mean_ratio"] is not None:
         print(f"geometric mean of the layer ratios: {summary['geometric_mean_ratio']:.2f}; "
               f"worst: {summary['worst']}")
     if args.json is not None:
