@@ -68,3 +68,11 @@ def layer_summary(rows: Sequence[dict]) -> dict:
         return {"geometric_mean_ratio": None, "worst": None}
     return {"geometric_mean_ratio": geometric_mean([r["ratio"] for r in layers]),
             "worst": max(layers, key=lambda r: r["ratio"])["layer"]}
+
+
+def print_layer_summary(summary: dict, ratios: str) -> None:
+    """Print the geometric mean of ``summary``'s ``ratios`` (the words naming them) and its worst
+    layer, as :func:`layer_summary` gave them; nothing when the table had no layers."""
+    if summary["geometric_mean_ratio"] is not None:
+        print(f"geometric mean of the {ratios}: {summary['geometric_mean_ratio']:.2f}; "
+              f"worst: {summary['worst']}")

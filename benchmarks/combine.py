@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from _timing import layer_summary  # benchmarks/ is on the path when run as a script
+from _timing import layer_summary, print_layer_summary  # benchmarks/ is on the path when run as a script
 
 
 def combine(results: list[dict]) -> dict:
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'layer':>26}  {'ratio':>6}  runs")
     for row in out["rows"]:
         print(f"{row['layer']:>26}  {row['ratio']:6.2f}  {' '.join(f'{r:.2f}' for r in row['runs'])}")
-    if out["geometric_mean_ratio"] is not None:
-        print(f"geometric mean of the median ratios: {out['geometric_mean_ratio']:.2f}; "
-              f"worst: {out['worst']}")
+    print_layer_summary(out, "median ratios")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -28,7 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _timing import compare, layer_summary, paired_ratio  # benchmarks/ is on the path when run as a script
+from _timing import (  # benchmarks/ is on the path when run as a script
+    compare,
+    layer_summary,
+    paired_ratio,
+    print_layer_summary,
+)
 
 import anyml
 from anyml import layers as L  # noqa: N812 - short, reads like the API
@@ -541,9 +546,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"float32 matrix products: {summary['blas_peak_gflops']:.0f} GFLOP/s at best (2048 x 2048); "
               f"Conv2D's three products over its whole step: {summary['conv2d_gflops']:.0f} GFLOP/s "
               f"(batch {32 * summary_scale})")
-    if summary["geometric_mean_ratio"] is not None:
-        print(f"geometric mean of the layer ratios: {summary['geometric_mean_ratio']:.2f}; "
-              f"worst: {summary['worst']}")
+    print_layer_summary(summary, "layer ratios")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
